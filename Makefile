@@ -1,0 +1,42 @@
+# onlstm: `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The data root: ONLSTM_DATA_DIR if set, else ../shared/data when present, else ./data
+ONLSTM_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(CURDIR)/data)
+export ONLSTM_DATA_DIR
+ARGS ?=
+
+.PHONY: help install train test test-full bench lint clean
+
+help: ## show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e ".[dev,launchers]"
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the package with its test and launcher extras
+
+train: install ## the main job: a CPU-sized ON-LSTM LM on PTB (~15 min), validation and test perplexity
+	$(BIN)/python train.py experiment=ptb_cpu $(ARGS)
+
+test: install ## the test suite without the slow tests
+	$(BIN)/python -m pytest -m "not slow" -q $(ARGS)
+
+test-full: install ## every test, the slow ones too
+	$(BIN)/python -m pytest -q $(ARGS)
+
+bench: install ## throughput benchmarks (tables printed and saved under benchmarks/results/)
+	$(BIN)/python benchmarks/lm_throughput.py
+	$(BIN)/python benchmarks/recurrence.py
+
+lint: install ## ruff
+	$(BIN)/ruff check onlstm tasks datamodules tests benchmarks train.py
+
+clean: ## remove the virtual environment and run outputs
+	rm -rf $(VENV) logs

@@ -1,0 +1,37 @@
+"""The header every benchmark prints: machine, software and the command that made the table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import sys
+
+import torch
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def header(device: str = "cpu") -> str:
+    lines = [
+        f"- command: `{' '.join(shlex.quote(a) for a in [os.path.basename(sys.executable)] + sys.argv)}`",
+        f"- machine: {platform.platform()}, {os.cpu_count()} logical CPUs, {cpu_model()}",
+        f"- torch {torch.__version__}, threads {torch.get_num_threads()}, python {platform.python_version()}",
+    ]
+    if device == "cuda" and torch.cuda.is_available():
+        lines.append(f"- GPU: {torch.cuda.get_device_name()} (CUDA {torch.version.cuda})")
+    try:
+        load = os.getloadavg()
+        lines.append(f"- load average at start: {load[0]:.2f} (a shared machine makes timings noisy)")
+    except OSError:
+        pass
+    return "\n".join(lines)

@@ -1,0 +1,218 @@
+"""Speed of the ON-LSTM recurrence: the per-step reference, the fused layer and nn.LSTM.
+
+Table 1: training tokens/s (forward + backward of the stack, median of N repeats after a warm-up;
+the first call, on a fresh model, is timed separately) at the paper's size and a small size.
+All paths are measured interleaved (repeat r runs every path once), so noise from other
+processes on the machine hits them alike and the ratios stay fair.
+
+Table 2: batched inference: master-gate distances of the whole NLTK treebank sample through
+``onlstm.inference.sequence_gate_distances`` at the paper's size, padded batches vs a batch-1 loop.
+
+    python benchmarks/recurrence.py [--quick] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # runnable from a checkout without installing the package
+
+from onlstm import BackboneConfig, ONLSTMStack, RNNLanguageModel  # noqa: E402
+from onlstm.inference import sequence_gate_distances  # noqa: E402
+
+# (name, layer sizes, chunk size, bptt, batch)
+CONFIGS = [
+    ("paper", [400, 1150, 1150, 400], 10, 70, 20),
+    ("small", [200, 256, 256], 8, 35, 32),
+]
+# the paper's regularisation (dropouth, wdrop) is on for the ON-LSTM paths: it is what training pays
+DROPOUT, DROPCONNECT = 0.3, 0.45
+
+
+class StackedLSTM(nn.Module):
+    """nn.LSTM baseline: one single-layer nn.LSTM per layer (the sizes differ between layers)."""
+
+    def __init__(self, sizes: list[int]):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.LSTM(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)[0]
+        return x
+
+
+def machine_header(args: argparse.Namespace) -> str:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    lines = [
+        f"- command: `{' '.join([Path(sys.executable).name] + sys.argv)}`",
+        f"- platform: {platform.platform()}, Python {platform.python_version()}",
+        f"- CPU: {cpu} ({os.cpu_count()} logical CPUs), torch {torch.__version__}, "
+        f"torch.get_num_threads() = {torch.get_num_threads()}",
+        f"- device: {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""),
+    ]
+    return "\n".join(lines)
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def make_model(path: str, sizes: list[int], chunk: int, device: str) -> nn.Module:
+    if path == "nn.LSTM":
+        model = StackedLSTM(sizes)
+    else:
+        model = ONLSTMStack(sizes, chunk, dropout=DROPOUT, dropconnect=DROPCONNECT, implementation=path)
+    return model.to(device).train()
+
+
+def train_step(model: nn.Module, x: torch.Tensor) -> None:
+    out = model(x)
+    out = out if isinstance(out, torch.Tensor) else out.output
+    out.pow(2).mean().backward()
+    for p in model.parameters():
+        p.grad = None
+
+
+def timed(fn, device: str) -> float:
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def training_table(args: argparse.Namespace) -> str:
+    paths = ["reference", "fused", "nn.LSTM"]
+    rows = [
+        "| config | layer sizes, chunk, bptt x batch | path | first call (s) | median step (ms) "
+        "| tokens/s | vs nn.LSTM |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for name, sizes, chunk, bptt, batch in CONFIGS:
+        torch.manual_seed(0)
+        x = torch.randn(bptt, batch, sizes[0], device=args.device)
+        models, first = {}, {}
+        for path in paths:
+            # first call: fresh model, nothing warmed up for this shape yet
+            models[path] = make_model(path, sizes, chunk, args.device)
+            first[path] = timed(lambda: train_step(models[path], x), args.device)
+        for _ in range(args.warmup):
+            for path in paths:
+                train_step(models[path], x)
+        times = {path: [] for path in paths}
+        for _ in range(args.repeats):  # interleaved: every repeat runs each path once
+            for path in paths:
+                times[path].append(timed(lambda: train_step(models[path], x), args.device))
+        medians = {path: statistics.median(ts) for path, ts in times.items()}
+        tokens = bptt * batch
+        for path in paths:
+            rows.append(
+                f"| {name} | {sizes}, {chunk}, {bptt} x {batch} | {path} | {first[path]:.2f} "
+                f"| {1000 * medians[path]:.1f} | {tokens / medians[path]:,.0f} "
+                f"| {medians['nn.LSTM'] / medians[path]:.2f}x |"
+            )
+        print(f"  {name}: done", file=sys.stderr)
+    return "\n".join(rows)
+
+
+def treebank_sentences(data_dir: Path) -> list[list[str]]:
+    import nltk
+    from nltk.corpus.reader import BracketParseCorpusReader
+
+    root = data_dir / "treebank" / "combined"
+    if str(data_dir) not in nltk.data.path:
+        nltk.data.path.append(str(data_dir))  # nltk >= 3.9 refuses readers outside its data path
+    reader = BracketParseCorpusReader(str(root), r"wsj_.*\.mrg")
+    return [[w.lower() for w in sent] for sent in reader.sents()]
+
+
+def inference_table(args: argparse.Namespace) -> str:
+    sentences = treebank_sentences(args.data_dir)
+    if args.quick:
+        sentences = sentences[: len(sentences) // 8]
+    vocab: dict[str, int] = {}
+    rng = random.Random(0)
+    ids = [[vocab.setdefault(w, rng.randrange(args.vocab)) for w in s] for s in sentences]
+    n_tokens = sum(len(s) for s in ids)
+    torch.manual_seed(0)
+    model = RNNLanguageModel(args.vocab, BackboneConfig()).to(args.device)  # paper size, fused stack
+    sequence_gate_distances(model, ids[:8], batch_size=8)  # warm-up
+
+    batched = timed(lambda: sequence_gate_distances(model, ids, batch_size=args.batch_size), args.device)
+    subset = random.Random(1).sample(ids, min(args.batch1_sentences, len(ids)))
+    sub_tokens = sum(len(s) for s in subset)
+    sub_time = timed(lambda: sequence_gate_distances(model, subset, batch_size=1), args.device)
+    single = sub_time * n_tokens / sub_tokens  # extrapolated per token: cost ~ tokens at batch 1
+    rows = [
+        f"{len(ids):,} sentences, {n_tokens:,} tokens, paper-size ON-LSTM LM "
+        f"(vocab {args.vocab:,}, fused stack), eval mode.",
+        f"The batch-1 loop was timed on {len(subset)} random sentences ({sub_tokens:,} tokens, "
+        f"{sub_time:.1f} s) and extrapolated to all tokens.",
+        "",
+        "| path | time (s) | tokens/s | speed-up |",
+        "|---|---:|---:|---:|",
+        f"| batch 1 (extrapolated) | {single:.1f} | {n_tokens / single:,.0f} | 1.0x |",
+        f"| padded batches of {args.batch_size}, sorted by length | {batched:.1f} | {n_tokens / batched:,.0f} "
+        f"| {single / batched:.1f}x |",
+    ]
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and 1/8 of the treebank")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per path (default 5, quick 3)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--vocab", type=int, default=10_000)
+    parser.add_argument("--batch-size", type=int, default=256, help="inference batch size")
+    parser.add_argument("--batch1-sentences", type=int, default=None, help="batch-1 subset (default 100, quick 30)")
+    parser.add_argument("--skip-inference", action="store_true")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("ONLSTM_DATA_DIR", REPO.parent / "shared" / "data")),
+        help="data root holding treebank/combined/wsj_*.mrg (default: $ONLSTM_DATA_DIR or ../shared/data)",
+    )
+    args = parser.parse_args()
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 5
+    if args.batch1_sentences is None:
+        args.batch1_sentences = 30 if args.quick else 100
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but torch.cuda.is_available() is False")
+
+    print("# ON-LSTM recurrence benchmark\n")
+    print(machine_header(args) + "\n")
+    print(f"## Training (forward + backward), median of {args.repeats} interleaved repeats "
+          f"after {args.warmup} warm-up\n")
+    print(f"ON-LSTM paths train with dropout {DROPOUT} between layers and DropConnect {DROPCONNECT} "
+          "(the paper's); nn.LSTM is stacked single-layer `nn.LSTM` modules, no regularisation.\n")
+    print(training_table(args) + "\n", flush=True)
+    if not args.skip_inference:
+        print("## Batched inference: `sequence_gate_distances` over the treebank sample\n")
+        print(inference_table(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""LightningDataModules, one per data source. They read files; tasks never do."""

@@ -1,0 +1,24 @@
+"""onlstm: the Ordered Neurons LSTM (Shen et al., ICLR 2019) in plain PyTorch.
+
+This package knows nothing of Lightning, Hydra or wandb: ``from onlstm import ONLSTMStack``.
+"""
+
+from onlstm.cell import ONLSTMCell, cumax
+from onlstm.lm import BackboneConfig, LMOutput, RNNLanguageModel, build_stack
+from onlstm.regularizers import LinearDropConnect, LockedDropout, embedded_dropout
+from onlstm.stack import LSTMStack, ONLSTMStack, StackOutput
+
+__all__ = [
+    "BackboneConfig",
+    "LMOutput",
+    "LSTMStack",
+    "LinearDropConnect",
+    "LockedDropout",
+    "ONLSTMCell",
+    "ONLSTMStack",
+    "RNNLanguageModel",
+    "StackOutput",
+    "build_stack",
+    "cumax",
+    "embedded_dropout",
+]

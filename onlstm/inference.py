@@ -1,0 +1,94 @@
+"""Batched inference over many sentences of different lengths: log-probabilities and gate distances.
+
+Sentences are right-padded into one (time, batch) tensor. The recurrence is causal, so the
+outputs at a sentence's real positions do not depend on the padding after it: a padded batch
+gives the same numbers as one sentence at a time (tested in ``tests/test_inference.py``).
+Sentences are sorted by length inside each batch group to keep padding small.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from onlstm.lm import RNNLanguageModel
+
+
+class SentenceGates(NamedTuple):
+    distances: Tensor  # (layers, length): 1 - mean master forget gate at every position
+    distances_in: Tensor  # (layers, length)
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Tensor, Tensor]:
+    """(time, batch) long tensor right-padded with ``pad_id``, and the lengths (batch,)."""
+    if not sequences:
+        raise ValueError("pad_batch needs at least one sequence")
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    tokens = torch.full((int(lengths.max()), len(sequences)), pad_id, dtype=torch.long)
+    for column, seq in enumerate(sequences):
+        tokens[: len(seq), column] = torch.as_tensor(list(seq), dtype=torch.long)
+    return tokens, lengths
+
+
+def _gates_forward(model: nn.Module, tokens: Tensor):
+    """The model's output with ``distances``. For an :class:`RNNLanguageModel` only the embedding
+    and the stack run: in eval mode that is what its forward computes before the decoder, and the
+    vocabulary-sized decoder would be ~1/6 of the work (and a (time, batch, vocab) tensor) for
+    nothing."""
+    if isinstance(model, RNNLanguageModel):
+        return model.stack(model.embedding(tokens))
+    return model(tokens)
+
+
+def _batches_by_length(sequences: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@torch.no_grad()
+def sequence_log_probs(model: nn.Module, sequences: Sequence[Sequence[int]], batch_size: int = 256) -> list[Tensor]:
+    """For each id sequence s, log p(s[t] | s[:t]) for t = 1..len(s)-1, as a float tensor.
+
+    ``model`` maps (time, batch) ids to an object with ``logits`` (time, batch, vocab), like
+    :class:`onlstm.RNNLanguageModel`. It is put in eval mode for the call and restored after.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    result: list[Tensor | None] = [None] * len(sequences)
+    try:
+        for group in _batches_by_length(sequences, batch_size):
+            tokens, lengths = pad_batch([sequences[i] for i in group])
+            tokens = tokens.to(device)
+            log_probs = F.log_softmax(model(tokens[:-1]).logits.float(), dim=-1)
+            picked = log_probs.gather(-1, tokens[1:].unsqueeze(-1)).squeeze(-1).cpu()  # (time-1, batch)
+            for column, index in enumerate(group):
+                result[index] = picked[: int(lengths[column]) - 1, column].clone()
+    finally:
+        model.train(was_training)
+    return result  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def sequence_gate_distances(model: nn.Module, sequences: Sequence[Sequence[int]], batch_size: int = 256) -> list[SentenceGates]:
+    """Master-gate distances of every layer at every position of each id sequence (eval mode)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    result: list[SentenceGates | None] = [None] * len(sequences)
+    try:
+        for group in _batches_by_length(sequences, batch_size):
+            tokens, lengths = pad_batch([sequences[i] for i in group])
+            out = _gates_forward(model, tokens.to(device))
+            if out.distances is None:
+                raise ValueError("this model has no master gates (an LSTM): gate distances need an ON-LSTM")
+            dist_f, dist_i = out.distances.float().cpu(), out.distances_in.float().cpu()
+            for column, index in enumerate(group):
+                n = int(lengths[column])
+                result[index] = SentenceGates(dist_f[:, :n, column].clone(), dist_i[:, :n, column].clone())
+    finally:
+        model.train(was_training)
+    return result  # type: ignore[return-value]

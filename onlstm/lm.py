@@ -1,0 +1,100 @@
+"""RNNLanguageModel: embedding -> recurrent stack -> tied decoder, AWD-LSTM style."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from torch import Tensor, nn
+
+from onlstm.regularizers import LockedDropout, embedded_dropout
+from onlstm.stack import Hidden, LSTMStack, ONLSTMStack
+
+
+@dataclass
+class BackboneConfig:
+    """Hyperparameters of the recurrent backbone. Defaults: the paper's PTB language model."""
+
+    arch: str = "onlstm"  # "onlstm" or "lstm"
+    emb_size: int = 400  # word embedding size (= last layer size when weights are tied)
+    hidden_size: int = 1150  # size of every layer but the last (when tied) / every layer
+    n_layers: int = 3
+    chunk_size: int = 10  # neurons sharing one master-gate value; must divide the layer sizes
+    dropout: float = 0.45  # locked dropout on the last layer's output
+    dropouth: float = 0.3  # locked dropout between layers
+    dropouti: float = 0.5  # locked dropout on the embeddings
+    dropoute: float = 0.1  # embedding dropout (whole word types)
+    wdrop: float = 0.45  # DropConnect on hidden-to-hidden weights
+    tie_weights: bool = True  # decoder weight = embedding weight (last layer size = emb_size)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field when the sizes cannot make a backbone."""
+        if self.arch not in ("onlstm", "lstm"):
+            raise ValueError(f"model.arch must be 'onlstm' or 'lstm', got {self.arch!r}")
+        if self.n_layers < 1:
+            raise ValueError(f"model.n_layers must be at least 1, got {self.n_layers}")
+        if self.arch == "onlstm":
+            for size in self.layer_sizes()[1:]:
+                if self.chunk_size < 1 or size % self.chunk_size:
+                    raise ValueError(
+                        f"model.chunk_size={self.chunk_size} must divide every layer size {self.layer_sizes()[1:]} "
+                        f"(it does not divide {size}): pick a divisor, e.g. model.chunk_size="
+                        f"{next(c for c in range(min(self.chunk_size, size), 0, -1) if size % c == 0 and self.hidden_size % c == 0)}"
+                    )
+
+    def layer_sizes(self) -> list[int]:
+        last = self.emb_size if self.tie_weights else self.hidden_size
+        return [self.emb_size] + [self.hidden_size] * (self.n_layers - 1) + [last]
+
+
+def build_stack(cfg: BackboneConfig, layer_sizes: list[int] | None = None) -> nn.Module:
+    sizes = cfg.layer_sizes() if layer_sizes is None else layer_sizes
+    if cfg.arch == "onlstm":
+        return ONLSTMStack(sizes, cfg.chunk_size, dropout=cfg.dropouth, dropconnect=cfg.wdrop)
+    if cfg.arch == "lstm":
+        return LSTMStack(sizes, dropout=cfg.dropouth, dropconnect=cfg.wdrop)
+    raise ValueError(f"model.arch must be 'onlstm' or 'lstm', got {cfg.arch!r}")
+
+
+class LMOutput(NamedTuple):
+    logits: Tensor  # (time, batch, vocab)
+    hidden: Hidden
+    raw_outputs: list[Tensor]
+    outputs: list[Tensor]  # per layer after dropout; the last one after the output dropout (for AR)
+    distances: Tensor | None
+    distances_in: Tensor | None
+
+
+class RNNLanguageModel(nn.Module):
+    def __init__(self, vocab_size: int, cfg: BackboneConfig = BackboneConfig()):
+        super().__init__()
+        if cfg.tie_weights and cfg.layer_sizes()[-1] != cfg.emb_size:
+            raise ValueError("tie_weights needs the last layer size to equal emb_size")
+        self.cfg = cfg
+        self.vocab_size = vocab_size
+        self.embedding = nn.Embedding(vocab_size, cfg.emb_size)
+        self.stack = build_stack(cfg)
+        self.lockdrop = LockedDropout()
+        self.decoder = nn.Linear(cfg.layer_sizes()[-1], vocab_size)
+        if cfg.tie_weights:
+            self.decoder.weight = self.embedding.weight
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """AWD-LSTM's initialisation of the embedding and decoder."""
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+        if not self.cfg.tie_weights:
+            nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+
+    def init_hidden(self, batch_size: int) -> Hidden:
+        return self.stack.init_hidden(batch_size, like=self.embedding.weight)
+
+    def forward(self, tokens: Tensor, hidden: Hidden | None = None) -> LMOutput:
+        """tokens: (time, batch) word ids. Returns logits for the next word at every position."""
+        emb = embedded_dropout(self.embedding, tokens, self.cfg.dropoute, self.training)
+        emb = self.lockdrop(emb, self.cfg.dropouti)
+        out = self.stack(emb, hidden)
+        output = self.lockdrop(out.output, self.cfg.dropout)
+        outputs = out.outputs[:-1] + [output]
+        return LMOutput(self.decoder(output), out.hidden, out.raw_outputs, outputs, out.distances, out.distances_in)

@@ -1,0 +1,1 @@
+"""One LightningModule per task: wiring, logging and optimisation around the onlstm backbone."""

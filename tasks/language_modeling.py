@@ -1,0 +1,263 @@
+"""Word-level language modeling, AWD-LSTM style (the paper's Section 6.1).
+
+Manual optimisation, because every step needs what automatic optimisation hides: the learning
+rate scaled by seq_len / bptt for that batch only, AR/TAR on the stack's outputs, norm clipping,
+and the NT-ASGD switch that replaces the optimizer mid-run. Lightning 2.x has no truncated BPTT,
+so the hidden state is carried (detached) across batches here and reset at each epoch start.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+from torchmetrics import MinMetric, SumMetric
+
+from onlstm import BackboneConfig, RNNLanguageModel
+from onlstm.stack import Hidden
+
+
+def detach_hidden(hidden: Hidden) -> Hidden:
+    return [(h.detach(), c.detach()) for h, c in hidden]
+
+
+class LanguageModelingTask(pl.LightningModule):
+    def __init__(
+        self,
+        model: dict,
+        vocab: list[str],
+        optimizer: str = "sgd",  # "sgd" (with NT-ASGD when asgd=True) or "adam"
+        lr: float = 30.0,
+        weight_decay: float = 1.2e-6,
+        clip: float = 0.25,
+        alpha: float = 2.0,  # activation regularisation (AR) on the dropped last-layer output
+        beta: float = 1.0,  # temporal activation regularisation (TAR) on the raw last-layer output
+        asgd: bool = True,  # allow NT-ASGD (the NTASGDSwitch callback decides when)
+        plateau_factor: float | None = None,  # e.g. 0.25: divide lr by 4 when val/loss plateaus
+        plateau_patience: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["vocab"])
+        self.automatic_optimization = False
+        self.vocab = list(vocab)
+        self.backbone_cfg = BackboneConfig(**model)
+        self.model = RNNLanguageModel(len(self.vocab), self.backbone_cfg)
+        self.asgd_active = False
+        self._hidden: dict[str, Hidden | None] = {"train": None, "val": None, "test": None}
+        self.nll = torch.nn.ModuleDict({stage: SumMetric() for stage in ("val", "test")})
+        self.count = torch.nn.ModuleDict({stage: SumMetric() for stage in ("val", "test")})
+        self.val_ppl_best = MinMetric()
+        self._raw_weights: dict[str, Tensor] | None = None
+        self._resumed_hidden = False
+        self._epoch_done = False  # the last training batch of the epoch has been seen
+
+    # ----------------------------------------------------------------- forward / loss
+    def forward(self, tokens: Tensor, hidden: Hidden | None = None):
+        return self.model(tokens, hidden)
+
+    def _carried_hidden(self, stage: str, batch_size: int) -> Hidden:
+        hidden = self._hidden[stage]
+        if hidden is None or hidden[0][0].size(0) != batch_size:
+            hidden = self.model.init_hidden(batch_size)
+        return detach_hidden(hidden)
+
+    # ----------------------------------------------------------------- training
+    def on_train_epoch_start(self) -> None:
+        # AWD-LSTM resets the state at every epoch start; a run resumed mid-epoch keeps the
+        # state it restored from the checkpoint
+        if not self._resumed_hidden:
+            self._hidden["train"] = None
+        self._resumed_hidden = False
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        optimizer = self.optimizers()
+        self._epoch_done = batch_idx + 1 >= self.trainer.num_training_batches
+        tokens, targets = batch["input"], batch["target"]
+        out = self.model(tokens, self._carried_hidden("train", tokens.size(1)))
+        self._hidden["train"] = out.hidden
+        raw_loss = F.cross_entropy(out.logits.reshape(-1, out.logits.size(-1)), targets.reshape(-1))
+        if not torch.isfinite(raw_loss):
+            # stop before the update: the weights and every checkpoint written so far stay good
+            raise FloatingPointError(
+                f"non-finite training loss ({raw_loss.item()}) at global step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}); the checkpoints already written are "
+                "intact: lower task.module.lr or task.module.clip and resume from the last one"
+            )
+        loss = raw_loss
+        if self.hparams.alpha:
+            loss = loss + self.hparams.alpha * out.outputs[-1].pow(2).mean()
+        if self.hparams.beta:
+            last = out.raw_outputs[-1]
+            loss = loss + self.hparams.beta * (last[1:] - last[:-1]).pow(2).mean()
+
+        base_lrs = [group["lr"] for group in optimizer.param_groups]
+        for group in optimizer.param_groups:  # AWD-LSTM: longer segments take larger steps
+            group["lr"] = group["lr"] * float(batch["lr_scale"])
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        if self.hparams.clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+        for group, lr in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = lr
+
+        batch_size = tokens.size(1)
+        self.log("train/loss", raw_loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
+        self.log("train/lr", base_lrs[0], on_step=False, on_epoch=True, batch_size=batch_size)
+        return loss
+
+    # ----------------------------------------------------------------- evaluation
+    def _eval_step(self, stage: str, batch: dict) -> None:
+        tokens, targets = batch["input"], batch["target"]
+        out = self.model(tokens, self._carried_hidden(stage, tokens.size(1)))
+        self._hidden[stage] = out.hidden
+        nll = F.cross_entropy(out.logits.reshape(-1, out.logits.size(-1)).float(), targets.reshape(-1), reduction="sum")
+        self.nll[stage].update(nll)
+        self.count[stage].update(torch.tensor(float(targets.numel()), device=nll.device))
+
+    def _eval_epoch_end(self, stage: str) -> float:
+        loss = (self.nll[stage].compute() / self.count[stage].compute()).item()
+        self.nll[stage].reset()
+        self.count[stage].reset()
+        self.log(f"{stage}/loss", loss, sync_dist=False)  # already summed over ranks by torchmetrics
+        self.log(f"{stage}/ppl", math.exp(min(loss, 50.0)), prog_bar=True)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._hidden["val"] = None
+        self._swap_in_averaged_weights()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        loss = self._eval_epoch_end("val")
+        if not self.trainer.sanity_checking:
+            self.val_ppl_best.update(torch.tensor(math.exp(min(loss, 50.0))))
+            self.log("val/ppl_best", self.val_ppl_best.compute())
+            self._step_plateau_scheduler(loss)
+        self._swap_out_averaged_weights()
+
+    def on_test_epoch_start(self) -> None:
+        self._hidden["test"] = None
+        self._swap_in_averaged_weights()
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+        self._swap_out_averaged_weights()
+
+    # ----------------------------------------------------------------- optimisers
+    def _make_optimizer(self, kind: str) -> torch.optim.Optimizer:
+        hp = self.hparams
+        params = self.model.parameters()
+        if kind == "asgd":
+            return torch.optim.ASGD(params, lr=hp.lr, t0=0, lambd=0.0, weight_decay=hp.weight_decay)
+        if kind == "sgd":
+            return torch.optim.SGD(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        if kind == "adam":
+            return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        raise ValueError(f"task.module.optimizer must be 'sgd' or 'adam', got {kind!r}")
+
+    def configure_optimizers(self):
+        optimizer = self._make_optimizer("asgd" if self.asgd_active else self.hparams.optimizer)
+        if self.hparams.plateau_factor:
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="min", factor=self.hparams.plateau_factor, patience=self.hparams.plateau_patience
+            )
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return optimizer
+
+    def _step_plateau_scheduler(self, val_loss: float) -> None:
+        # Manual optimisation: Lightning does not step schedulers for us.
+        schedulers = self.lr_schedulers()
+        if schedulers is not None and not self.asgd_active:
+            schedulers.step(val_loss)
+
+    @property
+    def can_switch_to_asgd(self) -> bool:
+        return self.hparams.asgd and self.hparams.optimizer == "sgd" and not self.asgd_active
+
+    def switch_to_asgd(self) -> None:
+        """NT-ASGD: replace SGD by ASGD over every parameter (the decoder's bias included)."""
+        self.asgd_active = True
+        self.trainer.optimizers = [self._make_optimizer("asgd")]
+        self.print(f"epoch {self.current_epoch}: switching to averaged SGD (NT-ASGD)")
+
+    # ----------------------------------------------------------------- averaged weights
+    def _averaged_weights(self) -> dict[str, Tensor] | None:
+        if not self.asgd_active or not self.trainer.optimizers:
+            return None
+        optimizer = self.trainer.optimizers[0]
+        if not isinstance(optimizer, torch.optim.ASGD):
+            return None
+        averaged = {}
+        for name, param in self.model.named_parameters():
+            state = optimizer.state.get(param, {})
+            if "ax" in state and int(state.get("step", 0)) > 0:
+                averaged[name] = state["ax"]
+        return averaged or None
+
+    def _swap_in_averaged_weights(self) -> None:
+        """NT-ASGD evaluates (and saves) the averaged weights, as the official code does."""
+        averaged = self._averaged_weights() if self.trainer.state.fn == "fit" else None
+        if averaged is None or self._raw_weights is not None:
+            return
+        self._raw_weights = {}
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, ax in averaged.items():
+                self._raw_weights[name] = params[name].detach().clone()
+                params[name].copy_(ax)
+
+    def _swap_out_averaged_weights(self) -> None:
+        if self._raw_weights is None:
+            return
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, raw in self._raw_weights.items():
+                params[name].copy_(raw)
+        self._raw_weights = None
+
+    # ----------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["vocab"] = list(self.vocab)
+        checkpoint["asgd_active"] = self.asgd_active
+        # what an exact mid-epoch resume needs beyond Lightning's own state: the carried hidden
+        # state and the RNG that draws the dropout masks
+        train_hidden = None if self._epoch_done else self._hidden["train"]
+        checkpoint["train_hidden"] = None if train_hidden is None else [[h.detach().cpu(), c.detach().cpu()] for h, c in train_hidden]
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+        averaged = self._averaged_weights() if self._raw_weights is None else None
+        if averaged:
+            # "state_dict" holds the averaged weights (what evaluation uses); the raw ones
+            # are kept so that a resumed run continues training exactly where it stopped.
+            checkpoint["raw_state_dict"] = dict(checkpoint["state_dict"])
+            for name, ax in averaged.items():
+                checkpoint["state_dict"][f"model.{name}"] = ax.detach().clone()
+            if self.backbone_cfg.tie_weights and "embedding.weight" in averaged:
+                checkpoint["state_dict"]["model.decoder.weight"] = checkpoint["state_dict"]["model.embedding.weight"]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stored = checkpoint.get("vocab")
+        if stored is not None and list(stored) != self.vocab:
+            raise ValueError(
+                f"the checkpoint's vocabulary ({len(stored)} words) differs from this corpus's "
+                f"({len(self.vocab)} words): resume with the corpus the checkpoint was trained on"
+            )
+        self.asgd_active = bool(checkpoint.get("asgd_active", False))
+        if self.trainer is not None and self.trainer.state.fn == "fit":
+            if checkpoint.get("train_hidden") is not None:
+                device = next(self.model.parameters()).device
+                self._hidden["train"] = [(h.to(device), c.to(device)) for h, c in checkpoint["train_hidden"]]
+                self._resumed_hidden = True
+            if "torch_rng_state" in checkpoint:
+                torch.set_rng_state(checkpoint["torch_rng_state"])
+        if "raw_state_dict" in checkpoint and self.trainer is not None and self.trainer.state.fn == "fit":
+            checkpoint["state_dict"] = checkpoint["raw_state_dict"]

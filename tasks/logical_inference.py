@@ -1,0 +1,182 @@
+"""Logical inference on Bowman et al.'s propositional logic (the paper's Section 6.4, Figure 2).
+
+Both formulas go through the same recurrent encoder (ON-LSTM or LSTM, from the ``model`` config);
+a formula's vector is the last layer's output at its last real token. The pair's features
+[h1; h2; h1*h2; |h1-h2|] feed an MLP (4h -> ``mlp_hidden`` -> ELU -> 7 relations). Training uses
+formulas with at most 6 operators; the test reports accuracy per number of operators
+(``test/acc_ops{N}``), a table and a figure of it, to see how far each encoder generalises to
+deeper nesting than it saw.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from onlstm import BackboneConfig, build_stack
+from onlstm.regularizers import LockedDropout, embedded_dropout
+from tasks.logic_plot import plot_accuracy_by_ops
+from tasks.reporting import log_figure, log_table
+
+
+class PairClassifier(nn.Module):
+    """Siamese sentence encoder + feature MLP; pure PyTorch."""
+
+    def __init__(self, vocab_size: int, cfg: BackboneConfig, n_classes: int, mlp_hidden: int, mlp_dropout: float,
+                 pad_id: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        sizes = cfg.layer_sizes()
+        self.embedding = nn.Embedding(vocab_size, cfg.emb_size, padding_idx=pad_id)
+        self.stack = build_stack(cfg, sizes)
+        self.lockdrop = LockedDropout()
+        width = sizes[-1]
+        self.mlp = nn.Sequential(
+            nn.Dropout(mlp_dropout),
+            nn.Linear(4 * width, mlp_hidden),
+            nn.ELU(),
+            nn.Dropout(mlp_dropout),
+            nn.Linear(mlp_hidden, n_classes),
+        )
+
+    def encode(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """(time, batch) right-padded ids and their lengths -> (batch, width) last real outputs.
+
+        The recurrence is causal, so the output at a sequence's last real token ignores the
+        padding after it.
+        """
+        emb = embedded_dropout(self.embedding, tokens, self.cfg.dropoute, self.training)
+        emb = self.lockdrop(emb, self.cfg.dropouti)
+        output = self.lockdrop(self.stack(emb).output, self.cfg.dropout)
+        return output[lengths - 1, torch.arange(tokens.size(1), device=tokens.device)]
+
+    def forward(self, premise: Tensor, premise_len: Tensor, hypothesis: Tensor, hypothesis_len: Tensor) -> Tensor:
+        """Logits (batch, n_classes). Both formulas run as one batch: one pass, one DropConnect mask."""
+        batch = premise.size(1)
+        time = max(premise.size(0), hypothesis.size(0))
+        both = premise.new_zeros(time, 2 * batch)
+        both[: premise.size(0), :batch] = premise
+        both[: hypothesis.size(0), batch:] = hypothesis
+        h = self.encode(both, torch.cat([premise_len, hypothesis_len]))
+        h1, h2 = h[:batch], h[batch:]
+        return self.mlp(torch.cat([h1, h2, h1 * h2, (h1 - h2).abs()], dim=-1))
+
+
+class LogicalInferenceTask(pl.LightningModule):
+    def __init__(
+        self,
+        model: dict,
+        vocab_size: int,
+        relations: Sequence[str],
+        train_ops: Sequence[int],
+        test_ops: Sequence[int],
+        pad_id: int = 0,
+        lr: float = 1e-3,
+        weight_decay: float = 1.2e-6,
+        mlp_hidden: int = 400,
+        mlp_dropout: float = 0.2,
+        plateau_factor: float = 0.5,  # lr *= factor when val/acc has not improved for `plateau_patience` epochs
+        plateau_patience: int = 2,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.relations = list(relations)
+        self.test_ops = list(test_ops)
+        self.backbone_cfg = BackboneConfig(**model)
+        self.model = PairClassifier(vocab_size, self.backbone_cfg, len(self.relations), mlp_hidden, mlp_dropout, pad_id)
+        n = len(self.relations)
+        self.train_acc = MulticlassAccuracy(n, average="micro")
+        self.val_acc = MulticlassAccuracy(n, average="micro")
+        self.test_acc = MulticlassAccuracy(n, average="micro")
+        self.val_acc_best = MaxMetric()
+        # one confusion matrix per test file: accuracy, example count and majority rate all follow
+        self.confusion_by_ops = nn.ModuleDict({str(k): MulticlassConfusionMatrix(n) for k in self.test_ops})
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.model(batch["premise"], batch["premise_len"], batch["hypothesis"], batch["hypothesis_len"])
+
+    def _step(self, stage: str, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        logits = self(batch)
+        loss = F.cross_entropy(logits, batch["label"])
+        preds = logits.argmax(-1)
+        accuracy = getattr(self, f"{stage}_acc")
+        accuracy.update(preds, batch["label"])
+        size = batch["label"].numel()
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, batch_size=size, prog_bar=on_step)
+        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, batch_size=size, prog_bar=True)
+        return loss, preds
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self.log("train/lr", lr, on_step=False, on_epoch=True, batch_size=batch["label"].numel())
+        return self._step("train", batch)[0]
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best.update(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute())
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        _, preds = self._step("test", batch)
+        for k in batch["ops"].unique().tolist():
+            if str(k) not in self.confusion_by_ops:
+                raise ValueError(f"test batch has examples of {k} operators, not in test_ops={self.test_ops}")
+            mask = batch["ops"] == k
+            self.confusion_by_ops[str(k)].update(preds[mask], batch["label"][mask])
+
+    def accuracy_by_ops(self) -> list[dict[str, float]]:
+        """Per test file: ops, examples, accuracy, majority (rate of its most frequent label)."""
+        rows = []
+        for k in self.test_ops:
+            metric = self.confusion_by_ops[str(k)]
+            if not metric.update_called:  # e.g. fast_dev_run saw no example of this file
+                continue
+            matrix = metric.compute().double()
+            total = matrix.sum().item()
+            rows.append(
+                {
+                    "ops": k,
+                    "examples": int(total),
+                    "accuracy": matrix.diag().sum().item() / total,
+                    "majority": matrix.sum(1).max().item() / total,
+                }
+            )
+        return rows
+
+    def on_test_epoch_end(self) -> None:
+        rows = self.accuracy_by_ops()
+        for metric in self.confusion_by_ops.values():
+            metric.reset()
+        for row in rows:
+            self.log(f"test/acc_ops{row['ops']}", row["accuracy"])
+        if not rows:
+            return
+        columns = list(rows[0])
+        log_table(self.trainer, "test/acc_by_ops", columns, [[row[c] for c in columns] for row in rows])
+        arch = {"onlstm": "ON-LSTM", "lstm": "LSTM"}.get(self.backbone_cfg.arch, self.backbone_cfg.arch)
+        train_ops = self.hparams.train_ops
+        fig = plot_accuracy_by_ops([(arch, rows)], max(train_ops) if train_ops else None)
+        log_figure(self.trainer, "test/acc_by_ops", fig)
+        plt.close(fig)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=self.hparams.plateau_factor, patience=self.hparams.plateau_patience
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/acc", "interval": "epoch", "strict": False},
+        }

@@ -1,0 +1,237 @@
+"""Unsupervised constituency parsing with a trained ON-LSTM language model (the paper's Section 6.2).
+
+An evaluation task: ``python train.py task=parsing ckpt_path=/path/lm.ckpt train=false``. Each
+treebank sentence is fed to the LM as ``<eos> words <eos>``; the master forget gate's distance
+``1 - mean(f~)`` at every word, for every layer, is split top-down into a binary tree
+(:func:`onlstm.trees.split_tree`) and scored against the gold tree with both F1 conventions of
+:mod:`onlstm.metrics`, on all sentences and on the short ones (WSJ10 protocol), beside
+left-/right-branching, balanced and random baselines.
+
+Logged metrics (k = layer, 1-based as in the paper's "layer 2"; the prefix ``test/`` is the set
+of all lengths, ``test/wsj10/`` the sentences of at most ``max_length`` = 10 words):
+``{prefix}f1_sentence_layer{k}``, ``{prefix}f1_corpus_layer{k}``, ``{prefix}depth_layer{k}``,
+``{prefix}recall_{LABEL}_layer{k}``, ``{prefix}f1_sentence_{baseline}``,
+``{prefix}f1_corpus_{baseline}``, ``{prefix}depth_{baseline}``, ``{prefix}f1_sentence_best``,
+``{prefix}sentences``, and ``test/best_layer`` (highest sentence F1 on all lengths). Values are
+fractions in [0, 1]; the table (``tables/test_parsing.{md,csv}``) gives percentages. The best
+layer's trees are written to ``parsing/trees_layer{k}.tsv`` in the run folder, one sentence per
+line, predicted beside gold; gate-distance figures of a few sampled sentences go to every logger.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from onlstm.inference import sequence_gate_distances
+from onlstm.metrics import evaluate_trees
+from onlstm.trees import BASELINES, baseline_tree, split_tree, to_bracketed
+from tasks.checkpoints import load_language_model
+from tasks.reporting import log_figure, log_table
+
+DEFAULT_LABELS = ["NP", "VP", "PP", "SBAR", "ADJP", "ADVP", "INTJ"]
+FIT_ERROR = (
+    "task=parsing evaluates a trained language model and has nothing to fit: "
+    "run python train.py task=parsing ckpt_path=/path/lm.ckpt train=false"
+)
+
+
+def word_gate_distances(
+    model: nn.Module, id_sequences: Sequence[Sequence[int]]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(forget, input) master-gate distances, each (layers, words), of sentences given as
+    ``<eos> words <eos>`` id sequences, in one padded batch (equal to one sentence at a time).
+
+    Which positions: as in the official ``test_phrase_grammar.py`` (``depth = gates[1:-1]``), the
+    distance of word i is the one the forward pass computes while reading word i, with the leading
+    ``<eos>`` (the sentence start the LM saw in training) and the words before it as context. The
+    distances at the two ``<eos>`` positions are dropped; the trailing ``<eos>`` cannot change the
+    others (the recurrence is causal) and is fed only to match the official input.
+    """
+    gates = sequence_gate_distances(model, id_sequences, batch_size=max(1, len(id_sequences)))
+    return [(g.distances[:, 1:-1], g.distances_in[:, 1:-1]) for g in gates]
+
+
+def gate_figure(
+    words: Sequence[str], distances: Sequence[Sequence[float]], distances_in: Sequence[Sequence[float]], title: str
+) -> Figure:
+    """Bars of the master forget-gate (1 - mean f~) and input-gate (mean i~) distances per layer,
+    like the official code's figures. A bare Figure: no pyplot state, drawn with Agg."""
+    layers, n = len(distances), len(words)
+    figure = Figure(figsize=(max(4.0, 0.5 * n + 1.0), 1.6 * layers + 0.8))
+    axes = figure.subplots(layers, 1, sharex=True, squeeze=False)[:, 0]
+    positions = list(range(n))
+    for k, ax in enumerate(axes):
+        ax.bar([p - 0.2 for p in positions], distances[k], width=0.4, label="forget distance")
+        ax.bar([p + 0.2 for p in positions], distances_in[k], width=0.4, label="input distance")
+        ax.set_ylim(0.0, 1.0)
+        ax.set_ylabel(f"layer {k + 1}")
+    axes[0].set_title(title, fontsize=9)
+    axes[0].legend(loc="upper right", fontsize=7)
+    axes[-1].set_xticks(positions)
+    axes[-1].set_xticklabels(words, rotation=45, ha="right", fontsize=8)
+    axes[-1].set_xlim(-0.5, n - 0.5)
+    figure.tight_layout()
+    return figure
+
+
+class UnsupervisedParsingTask(pl.LightningModule):
+    def __init__(
+        self,
+        model: dict,  # the composed cfg.model; unused: the checkpoint's own backbone config is loaded
+        checkpoint: str,
+        max_length: int = 10,  # from the datamodule: the short-sentence set (WSJ10 protocol)
+        n_figures: int = 4,  # gate-distance figures of this many sampled sentences
+        seed: int = 141,  # random baseline and figure sampling
+        labels: Sequence[str] = tuple(DEFAULT_LABELS),  # categories whose recall is reported
+    ):
+        super().__init__()
+        loaded = load_language_model(checkpoint)
+        if loaded.config.arch != "onlstm":
+            raise ValueError(
+                f"{checkpoint}: a {loaded.config.arch!r} language model has no master forget gate to parse with; "
+                "give the checkpoint of an ON-LSTM (model=onlstm)"
+            )
+        self.lm = loaded.model
+        self.vocab = loaded.vocab
+        self.n_layers = loaded.config.n_layers
+        self.max_length, self.n_figures, self.seed = max_length, n_figures, seed
+        self.labels = list(labels)
+        self.results: dict[str, dict[str, dict[str, Any]]] = {}
+        self._records: list[dict] = []
+
+    # ----------------------------------------------------------------- nothing to fit
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            raise RuntimeError(FIT_ERROR)
+
+    # Lightning checks that these exist before it calls setup("fit"), where the error is raised.
+    def training_step(self, batch, batch_idx):
+        raise RuntimeError(FIT_ERROR)
+
+    def configure_optimizers(self):
+        raise RuntimeError(FIT_ERROR)
+
+    # ----------------------------------------------------------------- test
+    def on_test_epoch_start(self) -> None:
+        self._records = []
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        gates = word_gate_distances(self.lm, batch["ids"])
+        for k, index in enumerate(batch["index"]):
+            forget, inp = gates[k]
+            self._records.append(
+                {
+                    "index": index,
+                    "source": batch["source"][k],
+                    "words": batch["words"][k],
+                    "gold": batch["gold"][k],
+                    "labeled": batch["labeled"][k],
+                    "distances": forget.tolist(),
+                    "distances_in": inp.tolist(),
+                }
+            )
+
+    def _all_records(self) -> list[dict]:
+        """Every sentence once, in index order. Corpus F1 must count each sentence exactly once:
+        under DDP the distributed sampler pads with repeated batches, so the per-sentence records
+        of all ranks are gathered and deduplicated by index (which torchmetrics states cannot do)."""
+        records = self._records
+        if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            parts: list[list[dict] | None] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(parts, records)
+            records = [r for part in parts for r in (part or [])]
+        unique = {r["index"]: r for r in records}
+        return [unique[i] for i in sorted(unique)]
+
+    def parsers(self) -> list[str]:
+        return [f"layer{k}" for k in range(1, self.n_layers + 1)] + list(BASELINES)
+
+    def _trees(self, parser: str, records: list[dict]) -> list:
+        if parser.startswith("layer"):
+            layer = int(parser[len("layer") :]) - 1
+            return [split_tree(r["distances"][layer], r["words"]) for r in records]
+        # one generator per sentence, seeded by its index: independent of batching and ranks
+        return [baseline_tree(parser, r["words"], random.Random(f"{self.seed}:{r['index']}")) for r in records]
+
+    def evaluate(self, records: list[dict]) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, list]]:
+        """Metrics per set ("all", "wsj10") and parser, and the trees of every parser (all lengths)."""
+        trees = {parser: self._trees(parser, records) for parser in self.parsers()}
+        short = [i for i, r in enumerate(records) if len(r["words"]) <= self.max_length]
+        results: dict[str, dict[str, dict[str, Any]]] = {}
+        for name, rows in (("all", list(range(len(records)))), (f"wsj{self.max_length}", short)):
+            if not rows:
+                continue
+            golds = [records[i]["gold"] for i in rows]
+            labeled = [records[i]["labeled"] for i in rows]
+            results[name] = {p: evaluate_trees([trees[p][i] for i in rows], golds, labeled) for p in self.parsers()}
+        return results, trees
+
+    def on_test_epoch_end(self) -> None:
+        records = self._all_records()
+        if not records:
+            return
+        results, trees = self.evaluate(records)
+        self.results = results
+        layers = [f"layer{k}" for k in range(1, self.n_layers + 1)]
+        best = max(layers, key=lambda p: results["all"][p]["f1_sentence"])
+
+        # every rank holds the same gathered numbers: no further reduction
+        def log(name: str, value: float) -> None:
+            self.log(name, float(value), sync_dist=False, batch_size=len(records))
+
+        for set_name, by_parser in results.items():
+            prefix = "test/" if set_name == "all" else f"test/{set_name}/"
+            log(f"{prefix}sentences", by_parser[layers[0]]["sentences"])
+            log(f"{prefix}f1_sentence_best", max(by_parser[p]["f1_sentence"] for p in layers))
+            for parser, scores in by_parser.items():
+                for key in ("f1_sentence", "f1_corpus", "depth"):
+                    log(f"{prefix}{key}_{parser}", scores[key])
+                if parser in layers:
+                    for label in self.labels:
+                        if label in scores["label_recall"]:
+                            log(f"{prefix}recall_{label}_{parser}", scores["label_recall"][label])
+        log("test/best_layer", int(best[len("layer") :]))
+
+        if self.trainer.is_global_zero:
+            self._write_table(results)
+            self._write_trees(best, records, trees[best])
+            self._log_figures(records)
+
+    # ----------------------------------------------------------------- reports
+    def _write_table(self, results: dict[str, dict[str, dict[str, Any]]]) -> None:
+        columns = ["set", "parser", "sentences", "F1 sentence %", "F1 corpus %", "depth"]
+        columns += [f"{label} recall %" for label in self.labels]
+        rows = []
+        for set_name, by_parser in results.items():
+            for parser, s in by_parser.items():
+                recalls = [100 * s["label_recall"][lb] if lb in s["label_recall"] else "-" for lb in self.labels]
+                f1s = [100 * s["f1_sentence"], 100 * s["f1_corpus"]]
+                rows.append([set_name, parser, s["sentences"], *f1s, s["depth"], *recalls])
+        log_table(self.trainer, "test/parsing", columns, rows)
+
+    def _write_trees(self, best: str, records: list[dict], trees: list) -> Path:
+        folder = Path(self.trainer.default_root_dir) / "parsing"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"trees_{best}.tsv"
+        with open(path, "w") as handle:
+            handle.write("index\tsource\tpredicted\tgold\n")
+            for record, tree in zip(records, trees):
+                fields = [str(record["index"]), record["source"], to_bracketed(tree), to_bracketed(record["gold"])]
+                handle.write("\t".join(fields) + "\n")
+        return path
+
+    def _log_figures(self, records: list[dict]) -> None:
+        candidates = [r for r in records if 3 <= len(r["words"]) <= 30]
+        rng = random.Random(self.seed)
+        for record in sorted(rng.sample(candidates, min(self.n_figures, len(candidates))), key=lambda r: r["index"]):
+            title = f"{record['source']}: " + " ".join(record["words"])
+            figure = gate_figure(record["words"], record["distances"], record["distances_in"], title)
+            log_figure(self.trainer, f"test/gates/sentence{record['index']:05d}", figure)

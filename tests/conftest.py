@@ -1,0 +1,65 @@
+"""Shared fixtures: the real Hydra config, composed and shrunk for fast runs on a CPU."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+os.environ.setdefault("WANDB_MODE", "offline")
+SHARED_DATA = ROOT.parent / "shared" / "data"
+os.environ.setdefault("ONLSTM_DATA_DIR", str(SHARED_DATA))
+
+import train  # noqa: E402,F401  (registers schemas and resolvers)
+
+DATA_DIR = Path(os.environ["ONLSTM_DATA_DIR"])
+
+# a backbone small enough for seconds-long runs; same code paths as the paper's
+TINY_MODEL = [
+    "model.emb_size=16",
+    "model.hidden_size=32",
+    "model.n_layers=2",
+    "model.chunk_size=4",
+]
+
+
+def requires_data(*relative: str):
+    missing = [p for p in relative if not (DATA_DIR / p).exists()]
+    return pytest.mark.skipif(bool(missing), reason=f"data not found under {DATA_DIR}: {missing}")
+
+
+@pytest.fixture(autouse=True)
+def _fast_torch():
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
+
+
+def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
+    """The real config (conf/config.yaml) with overrides, its outputs under ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.log_dir = str(output_dir / "logs")
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    def _make(overrides: list[str], subdir: str = "run") -> DictConfig:
+        out = tmp_path / subdir
+        out.mkdir(parents=True, exist_ok=True)
+        return compose_config(overrides, out)
+
+    yield _make
+    GlobalHydra.instance().clear()

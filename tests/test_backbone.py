@@ -1,0 +1,177 @@
+"""The backbone against the paper's equations: hand-computed cases, invariants, regularizers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import onlstm.cell as cell_module
+from onlstm.stack import onlstm_layer_reference
+from onlstm import (
+    BackboneConfig,
+    LinearDropConnect,
+    LockedDropout,
+    LSTMStack,
+    ONLSTMCell,
+    ONLSTMStack,
+    RNNLanguageModel,
+    cumax,
+)
+
+
+def test_cumax_is_monotone_in_unit_interval_and_ends_at_one():
+    x = torch.randn(50, 13) * 5
+    y = cumax(x)
+    assert torch.all(y >= 0) and torch.all(y <= 1 + 1e-6)
+    assert torch.all(y[:, 1:] - y[:, :-1] >= -1e-7)
+    torch.testing.assert_close(y[:, -1], torch.ones(50))
+    torch.testing.assert_close(cumax(torch.zeros(1, 4)), torch.tensor([[0.25, 0.5, 0.75, 1.0]]))
+
+
+def _zero_cell_with_biases(bias: list[float]) -> ONLSTMCell:
+    cell = ONLSTMCell(input_size=1, hidden_size=2, chunk_size=1)
+    with torch.no_grad():
+        for p in cell.parameters():
+            p.zero_()
+        cell.ih.bias.copy_(torch.tensor(bias))
+    return cell
+
+
+def test_cell_matches_hand_computed_step():
+    # rows: [master input (2), master forget (2), output (2), cell (2), input (2), forget (2)]
+    # All weights zero, so every gate is its bias. By hand (Eqs. 6-12):
+    #   f~ = cumax([0, 0]) = [.5, 1];  i~ = 1 - cumax([0, 0]) = [.5, 0];  w = f~ i~ = [.25, 0]
+    #   f = i = o = sigmoid(0) = .5;  c^ = tanh(atanh(.5)) = .5
+    #   f^ = f w + (f~ - w) = [.375, 1];  i^ = i w + (i~ - w) = [.375, 0]
+    #   c' = f^ * [1, 1] + i^ * .5 = [.5625, 1];  h' = .5 tanh(c')
+    #   d^f = 1 - mean(f~) = .25;  d^i = mean(i~) = .25
+    a = math.atanh(0.5)
+    cell = _zero_cell_with_biases([0, 0, 0, 0, 0, 0, a, a, 0, 0, 0, 0])
+    h, c, d_f, d_i = cell(torch.zeros(1, 1), (torch.zeros(1, 2), torch.ones(1, 2)))
+    torch.testing.assert_close(c, torch.tensor([[0.5625, 1.0]]))
+    torch.testing.assert_close(h, 0.5 * torch.tanh(torch.tensor([[0.5625, 1.0]])))
+    torch.testing.assert_close(d_f, torch.tensor([0.25]))
+    torch.testing.assert_close(d_i, torch.tensor([0.25]))
+
+
+def test_cell_with_master_gates_open_is_an_lstm_cell(monkeypatch):
+    torch.manual_seed(0)
+    cell = ONLSTMCell(input_size=5, hidden_size=6, chunk_size=3)
+    n, H = cell.n_chunk, cell.hidden_size
+    # force f~ = 1 and i~ = 1 (cumax is called for the master forget gate first, then the input)
+    outputs = iter([lambda x: torch.ones_like(x), lambda x: torch.zeros_like(x)])
+    monkeypatch.setattr(cell_module, "cumax", lambda x: next(outputs)(x))
+
+    # the same weights in nn.LSTMCell's row order (input, forget, cell, output)
+    rows = lambda k: slice(2 * n + k * H, 2 * n + (k + 1) * H)  # noqa: E731  [out, cell, in, forget]
+    order = [rows(2), rows(3), rows(1), rows(0)]
+    lstm = nn.LSTMCell(5, 6)
+    with torch.no_grad():
+        lstm.weight_ih.copy_(torch.cat([cell.ih.weight[r] for r in order]))
+        lstm.weight_hh.copy_(torch.cat([cell.hh.weight[r] for r in order]))
+        lstm.bias_ih.copy_(torch.cat([cell.ih.bias[r] for r in order]))
+        lstm.bias_hh.copy_(torch.cat([cell.hh.bias[r] for r in order]))
+    x, h0, c0 = torch.randn(4, 5), torch.randn(4, 6), torch.randn(4, 6)
+    h, c, _, _ = cell(x, (h0, c0))
+    h_ref, c_ref = lstm(x, (h0, c0))
+    torch.testing.assert_close(h, h_ref)
+    torch.testing.assert_close(c, c_ref)
+
+
+def test_chunk_size_must_divide_hidden_size():
+    with pytest.raises(ValueError, match="chunk_size=7 must divide hidden_size=20"):
+        ONLSTMStack([8, 20], chunk_size=7)
+
+
+@pytest.mark.parametrize("stack_cls", [ONLSTMStack, LSTMStack])
+def test_stack_interface_shapes(stack_cls):
+    stack = stack_cls([8, 20, 12], chunk_size=4, dropout=0.2, dropconnect=0.3)
+    out = stack(torch.randn(7, 3, 8))
+    assert out.output.shape == (7, 3, 12)
+    assert [r.shape for r in out.raw_outputs] == [(7, 3, 20), (7, 3, 12)]
+    assert [o.shape for o in out.outputs] == [(7, 3, 20), (7, 3, 12)]
+    assert [(h.shape, c.shape) for h, c in out.hidden] == [((3, 20), (3, 20)), ((3, 12), (3, 12))]
+    assert out.outputs[-1] is out.output
+    if stack_cls is ONLSTMStack:
+        assert out.distances.shape == (2, 7, 3) and out.distances_in.shape == (2, 7, 3)
+    else:
+        assert out.distances is None and out.distances_in is None
+
+
+def test_distances_lie_in_unit_interval():
+    torch.manual_seed(1)
+    stack = ONLSTMStack([8, 20, 20], chunk_size=5)
+    out = stack(torch.randn(30, 4, 8) * 3)
+    for d in (out.distances, out.distances_in):
+        assert torch.all(d >= 0) and torch.all(d <= 1)
+
+
+def test_hidden_state_is_carried():
+    torch.manual_seed(2)
+    stack = ONLSTMStack([4, 8], chunk_size=2).eval()
+    x = torch.randn(10, 2, 4)
+    whole = stack(x)
+    first = stack(x[:6])
+    second = stack(x[6:], first.hidden)
+    torch.testing.assert_close(torch.cat([first.output, second.output]), whole.output)
+
+
+def test_dropconnect_mask_is_constant_across_time_and_off_in_eval():
+    layer = LinearDropConnect(6, 10, dropout=0.5)
+    layer.train()
+    w = layer.sampled_weight()
+    zeros = w == 0
+    assert 0 < zeros.float().mean() < 1
+    # one mask for the whole sequence: the stack's output equals the per-step recurrence run with
+    # a single sampled weight (same RNG draws), which it would not if the mask changed per step
+    stack = ONLSTMStack([3, 4], chunk_size=2, dropconnect=0.5).train()
+    x = torch.randn(6, 2, 3)
+    torch.manual_seed(7)
+    out = stack(x).output
+    torch.manual_seed(7)
+    cell = stack.cells[0]
+    w_hh = cell.hh.sampled_weight()
+    assert (w_hh == 0).any()
+    zeros = torch.zeros(2, 4)
+    torch.testing.assert_close(out, onlstm_layer_reference(cell, x, zeros, zeros, w_hh).output)
+    layer.eval()
+    torch.testing.assert_close(layer.sampled_weight(), layer.weight * 0.5)
+
+
+def test_lstm_dropconnect_reaches_the_hidden_weight_gradient():
+    torch.manual_seed(3)
+    stack = LSTMStack([3, 8], dropconnect=0.5)
+    stack(torch.randn(4, 2, 3)).output.sum().backward()
+    grad = stack.layers[0].hh.weight.grad
+    assert grad is not None and (grad == 0).any() and (grad != 0).any()
+
+
+def test_locked_dropout_mask_is_constant_across_time():
+    drop = LockedDropout().train()
+    x = torch.ones(20, 4, 50)
+    y = drop(x, 0.5)
+    assert torch.equal(y, y[:1].expand_as(y))
+    assert set(y.unique().tolist()) == {0.0, 2.0}
+    assert torch.equal(drop.eval()(x, 0.5), x)
+
+
+def test_language_model_ties_weights_and_predicts_every_position():
+    cfg = BackboneConfig(emb_size=8, hidden_size=16, n_layers=3, chunk_size=4)
+    model = RNNLanguageModel(30, cfg)
+    assert cfg.layer_sizes() == [8, 16, 16, 8]
+    assert model.decoder.weight is model.embedding.weight
+    out = model(torch.randint(0, 30, (6, 2)))
+    assert out.logits.shape == (6, 2, 30)
+    assert out.distances.shape == (3, 6, 2)
+    lstm = RNNLanguageModel(30, BackboneConfig(arch="lstm", emb_size=8, hidden_size=16, n_layers=2))
+    assert lstm(torch.randint(0, 30, (6, 2))).distances is None
+
+
+def test_lm_dropout_is_off_in_eval_mode():
+    cfg = BackboneConfig(emb_size=8, hidden_size=16, n_layers=2, chunk_size=4)
+    model = RNNLanguageModel(30, cfg).eval()
+    tokens = torch.randint(0, 30, (6, 2))
+    torch.testing.assert_close(model(tokens).logits, model(tokens).logits)

@@ -1,0 +1,43 @@
+"""Batched inference equals one sentence at a time."""
+
+import torch
+
+from onlstm import BackboneConfig, RNNLanguageModel
+from onlstm.inference import pad_batch, sequence_gate_distances, sequence_log_probs
+
+
+def _model(arch="onlstm"):
+    torch.manual_seed(0)
+    return RNNLanguageModel(40, BackboneConfig(arch=arch, emb_size=8, hidden_size=16, n_layers=2, chunk_size=4))
+
+
+SENTENCES = [[1, 2, 3], [4, 5, 6, 7, 8, 9], [10, 11], [12, 13, 14, 15]]
+
+
+def test_pad_batch():
+    tokens, lengths = pad_batch([[1, 2], [3]], pad_id=0)
+    assert tokens.tolist() == [[1, 3], [2, 0]]
+    assert lengths.tolist() == [2, 1]
+
+
+def test_batched_log_probs_equal_batch_one():
+    model = _model().train()
+    batched = sequence_log_probs(model, SENTENCES, batch_size=3)
+    assert model.training  # restored
+    for sentence, scores in zip(SENTENCES, batched):
+        alone = sequence_log_probs(model, [sentence])[0]
+        assert scores.shape == (len(sentence) - 1,)
+        torch.testing.assert_close(scores, alone, atol=1e-5, rtol=0)
+    # the first score is log p(s[1] | s[0]) by a direct forward pass
+    logits = model.eval()(torch.tensor(SENTENCES[0]).unsqueeze(1)).logits
+    torch.testing.assert_close(batched[0][0], torch.log_softmax(logits[0, 0], -1)[SENTENCES[0][1]])
+
+
+def test_batched_distances_equal_batch_one():
+    model = _model()
+    batched = sequence_gate_distances(model, SENTENCES, batch_size=2)
+    for sentence, gates in zip(SENTENCES, batched):
+        alone = sequence_gate_distances(model, [sentence])[0]
+        assert gates.distances.shape == (2, len(sentence))
+        torch.testing.assert_close(gates.distances, alone.distances, atol=1e-5, rtol=0)
+        torch.testing.assert_close(gates.distances_in, alone.distances_in, atol=1e-5, rtol=0)

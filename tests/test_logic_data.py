@@ -1,0 +1,246 @@
+"""onlstm.logic (formulas, truth tables, relations, generator) and the logic datamodule."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import DATA_DIR, requires_data
+from datamodules.files import DataError
+from datamodules.propositional_logic import (
+    TOKEN_IDS,
+    BucketSampler,
+    PropositionalLogicDataModule,
+    collate,
+    read_pairs,
+    split_holdout,
+)
+from onlstm.logic import (
+    ALL_TRUE,
+    RELATIONS,
+    FormulaError,
+    count_operators,
+    evaluate,
+    parse,
+    random_example,
+    random_formula,
+    relation,
+    to_string,
+    truth_table,
+)
+
+LOGIC = "logic"
+
+
+# ----------------------------------------------------------------------------- parsing
+def test_parse_variables_and_operators():
+    assert parse("a") == "a"
+    assert parse("( not d )") == ("not", "d")
+    assert parse("( a ( and b ) )") == ("and", "a", "b")
+    text = "( ( not f ) ( or ( c ( and ( not e ) ) ) ) )"
+    assert parse(text) == ("or", ("not", "f"), ("and", "c", ("not", "e")))
+    assert to_string(parse(text)) == text
+    assert count_operators(parse(text)) == 4  # two not, one or, one and
+
+
+@pytest.mark.parametrize(
+    "bad, where",
+    [
+        ("", "empty"),
+        ("( a and b )", "expected '('"),
+        ("( a ( xor b ) )", "'xor'"),
+        ("( not a", "expected ')'"),
+        ("a b", "after a complete formula"),
+        ("g", "'g'"),
+    ],
+)
+def test_parse_rejects_malformed(bad, where):
+    with pytest.raises(FormulaError, match=re.escape(where)):
+        parse(bad)
+
+
+# ----------------------------------------------------------------------------- semantics
+def test_truth_tables_by_hand():
+    assert bin(truth_table("a")).count("1") == 32
+    assert bin(truth_table(parse("( a ( and b ) )"))).count("1") == 16
+    assert bin(truth_table(parse("( a ( or b ) )"))).count("1") == 48
+    assert truth_table(parse("( a ( and ( not a ) ) )")) == 0
+    assert truth_table(parse("( a ( or ( not a ) ) )")) == ALL_TRUE
+    assert evaluate(parse("( a ( and ( not b ) ) )"), {"a": True, "b": False})
+    assert not evaluate(parse("( a ( and ( not b ) ) )"), {"a": True, "b": True})
+
+
+@pytest.mark.parametrize(
+    "premise, hypothesis, expected",
+    [
+        ("a", "a", "="),
+        ("( not ( not a ) )", "a", "="),
+        ("( not ( a ( and b ) ) )", "( ( not a ) ( or ( not b ) ) )", "="),  # De Morgan
+        ("( a ( and b ) )", "a", "<"),
+        ("a", "( a ( or b ) )", "<"),
+        ("a", "( a ( and b ) )", ">"),
+        ("a", "( not a )", "^"),
+        ("( a ( and b ) )", "( not a )", "|"),
+        ("( a ( or b ) )", "( not a )", "v"),
+        ("a", "b", "#"),
+        ("( a ( and b ) )", "( c ( or d ) )", "#"),
+    ],
+)
+def test_relation_hand_cases(premise, hypothesis, expected):
+    assert relation(premise, hypothesis) == expected
+
+
+def test_relation_is_converse_when_swapped():
+    converse = {"=": "=", "<": ">", ">": "<", "^": "^", "|": "|", "v": "v", "#": "#"}
+    rng = random.Random(3)
+    for _ in range(200):
+        p, h = random_formula(rng, rng.randint(0, 5)), random_formula(rng, rng.randint(0, 5))
+        assert relation(h, p) == converse[relation(p, h)]
+
+
+def test_generator_operator_count_and_labels():
+    rng = random.Random(0)
+    for n in (0, 1, 7, 13, 20):
+        formula = random_formula(rng, n)
+        assert count_operators(formula) == n
+        assert parse(to_string(formula)) == formula
+    labels = set()
+    for _ in range(300):
+        label, premise, hypothesis = random_example(rng, 4)
+        assert max(count_operators(parse(premise)), count_operators(parse(hypothesis))) == 4
+        assert truth_table(parse(premise)) not in (0, ALL_TRUE)
+        assert label == relation(premise, hypothesis)
+        labels.add(label)
+    assert labels >= {"<", ">", "|", "v", "#"}
+    assert random_example(random.Random(5), 9) == random_example(random.Random(5), 9)  # seeded
+
+
+def _check_file(path: Path, limit: int | None = None) -> int:
+    checked = 0
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        label, premise, hypothesis = line.split("\t")
+        assert relation(premise, hypothesis) == label, f"{path}:{number}"
+        checked += 1
+        if limit and checked >= limit:
+            break
+    return checked
+
+
+@requires_data(*(f"{LOGIC}/test{n}" for n in range(13)))
+def test_relation_agrees_with_every_original_test_label():
+    """All 37,367 test pairs (about 1-2 s): the generator's labels are right by construction."""
+    total = sum(_check_file(DATA_DIR / LOGIC / f"test{n}") for n in range(13))
+    assert total == 37_367
+
+
+@requires_data(*(f"{LOGIC}/train{n}" for n in range(13)))
+def test_relation_agrees_with_train_labels_sample():
+    assert sum(_check_file(DATA_DIR / LOGIC / f"train{n}", limit=300) for n in range(13)) == 30 + 12 * 300
+
+
+# ----------------------------------------------------------------------------- data files
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def test_read_pairs_encodes_lines(tmp_path):
+    path = _write(tmp_path / "train2", ["<\t( a ( and b ) )\ta", "#\ta\t( not b )"])
+    first, second = read_pairs(path, 2)
+    assert first.label == RELATIONS.index("<") and first.ops == 2
+    assert first.premise == tuple(TOKEN_IDS[t] for t in "( a ( and b ) )".split())
+    assert second.hypothesis == (TOKEN_IDS["("], TOKEN_IDS["not"], TOKEN_IDS["b"], TOKEN_IDS[")"])
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("<\ta", "expected 3 tab-separated fields"),
+        ("<\ta\tb\tc", "found 4"),
+        ("?\ta\tb", "unknown relation '\\?'"),
+        ("<\ta\t( a ( xor b ) )", "unknown token 'xor' in the hypothesis"),
+        ("<\t\tb", "the premise is empty"),
+    ],
+)
+def test_bad_lines_name_file_and_line(tmp_path, line, message):
+    path = _write(tmp_path / "test3", ["=\ta\ta", line])
+    with pytest.raises(DataError, match=message) as err:
+        read_pairs(path, 3)
+    assert f"{path}:2" in str(err.value)
+
+
+def test_missing_file_is_a_data_error(tmp_path):
+    dm = PropositionalLogicDataModule(str(tmp_path), train_ops=[0])
+    with pytest.raises(DataError, match="train0"):
+        dm.setup("fit")
+
+
+def test_holdout_every_tenth():
+    kept, held = split_holdout(list(range(1, 26)), 10)
+    assert held == [10, 20] and len(kept) == 23
+
+
+def test_datamodule_splits_and_batches(tmp_path):
+    _write(tmp_path / "train0", [f"#\t{v}\tb" for v in "acdefacdefacdef"] + ["=\ta\ta"] * 5)  # 20 lines
+    _write(tmp_path / "train1", ["<\t( a ( and b ) )\ta"] * 10)
+    _write(tmp_path / "test0", ["=\tb\tb"])
+    _write(tmp_path / "test1", ["^\ta\t( not a )", ">\ta\t( a ( and c ) )"])
+    dm = PropositionalLogicDataModule(str(tmp_path), train_ops=[0, 1], test_ops=[0, 1], batch_size=4)
+    dm.setup("fit")
+    dm.setup("test")
+    assert len(dm.train_set) == 18 + 9 and len(dm.val_set) == 2 + 1
+    assert dm.module_kwargs()["test_ops"] == [0, 1]
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["premise"].shape == (1, 3)  # time-major, sorted by length: "b", "a", "a"
+    assert batch["hypothesis"].shape == (7, 3)
+    assert batch["hypothesis_len"].tolist() == [1, 4, 7]
+    assert batch["hypothesis"][4:, 1].tolist() == [0, 0, 0]  # right padding
+    assert batch["ops"].tolist() == [0, 1, 1]
+    assert [RELATIONS[i] for i in batch["label"]] == ["=", "^", ">"]
+    seen = sorted(int(i) for b in dm.train_dataloader() for i in b["label"])
+    assert len(seen) == 27
+
+
+def test_bucket_sampler_is_a_permutation_with_similar_lengths():
+    lengths = [random.Random(i).randint(1, 40) for i in range(1000)]
+    sampler = BucketSampler(lengths, batch_size=10, seed=1, pool_batches=10)
+    order = list(sampler)
+    assert sorted(order) == list(range(1000))
+    spread = sum(max(lengths[i] for i in order[k : k + 10]) - min(lengths[i] for i in order[k : k + 10])
+                 for k in range(0, 1000, 10)) / 100
+    assert spread < 5  # an unsorted batch of 10 spans ~30
+    sampler.set_epoch(1)
+    assert list(sampler) != order
+
+
+def test_collate_pads_with_zero():
+    from datamodules.propositional_logic import LogicExample
+
+    batch = collate([LogicExample((1, 2, 3), (4,), 0, 1), LogicExample((5,), (6, 7), 6, 2)])
+    assert batch["premise"].tolist() == [[1, 5], [2, 0], [3, 0]]
+    assert torch.equal(batch["premise_len"], torch.tensor([3, 1]))
+
+
+@pytest.mark.slow
+@requires_data(*(f"{LOGIC}/train{n}" for n in range(13)))
+def test_relation_agrees_with_every_original_train_label():
+    """All 211,702 training pairs too (several seconds on a busy 2-core machine)."""
+    assert sum(_check_file(DATA_DIR / LOGIC / f"train{n}") for n in range(13)) == 211_702
+
+
+def test_generated_files_feed_the_test_split(tmp_path):
+    """`python -m onlstm.logic --ops 13 16 --out DIR` then task.datamodule.test_dir=DIR test_ops=[13,16]."""
+    from onlstm.logic import main as generate
+
+    generate(["--ops", "13", "16", "--count", "40", "--seed", "1", "--out", str(tmp_path / "gen")])
+    dm = PropositionalLogicDataModule(str(tmp_path / "missing"), test_dir=str(tmp_path / "gen"), test_ops=[13, 16])
+    dm.setup("test")
+    assert len(dm.test_set) == 80 and {e.ops for e in dm.test_set.examples} == {13, 16}
+    for line in (tmp_path / "gen" / "test16").read_text().splitlines():
+        label, premise, hypothesis = line.split("\t")
+        assert label == relation(premise, hypothesis)
+        assert max(count_operators(parse(premise)), count_operators(parse(hypothesis))) == 16

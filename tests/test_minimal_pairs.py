@@ -1,0 +1,196 @@
+"""The Marvin & Linzen suite reader and encoder: counts, grouping, text style, OOV, prefix sharing."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from datamodules.files import DataError
+from datamodules.minimal_pairs import (
+    MinimalPair,
+    MinimalPairsDataModule,
+    SentenceBatches,
+    TextStyle,
+    default_group,
+    encode_suite,
+    load_suite,
+    resolve_style,
+)
+from datamodules.vocabulary import EOS, UNK, Vocabulary
+from tests.conftest import DATA_DIR, requires_data
+
+# items per reporting group, from the data README (section 4)
+README_GROUPS = {
+    "simple_agrmt": 140, "sent_comp": 1680, "vp_coord": 840, "long_vp_coord": 400, "prep": 21840,
+    "subj_rel": 11200, "obj_rel_across": 21280, "obj_rel_no_comp_across": 21280, "obj_rel_within": 21280,
+    "obj_rel_no_comp_within": 21280, "simple_reflexives": 280, "reflexive_sent_comp": 3360,
+    "reflexives_across": 22400, "simple_npi": 264, "npi_across": 10560,
+}  # fmt: skip
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+AGR = [
+    {"category": "simple_agrmt", "group": "simple_agrmt", "condition": "sing_MS_MV", "good": "the author laughs", "bad": "the author laugh"},
+    {"category": "simple_agrmt", "group": "simple_agrmt", "condition": "plur_MS_MV", "good": "the authors laugh", "bad": "the authors laughs"},
+]
+NPI = [
+    {"category": "simple_npi_anim", "group": "simple_npi", "condition": "past", "good": "no authors have ever been popular",
+     "bad": "most authors have ever been popular", "intrusive": "the authors have ever been popular"},
+]  # fmt: skip
+
+
+@requires_data("syneval/counts.json")
+def test_whole_suite_matches_counts_json_and_readme_groups():
+    suite = load_suite(DATA_DIR / "syneval")  # also checks every file against counts.json
+    counts = json.loads((DATA_DIR / "syneval" / "counts.json").read_text())
+    assert len(suite) == counts["total"] == 158_084
+    by_category = Counter(p.category for p in suite)
+    assert by_category == {name: c["total"] for name, c in counts["categories"].items()}
+    for name, c in counts["categories"].items():
+        assert Counter(p.condition for p in suite if p.category == name) == c["conditions"]
+        assert {p.group for p in suite if p.category == name} == {c["group"]}
+        assert default_group(name) == c["group"]  # the anim/inanim merge rule
+    assert Counter(p.group for p in suite) == README_GROUPS
+    npi = [p for p in suite if p.group in ("simple_npi", "npi_across")]
+    assert len(npi) == 264 + 10560 and all(p.intrusive for p in npi)
+    assert all(p.intrusive is None for p in suite if p.group not in ("simple_npi", "npi_across"))
+
+
+@requires_data("syneval/counts.json")
+def test_subset_and_limit_per_condition():
+    suite = load_suite(DATA_DIR / "syneval", categories=["prep_inanim", "simple_agrmt"], limit_per_condition=3)
+    assert Counter((p.category, p.condition) for p in suite) == {
+        ("prep_inanim", "sing_IS_IV_sing_ES"): 3, ("prep_inanim", "sing_IS_IV_plur_ES"): 3,
+        ("prep_inanim", "plur_IS_IV_sing_ES"): 3, ("prep_inanim", "plur_IS_IV_plur_ES"): 3,
+        ("simple_agrmt", "sing_MS_MV"): 3, ("simple_agrmt", "plur_MS_MV"): 3,
+    }  # fmt: skip
+    with pytest.raises(DataError, match="no test case .*nonexistent"):
+        load_suite(DATA_DIR / "syneval", categories=["nonexistent"])
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"good": "the author laughs", "bad": ', "not a JSON object"),
+        ('{"good": "the author laughs"}', "'bad' is missing"),
+        ('{"bad": "the author laugh", "good": ""}', "'good' is missing"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_bad_line_names_file_and_line(tmp_path, line, message):
+    path = write_jsonl(tmp_path / "simple_agrmt.jsonl", [AGR[0], line])
+    with pytest.raises(DataError, match=message) as err:
+        load_suite(tmp_path)
+    assert f"{path}:2:" in str(err.value)
+
+
+def test_file_that_disagrees_with_counts_json_is_an_error(tmp_path):
+    write_jsonl(tmp_path / "simple_agrmt.jsonl", AGR)
+    counts = {"total": 3, "categories": {"simple_agrmt": {"group": "simple_agrmt", "total": 3, "conditions": {"sing_MS_MV": 2, "plur_MS_MV": 1}}}}
+    (tmp_path / "counts.json").write_text(json.dumps(counts))
+    with pytest.raises(DataError, match=r"simple_agrmt.jsonl: 2 items .*truncated or changed"):
+        load_suite(tmp_path)
+    counts["categories"]["vp_coord"] = {"group": "vp_coord", "total": 1}
+    counts["categories"]["simple_agrmt"] = {"total": 2, "conditions": {"sing_MS_MV": 1, "plur_MS_MV": 1}}
+    (tmp_path / "counts.json").write_text(json.dumps(counts))
+    with pytest.raises(DataError, match="lists \\['vp_coord'\\] but there is no such .jsonl"):
+        load_suite(tmp_path)
+    assert len(load_suite(tmp_path, categories=["simple_agrmt"])) == 2
+
+
+def test_missing_fields_default_from_the_file_name(tmp_path):
+    write_jsonl(tmp_path / "prep_anim.jsonl", [{"good": "a b", "bad": "a c"}])
+    assert load_suite(tmp_path) == [MinimalPair("prep_anim", "prep", "all", "a b", "a c", None)]
+
+
+def test_text_style_follows_the_vocabulary():
+    ptb = Vocabulary([EOS, UNK, "the", "author"])
+    wiki = Vocabulary([EOS, UNK, "the", "The", "author", "."])
+    assert resolve_style(ptb) == TextStyle(False, False)
+    assert resolve_style(wiki) == TextStyle(True, True)
+    assert resolve_style(wiki, casing="lower", final_period=False) == TextStyle(False, False)
+    assert resolve_style(ptb, casing="sentence", final_period=True).words("the author laughs") == ["The", "author", "laughs", "."]
+    with pytest.raises(ValueError, match="casing"):
+        resolve_style(ptb, casing="upper")
+
+
+VOCAB = Vocabulary([EOS, UNK, "the", "author", "authors", "laughs", "laugh", "no", "most", "have", "ever", "been"])
+
+
+def test_encoding_counts_oov_per_group_and_shares_sentences():
+    pairs = load_pairs(AGR + NPI)
+    suite = encode_suite(pairs, VOCAB, TextStyle(False, False))
+    eos = VOCAB.index[EOS]
+    assert suite.sentences[0] == [eos, 2, 3, 5, eos]  # <eos> the author laughs <eos>
+    # "popular" is OOV in all three NPI sentences; the agreement items have none
+    npi = suite.oov["simple_npi"]
+    assert (npi.items, npi.items_with_oov, npi.oov_tokens, dict(npi.words)) == (1, 1, 3, {"popular": 3})
+    assert suite.oov["simple_agrmt"].items_with_oov == 0
+    assert suite.oov_by_category["simple_npi_anim"].oov_tokens == 3
+    unk = VOCAB.unk_id
+    assert suite.sentences[int(suite.bad[2])] == [eos, 8, 4, 9, 10, 11, unk, eos]
+    assert suite.intrusive.tolist() == [-1, -1, int(suite.intrusive[2])] and suite.intrusive[2] >= 0
+    # the prefix trie: "<eos> the author" is one edge path shared by "... laughs" and "... laugh"
+    good, bad = suite.edges[int(suite.good[0])], suite.edges[int(suite.bad[0])]
+    assert good[:2] == bad[:2] and good[2] != bad[2]
+    assert suite.n_edges == len({e for edges in suite.edges for e in edges})
+
+    skipped = encode_suite(pairs, VOCAB, TextStyle(False, False), skip_oov=True)
+    assert [p.group for p in skipped.pairs] == ["simple_agrmt", "simple_agrmt"]
+    assert skipped.oov["simple_npi"].items_with_oov == 1  # counted even when skipped
+
+    no_unk = Vocabulary([w for w in VOCAB.words if w != UNK])
+    with pytest.raises(ValueError, match="'popular' is not in the LM's vocabulary.*skip_oov=true"):
+        encode_suite(pairs, no_unk, TextStyle(False, False))
+
+
+def test_duplicate_sentences_are_scored_once():
+    pairs = load_pairs(AGR + AGR)  # the same four sentences twice
+    suite = encode_suite(pairs, VOCAB, TextStyle(False, False))
+    assert len(suite.sentences) == 4 and suite.good.tolist() == [0, 2, 0, 2]
+
+
+def test_batches_compute_every_edge_exactly_once():
+    suite = encode_suite(load_pairs(AGR + NPI), VOCAB, TextStyle(False, False))
+    batches = SentenceBatches(suite, batch_size=2)
+    seen = []
+    covered = set()
+    for b in range(len(batches)):
+        batch = batches[b]
+        tokens, edges, new = batch["tokens"], batch["edges"], batch["new"]
+        assert tokens.shape[0] == edges.shape[0] + 1 and edges.shape == new.shape
+        lengths = [len(suite.sentences[i]) for i in batch["sentence"].tolist()]
+        assert lengths == sorted(lengths)
+        for column, index in enumerate(batch["sentence"].tolist()):
+            n = len(suite.sentences[index])
+            assert tokens[:n, column].tolist() == suite.sentences[index]
+            assert edges[: n - 1, column].tolist() == suite.edges[index]
+            assert (edges[n - 1 :, column] == -1).all() and not new[n - 1 :, column].any()
+        seen += edges[new].tolist()
+        covered |= set(batch["sentence"].tolist())
+    assert sorted(seen) == list(range(suite.n_edges))
+    assert covered == set(range(len(suite.sentences)))
+
+
+def test_datamodule_needs_the_vocabulary_first(tmp_path):
+    (tmp_path / "syneval").mkdir()
+    write_jsonl(tmp_path / "syneval" / "simple_agrmt.jsonl", AGR)
+    datamodule = MinimalPairsDataModule(str(tmp_path), batch_size=3)
+    with pytest.raises(RuntimeError, match="use_vocabulary"):
+        datamodule.test_dataloader()
+    datamodule.use_vocabulary(VOCAB.words)
+    batches = list(datamodule.test_dataloader())
+    assert sum(b["tokens"].shape[1] for b in batches) == 4
+
+
+def load_pairs(records: list[dict]) -> list[MinimalPair]:
+    return [
+        MinimalPair(r["category"], r["group"], r["condition"], r["good"], r["bad"], r.get("intrusive")) for r in records
+    ]

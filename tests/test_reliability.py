@@ -1,0 +1,201 @@
+"""Reliability: bad input fails clearly without losing anything; faults; exact resume; safe loading.
+
+Each bad-input test is one row of the table in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+import train as entry
+from datamodules.files import DataError
+from datamodules.text_corpus import TextCorpusDataModule, load_corpus
+from tasks.checkpoints import CheckpointError, load_language_model, read_checkpoint
+from tests.conftest import DATA_DIR, ROOT, TINY_MODEL, requires_data
+
+TINY_LM = [
+    "task=lm",
+    *TINY_MODEL,
+    "task.datamodule.train_fraction=0.01",
+    "task.datamodule.bptt=20",
+    "trainer.max_epochs=1",
+    "+trainer.limit_val_batches=3",
+    "trainer.enable_progress_bar=false",
+    "callbacks.model_summary=null",
+    "test=false",
+]
+
+
+def _corpus(tmp_path: Path, train: bytes = b"a b c\nb c a\n", valid: bytes = b"a b\n", test: bytes = b"c a\n") -> Path:
+    folder = tmp_path / "data" / "ptb"
+    folder.mkdir(parents=True)
+    for name, content in (("train", train), ("valid", valid), ("test", test)):
+        (folder / f"{name}.txt").write_bytes(content)
+    return folder
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_missing_data_root_names_the_path_and_the_fix(tmp_path):
+    with pytest.raises(DataError, match=r"corpus folder not found: .*nowhere/ptb .*ONLSTM_DATA_DIR"):
+        TextCorpusDataModule(str(tmp_path / "nowhere")).vocab
+
+
+def test_missing_split_file_names_the_file(tmp_path):
+    folder = _corpus(tmp_path)
+    (folder / "valid.txt").unlink()
+    with pytest.raises(DataError, match=r"corpus file not found: .*ptb/valid.txt"):
+        load_corpus(folder)
+
+
+def test_empty_corpus_is_refused(tmp_path):
+    folder = _corpus(tmp_path, train=b"\n\n")
+    with pytest.raises(DataError, match=r"train.txt: the corpus file is empty"):
+        load_corpus(folder)
+
+
+def test_non_utf8_byte_names_file_line_and_column(tmp_path):
+    folder = _corpus(tmp_path, train=b"a b c\nb \xff a\n")
+    with pytest.raises(DataError, match=r"train.txt:2: not valid UTF-8 \(byte 0xff at column 3\)"):
+        load_corpus(folder)
+
+
+def test_unknown_config_key_names_the_key(make_cfg):
+    with pytest.raises(ConfigCompositionException) as info:
+        make_cfg(["model.hiden_size=3"])
+    assert "hiden_size" in str(info.value.__cause__ or info.value)
+
+
+def test_wrong_config_type_names_the_key(make_cfg):
+    with pytest.raises(ConfigCompositionException) as info:
+        make_cfg(["model.hidden_size=large"])
+    assert "hidden_size" in str(info.value.__cause__ or info.value)
+
+
+def test_chunk_size_that_does_not_divide_the_layers(make_cfg):
+    cfg = make_cfg([*TINY_LM, "model.chunk_size=5"])
+    with pytest.raises(ValueError, match=r"model.chunk_size=5 must divide every layer size \[32, 16\]"):
+        entry.train(cfg)
+
+
+def test_missing_checkpoint_path(make_cfg, tmp_path):
+    cfg = make_cfg([*TINY_LM, f"ckpt_path={tmp_path / 'missing.ckpt'}"])
+    with pytest.raises(FileNotFoundError, match="missing.ckpt does not exist"):
+        entry.train(cfg)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A real (tiny) LM checkpoint trained on a PTB slice."""
+    from tests.conftest import compose_config
+
+    out = tmp_path_factory.mktemp("tiny_lm")
+    cfg = compose_config([*TINY_LM, "+trainer.limit_train_batches=3"], out)
+    entry.train(cfg)
+    return out / "checkpoints" / "last.ckpt"
+
+
+@requires_data("ptb/train.txt")
+def test_truncated_checkpoint_is_a_clear_error(tiny_checkpoint, tmp_path):
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(tiny_checkpoint.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="broken.ckpt: not a readable checkpoint"):
+        read_checkpoint(broken)
+
+
+class Payload:
+    """Unpickling this would run code (here: a harmless marker) - the official code's risk."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_checkpoint_with_pickled_code_is_refused(tmp_path):
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": Payload()}, evil)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        read_checkpoint(evil)
+
+
+@requires_data("ptb/train.txt")
+def test_checkpoint_of_another_model_shape_is_refused(tiny_checkpoint, tmp_path):
+    checkpoint = torch.load(tiny_checkpoint, weights_only=True)
+    checkpoint["hyper_parameters"]["model"]["hidden_size"] = 64
+    other = tmp_path / "other_shape.ckpt"
+    torch.save(checkpoint, other)
+    with pytest.raises(CheckpointError, match="weights do not fit the model"):
+        load_language_model(other)
+
+
+@requires_data("ptb/train.txt")
+def test_resuming_on_another_vocabulary_is_refused(tiny_checkpoint, make_cfg, tmp_path):
+    _corpus(tmp_path)
+    cfg = make_cfg([*TINY_LM, f"paths.data_dir={tmp_path / 'data'}", "task.datamodule.train_fraction=1.0",
+                    "task.datamodule.batch_size=1", "task.datamodule.eval_batch_size=1", f"ckpt_path={tiny_checkpoint}"])
+    with pytest.raises(ValueError, match="vocabulary .* differs"):
+        entry.train(cfg)
+
+
+@requires_data("ptb/train.txt")
+def test_a_run_never_trains_into_another_runs_folder(tiny_checkpoint, make_cfg):
+    cfg = make_cfg(TINY_LM)
+    target = Path(cfg.paths.output_dir) / "checkpoints"
+    target.mkdir(parents=True)
+    shutil.copy(tiny_checkpoint, target / "last.ckpt")
+    before = _sha(target / "last.ckpt")
+    with pytest.raises(FileExistsError, match="already holds checkpoints"):
+        entry.train(cfg)
+    assert _sha(target / "last.ckpt") == before
+
+
+# ----------------------------------------------------------------------------- faults
+@requires_data("ptb/train.txt")
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(make_cfg):
+    cfg = make_cfg([*TINY_LM, "+trainer.limit_train_batches=8", "callbacks.last_checkpoint.every_n_train_steps=2",
+                    "+callbacks.poison._target_=tests.fault_injection.PoisonLossAtStep", "+callbacks.poison.step=4"])
+    with pytest.raises(FloatingPointError, match="non-finite training loss .* at global step 4"):
+        entry.train(cfg)
+    last = Path(cfg.paths.output_dir, "checkpoints", "last.ckpt")
+    checkpoint = read_checkpoint(last)
+    assert checkpoint["global_step"] == 4
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
+
+
+def _train_subprocess(output_dir: Path, extra: list[str]) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(ROOT / "train.py"), *TINY_LM, "model.wdrop=0.2", "model.dropout=0.3",
+               "trainer.max_epochs=2", "+trainer.limit_train_batches=6",
+               "callbacks.last_checkpoint.every_n_train_steps=2", "~logger", f"hydra.run.dir={output_dir}", *extra]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+@requires_data("ptb/train.txt")
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
+    full = _train_subprocess(tmp_path / "full", [])
+    assert full.returncode == 0, full.stderr[-3000:]
+    killed = _train_subprocess(tmp_path / "killed", ["+callbacks.kill._target_=tests.fault_injection.KillAtStep",
+                                                     "+callbacks.kill.step=9"])
+    assert killed.returncode == -9  # SIGKILL: no cleanup ran
+    last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    assert read_checkpoint(last)["global_step"] == 8  # mid-epoch 2 (6 batches per epoch)
+    resumed = _train_subprocess(tmp_path / "resumed", [f"ckpt_path={last}"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = read_checkpoint(tmp_path / "full" / "checkpoints" / "last.ckpt")
+    b = read_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    assert a["global_step"] == b["global_step"] == 12
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=key)

@@ -1,0 +1,160 @@
+"""The syntactic-evaluation task: known answers from hand-set weights, batched == one at a time, end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+import train as entry
+from datamodules.minimal_pairs import MinimalPairsDataModule
+from onlstm import BackboneConfig, RNNLanguageModel
+from onlstm.inference import sequence_log_probs
+from tasks.syntactic_evaluation import SyntacticEvaluationTask, last_layer_states
+
+WORDS = ["<eos>", "<unk>", "the", "author", "authors", "laughs", "laugh", "no", "most", "have", "ever", "been", "popular"]
+CFG = BackboneConfig(arch="onlstm", emb_size=8, hidden_size=12, n_layers=2, chunk_size=4, tie_weights=False)
+
+RECORDS = {
+    "simple_agrmt": [
+        {"group": "simple_agrmt", "condition": "sing_MS_MV", "good": "the author laughs", "bad": "the author laugh"},
+        {"group": "simple_agrmt", "condition": "plur_MS_MV", "good": "the authors laugh", "bad": "the authors laughs"},
+    ],
+    "simple_npi_anim": [
+        {"group": "simple_npi", "condition": "past", "good": "no authors have ever been popular",
+         "bad": "most authors have ever been popular", "intrusive": "the authors have ever been popular"},
+    ],
+    "simple_npi_inanim": [
+        {"group": "simple_npi", "condition": "past", "good": "no author have ever been zany",
+         "bad": "most author have ever been zany", "intrusive": "the author have ever been zany"},
+    ],
+}  # fmt: skip
+
+
+def write_suite(root: Path) -> Path:
+    folder = root / "syneval"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, records in RECORDS.items():
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps({"category": name, **r}) + "\n" for r in records))
+    return root
+
+
+def save_checkpoint(model: RNNLanguageModel, path: Path, words=WORDS) -> Path:
+    """A checkpoint as task=lm writes it (the parts load_language_model reads)."""
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"hyper_parameters": {"model": asdict(model.cfg)}, "vocab": list(words), "state_dict": state}, path)
+    return path
+
+
+def unigram_model(bias: dict[str, float]) -> RNNLanguageModel:
+    """Decoder weight 0: every position predicts softmax(bias), whatever the context."""
+    torch.manual_seed(0)
+    model = RNNLanguageModel(len(WORDS), CFG)
+    with torch.no_grad():
+        model.decoder.weight.zero_()
+        model.decoder.bias.zero_()
+        for word, value in bias.items():
+            model.decoder.bias[WORDS.index(word)] = value
+    return model
+
+
+def run_suite(tmp_path: Path, model: RNNLanguageModel, **datamodule_kwargs) -> SyntacticEvaluationTask:
+    ckpt = save_checkpoint(model, tmp_path / "lm.ckpt")
+    module = SyntacticEvaluationTask(model={}, checkpoint=str(ckpt))
+    datamodule = MinimalPairsDataModule(str(write_suite(tmp_path)), **datamodule_kwargs)
+    datamodule.use_vocabulary(module.vocab)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.test(module, datamodule=datamodule)
+    return module
+
+
+def test_hand_set_weights_give_the_known_scores_and_accuracies(tmp_path):
+    bias = {"laughs": 4.0, "no": 3.0, "the": 1.0}  # "laughs" >> "laugh"; "no" > "the" > "most"
+    module = run_suite(tmp_path, unigram_model(bias))
+    log_p = torch.log_softmax(torch.tensor([bias.get(w, 0.0) for w in WORDS], dtype=torch.float64), 0)
+    suite = module.trainer.datamodule.suite
+    for index, ids in enumerate(suite.sentences):  # score = sum over w1..wn <eos>, by hand
+        assert module.sentence_scores[index].item() == pytest.approx(sum(log_p[i].item() for i in ids[1:]), abs=1e-5)
+    results = module.results
+    agr = results.by_group["simple_agrmt"]["good_vs_bad"]
+    assert (agr.correct, agr.total) == (1, 2)  # sing: laughs > laugh right; plur: laugh > laughs wrong
+    assert results.by_condition[("simple_agrmt", "sing_MS_MV")]["good_vs_bad"].accuracy == 1.0
+    assert results.by_condition[("simple_agrmt", "plur_MS_MV")]["good_vs_bad"].accuracy == 0.0
+    npi = results.by_group["simple_npi"]  # no > the > most, both files merged into the group
+    assert [(npi[c].correct, npi[c].total) for c in ("good_vs_bad", "good_vs_intrusive", "intrusive_vs_bad")] == [(2, 2)] * 3
+    assert results.by_category["simple_npi_inanim"]["good_vs_bad"].total == 1
+    metrics = module.trainer.callback_metrics
+    assert metrics["test/acc/simple_agrmt"].item() == 0.5
+    assert metrics["test/acc/simple_npi/intrusive_vs_bad"].item() == 1.0
+    assert metrics["test/acc_case/simple_npi_anim"].item() == 1.0
+    assert metrics["test/acc_cond/simple_agrmt/plur_MS_MV"].item() == 0.0
+    assert metrics["test/acc"].item() == pytest.approx((0.5 + 1.0) / 2)
+    # "popular" and "zany" are not in... "popular" is; "zany" is OOV in all 3 inanim sentences
+    assert metrics["test/oov_items/simple_npi"].item() == 1 and metrics["test/oov_tokens/simple_npi"].item() == 3
+    table3 = (tmp_path / "tables" / "syneval_table3.csv").read_text().splitlines()
+    assert table3[0] == "dependency,phenomenon,test,comparison,items,items_with_oov,accuracy"
+    assert table3[1] == "short-term,Subject-verb agreement,Simple,good_vs_bad,2,0,0.5"
+    assert [row.split(",")[2] for row in table3[2:]] == [
+        "Simple (grammatical vs. intrusive)", "Simple (intrusive vs. ungrammatical)", "Simple (grammatical vs. ungrammatical)"
+    ]  # fmt: skip
+
+
+def test_skip_oov_drops_the_pairs_with_unknown_words(tmp_path):
+    module = run_suite(tmp_path, unigram_model({"laughs": 4.0}), skip_oov=True)
+    assert module.results.by_group["simple_npi"]["good_vs_bad"].total == 1
+    assert "simple_npi_inanim" not in module.results.by_category
+    assert module.trainer.callback_metrics["test/oov_items/simple_npi"].item() == 1
+
+
+def test_batched_scores_equal_one_sentence_at_a_time(tmp_path):
+    torch.manual_seed(3)
+    model = RNNLanguageModel(len(WORDS), CFG)  # random weights: every context matters
+    module = run_suite(tmp_path, model, batch_size=3)
+    suite = module.trainer.datamodule.suite
+    assert len(suite.sentences) == 10 and suite.n_edges < sum(len(e) for e in suite.edges)  # prefixes shared
+    for index, ids in enumerate(suite.sentences):
+        alone = sequence_log_probs(module.model, [ids], batch_size=1)[0].sum().item()
+        assert module.sentence_scores[index].item() == pytest.approx(alone, abs=1e-5)
+
+
+def test_last_layer_states_reproduce_the_forward_logits():
+    torch.manual_seed(1)
+    model = RNNLanguageModel(len(WORDS), CFG).eval()
+    tokens = torch.randint(0, len(WORDS), (6, 3))
+    torch.testing.assert_close(model.decoder(last_layer_states(model, tokens)), model(tokens).logits)
+    with pytest.raises(RuntimeError, match="eval mode"):
+        last_layer_states(model.train(), tokens)
+
+
+def test_end_to_end_through_train_py(make_cfg, tmp_path):
+    torch.manual_seed(2)
+    ckpt = save_checkpoint(RNNLanguageModel(len(WORDS), CFG), tmp_path / "lm.ckpt")
+    cfg = make_cfg(
+        ["task=syneval", "train=false", f"ckpt_path={ckpt}", f"paths.data_dir={write_suite(tmp_path / 'data')}",
+         "logger=csv", "trainer.enable_progress_bar=false"]
+    )  # fmt: skip
+    metrics = entry.train(cfg)
+    assert {"test/acc", "test/acc/simple_agrmt", "test/acc/simple_npi/good_vs_intrusive", "test/suite_seconds"} <= set(metrics)
+    assert metrics["test/items"] == 4 and metrics["test/sentences"] == 10
+    out = Path(cfg.paths.output_dir)
+    for name in ("table3", "groups", "cases", "conditions"):
+        assert (out / "tables" / f"syneval_{name}.md").is_file()
+    rows = list(csv.DictReader(open(out / "tables" / "syneval_groups.csv")))
+    assert {r["group"]: r["oov_words"] for r in rows} == {"simple_agrmt": "", "simple_npi": "zany"}
+    logged = list(csv.DictReader(open(out / "csv" / "metrics.csv")))
+    assert math.isclose(float(logged[-1]["test/acc"]), metrics["test/acc"], abs_tol=1e-6)
+
+
+def test_schema_rejects_a_typo_and_training_is_refused(make_cfg, tmp_path):
+    with pytest.raises(Exception, match="skip_oovv"):
+        make_cfg(["task=syneval", "task.datamodule.skip_oovv=true"])
+    ckpt = save_checkpoint(unigram_model({}), tmp_path / "lm.ckpt")
+    cfg = make_cfg(["task=syneval", f"ckpt_path={ckpt}", f"paths.data_dir={write_suite(tmp_path / 'data')}", "logger=csv"])
+    with pytest.raises(RuntimeError, match="train=false"):
+        entry.train(cfg)  # train=true (the default) would fit: refused with the fix

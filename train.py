@@ -1,0 +1,50 @@
+"""The one entry point: ``python train.py [experiment=...] [task=...] [model=...] [key=value ...]``.
+
+``train(cfg)`` fits (unless ``train=false``) and tests, and returns the metrics; ``main`` returns
+the value of ``task.optimized_metric`` so Hydra sweepers (Optuna) can optimise it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from tasks.runner import register_resolvers, run  # noqa: E402
+from tasks.schemas import register_configs  # noqa: E402
+
+log = logging.getLogger("onlstm.train")
+register_configs()
+register_resolvers()
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit and/or test as the config says; always close the experiment tracker."""
+    try:
+        return run(cfg)
+    except Exception:
+        log.exception("run failed; output folder: %s", cfg.paths.get("output_dir", "?"))
+        raise
+    finally:
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and wandb.run is not None:
+            wandb.finish()  # so that the next job of a multirun starts its own run
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    name = cfg.task.get("optimized_metric")
+    if name and name in metrics:
+        return metrics[name]
+    return None
+
+
+if __name__ == "__main__":
+    main()
