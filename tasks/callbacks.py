@@ -22,11 +22,9 @@ class NTASGDSwitch(pl.Callback):
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
         value = float(trainer.callback_metrics[self.monitor])
-        if (
-            getattr(pl_module, "can_switch_to_asgd", False)
-            and len(self.history) > self.nonmono
-            and value > min(self.history[: -self.nonmono])
-        ):
+        # the best of all validations but the last `nonmono` ones (all of them when nonmono == 0)
+        earlier = self.history[: len(self.history) - self.nonmono]
+        if getattr(pl_module, "can_switch_to_asgd", False) and len(self.history) > self.nonmono and value > min(earlier):
             pl_module.switch_to_asgd()
         self.history.append(value)
 

@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.loggers import WandbLogger
 
 from onlstm import BackboneConfig
 from tasks.checkpoints import read_checkpoint
+from tasks.tracking import WandbRunIdInCheckpoint, wandb_offline, wandb_run_id_of
 
 log = logging.getLogger("onlstm.train")
+
+# Tasks whose test metrics count every item exactly once across DDP ranks: lm (each rank reads its
+# own block of stream columns; nll/count SumMetrics summed), parsing (records gathered and
+# deduplicated by index), syneval (CatMetric keyed by edge id). Any other task is tested on one
+# device after a distributed fit (see docs/scaling.md).
+DDP_EXACT_TEST_TASKS = frozenset({"lm", "parsing", "syneval"})
 
 
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("wandb_offline"):
         # offline unless the user asked for online mode or configured a key
-        OmegaConf.register_new_resolver(
-            "wandb_offline",
-            lambda: os.environ.get("WANDB_MODE", "") != "online" and not os.environ.get("WANDB_API_KEY"),
-        )
+        OmegaConf.register_new_resolver("wandb_offline", wandb_offline)
 
 
 def instantiate_group(group: DictConfig | None) -> list:
@@ -65,13 +70,45 @@ def build_module(cfg: DictConfig, datamodule: pl.LightningDataModule) -> pl.Ligh
     return module
 
 
+def resume_wandb_run(cfg: DictConfig) -> None:
+    """Resuming from a checkpoint continues its wandb run, unless logger.wandb.id is set."""
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    path = cfg.get("ckpt_path")
+    if not wandb_cfg or not cfg.get("train") or wandb_cfg.get("id") or path in (None, "best", "last"):
+        return
+    run_id = wandb_run_id_of(read_checkpoint(check_checkpoint_path(path)))
+    if run_id:
+        log.info("resuming wandb run %s stored in %s", run_id, path)
+        with open_dict(cfg):
+            cfg.logger.wandb.id = run_id
+
+
+def one_device_test_trainer(cfg: DictConfig, trainer: pl.Trainer, trainer_kwargs: dict) -> pl.Trainer | None:
+    """After a distributed fit: a one-device Trainer on rank zero (None on the other ranks)."""
+    log.warning(
+        "task=%s: its test metrics are not exact under DDP (ranks would repeat or re-count examples): "
+        "testing the best checkpoint on one device, on rank zero only", cfg.task.name,
+    )
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # metrics must not wait for ranks that have left
+    if trainer.global_rank != 0:
+        return None
+    root = trainer.strategy.root_device
+    devices = [root.index] if root.type == "cuda" and root.index is not None else 1
+    one = {"devices": devices, "num_nodes": 1, "strategy": "auto"}
+    return instantiate(cfg.trainer, callbacks=[], logger=trainer.loggers or False, **{**trainer_kwargs, **one})
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     check_output_dir(cfg)
+    resume_wandb_run(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.task.datamodule, _convert_="all")
     module = build_module(cfg, datamodule)
     callbacks = instantiate_group(cfg.get("callbacks")) + instantiate_group(cfg.task.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
+    if any(isinstance(logger, WandbLogger) for logger in loggers):
+        callbacks.append(WandbRunIdInCheckpoint())
     trainer_kwargs = OmegaConf.to_container(cfg.task.trainer_kwargs, resolve=True) if cfg.task.get("trainer_kwargs") else {}
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_kwargs)
 
@@ -91,6 +128,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
             test_ckpt = best or None
             if not best:
                 log.warning("no best checkpoint was saved; testing the current weights")
+        if trainer.world_size > 1 and cfg.task.name not in DDP_EXACT_TEST_TASKS:
+            trainer = one_device_test_trainer(cfg, trainer, trainer_kwargs)
+            if trainer is None:
+                return metrics
         trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     return metrics

@@ -95,7 +95,7 @@ def test_hand_set_weights_give_the_known_scores_and_accuracies(tmp_path):
     assert metrics["test/acc_case/simple_npi_anim"].item() == 1.0
     assert metrics["test/acc_cond/simple_agrmt/plur_MS_MV"].item() == 0.0
     assert metrics["test/acc"].item() == pytest.approx((0.5 + 1.0) / 2)
-    # "popular" and "zany" are not in... "popular" is; "zany" is OOV in all 3 inanim sentences
+    # "zany" is not in WORDS: one item, three OOV tokens (good, bad, intrusive)
     assert metrics["test/oov_items/simple_npi"].item() == 1 and metrics["test/oov_tokens/simple_npi"].item() == 3
     table3 = (tmp_path / "tables" / "syneval_table3.csv").read_text().splitlines()
     assert table3[0] == "dependency,phenomenon,test,comparison,items,items_with_oov,accuracy"

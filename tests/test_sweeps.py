@@ -1,0 +1,110 @@
+"""Multiruns through Hydra's real launchers and the Optuna sweeper (``python train.py -m ...``).
+
+Every job must get its own folder, logger run and checkpoints; the Optuna sweeper must receive
+the value that train.py's ``main`` returns (the task's ``optimized_metric``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tests.cli import LM_TINY_RUN, logged_metrics, run_train
+from tests.conftest import requires_data
+
+LM_JOB = [*LM_TINY_RUN, "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2"]
+LOGIC_JOB = [
+    "task=logic",
+    "model.emb_size=16",
+    "model.hidden_size=32",
+    "model.n_layers=1",
+    "model.chunk_size=4",
+    "model.tie_weights=false",
+    "task.datamodule.train_ops=[0,1]",
+    "task.datamodule.test_ops=[0,1]",
+    "task.datamodule.train_fraction=0.02",
+    "task.datamodule.val_fraction=0.1",
+    "task.datamodule.test_fraction=0.02",
+    "task.datamodule.batch_size=32",
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=3",
+    "trainer.enable_progress_bar=false",
+    "trainer.num_sanity_val_steps=0",
+]
+
+
+def job_folders(sweep_dir: Path) -> list[Path]:
+    return sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def job_config(job: Path) -> dict:
+    return yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
+
+
+# ------------------------------------------------------------------ compose only (fast)
+def test_launcher_and_search_configs_compose(make_cfg):
+    slurm = make_cfg(["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "trainer=ddp"])
+    assert slurm.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert slurm.hydra.launcher.partition == "gpu" and slurm.hydra.launcher.gpus_per_node == 1
+    assert slurm.trainer.strategy == "ddp" and slurm.trainer.use_distributed_sampler is False
+    joblib = make_cfg(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], subdir="joblib")
+    assert joblib.hydra.launcher._target_.endswith("JoblibLauncher") and joblib.hydra.launcher.n_jobs == 2
+
+    lm = make_cfg(["hparams_search=lm_optuna"], subdir="lm")
+    assert lm.hydra.sweeper._target_.endswith("OptunaSweeper") and str(lm.hydra.mode) == "RunMode.MULTIRUN"
+    assert lm.hydra.sweeper.direction == "minimize" and lm.task.optimized_metric == "val/ppl_best"
+    assert lm.callbacks.model_checkpoint.monitor == "val/ppl_best" and lm.task.monitor_mode == "min"
+    logic = make_cfg(["hparams_search=logic_optuna"], subdir="logic")
+    assert logic.task.name == "logic" and logic.hydra.sweeper.direction == "maximize"
+    assert logic.task.optimized_metric == "val/acc_best" and logic.task.monitor_mode == "max"
+    for cfg in (lm, logic):  # every searched key exists in the composed config
+        for key in cfg.hydra.sweeper.params:
+            node, *path = key.split(".")
+            value = cfg[node]
+            for part in path:
+                assert part in value, key
+                value = value[part]
+
+
+# ------------------------------------------------------------------ real multiruns (subprocesses)
+@pytest.mark.slow
+@requires_data("ptb/train.txt", "ptb/valid.txt", "ptb/test.txt")
+def test_submitit_local_multirun_gives_each_job_a_complete_folder(tmp_path):
+    sweep = tmp_path / "sweep"
+    run_train(["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", *LM_JOB,
+               "model.chunk_size=4,8", f"hydra.sweep.dir={sweep}"])
+    jobs = job_folders(sweep)
+    assert [j.name for j in jobs] == ["0", "1"]
+    for job, chunk in zip(jobs, (4, 8)):
+        assert job_config(job)["model"]["chunk_size"] == chunk
+        metrics = logged_metrics(job)
+        assert metrics["val/ppl"] > 1 and metrics["test/ppl"] > 1
+        [ckpt] = list((job / "checkpoints").glob("epoch_*.ckpt"))
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        assert state["hyper_parameters"]["model"]["chunk_size"] == chunk  # its own weights, not the other job's
+        assert (job / "train.log").is_file()
+    assert len(list((sweep / ".submitit").iterdir())) >= 2  # submitit's own job folders
+    assert logged_metrics(jobs[0])["val/ppl"] != logged_metrics(jobs[1])["val/ppl"]
+
+
+@requires_data("logic/train0", "logic/test1")
+def test_optuna_sweep_of_two_trials_receives_what_main_returns(tmp_path):
+    sweep = tmp_path / "optuna"
+    run_train(["hparams_search=logic_optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",
+               *LOGIC_JOB, f"hydra.sweep.dir={sweep}"])
+    jobs = job_folders(sweep)
+    assert len(jobs) == 2
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    values = [logged_metrics(job)["val/acc_best"] for job in jobs]
+    assert results["best_value"] == pytest.approx(max(values))
+    # each trial ran with the parameters the sampler drew for it, recorded in its own folder
+    params = [yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) for job in jobs]
+    lrs = [job_config(job)["task"]["module"]["lr"] for job in jobs]
+    assert all(any(o.startswith("task.module.lr=") for o in p) for p in params)
+    assert lrs[0] != lrs[1]
+    if values[0] != values[1]:
+        best = jobs[values.index(max(values))]
+        assert results["best_params"]["task.module.lr"] == pytest.approx(job_config(best)["task"]["module"]["lr"])
