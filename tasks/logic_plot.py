@@ -4,7 +4,7 @@ The logical-inference task draws its own run with :func:`plot_accuracy_by_ops`; 
 and LSTM runs together, point this script at their run folders (each holds
 ``tables/test_acc_by_ops.csv``, written by the task through ``tasks.reporting.log_table``)::
 
-    python -m tasks.logic_plot logs/logic/runs/RUN_A logs/logic/runs/RUN_B -o docs/logic_accuracy.png
+    python -m tasks.logic_plot logs/logic/runs/RUN_A logs/logic/runs/RUN_B -o docs/figures/logic_accuracy.png
 
 A run's legend label is its ``model.arch`` read from ``RUN/.hydra/config.yaml`` (else the folder
 name); ``--labels`` overrides them.

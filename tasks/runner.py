@@ -134,4 +134,33 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 return metrics
         trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    if cfg.get("train") and cfg.get("evaluate_after"):
+        metrics.update(evaluate_after_fit(cfg, trainer, trainer_kwargs))
+    return metrics
+
+
+def evaluate_after_fit(cfg: DictConfig, trainer: pl.Trainer, trainer_kwargs: dict) -> dict[str, float]:
+    """Run the evaluation tasks of ``cfg.evaluate_after`` (task configs placed there by an
+    experiment's defaults, e.g. ``/task@evaluate_after.syneval: syneval``) on the best checkpoint,
+    on one device, logging to the same loggers."""
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if not best:
+        best = str(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    if not Path(best).is_file():
+        log.warning("evaluate_after skipped: no checkpoint was saved (fast_dev_run?)")
+        return {}
+    metrics: dict[str, float] = {}
+    for name, task in cfg.evaluate_after.items():
+        log.info("evaluate_after: task=%s on %s", name, best)
+        datamodule = instantiate(task.datamodule, _convert_="all")
+        module = instantiate(task.module, model=OmegaConf.to_container(cfg.model, resolve=True), checkpoint=best,
+                             _convert_="all")
+        datamodule.use_vocabulary(module.vocab)
+        kwargs = OmegaConf.to_container(task.trainer_kwargs, resolve=True) if task.get("trainer_kwargs") else {}
+        evaluator = one_device_test_trainer(cfg, trainer, kwargs) if trainer.world_size > 1 else instantiate(
+            cfg.trainer, callbacks=[], logger=trainer.loggers or False, **kwargs)
+        if evaluator is None:  # not rank zero
+            continue
+        evaluator.test(module, datamodule=datamodule)
+        metrics.update({k: float(v) for k, v in evaluator.callback_metrics.items()})
     return metrics

@@ -29,3 +29,11 @@ class PoisonLossAtStep(pl.Callback):
         if trainer.global_step >= self.step:
             for param in pl_module.model.decoder.parameters():
                 param.data.fill_(float("nan"))
+
+
+class ForceASGDSwitch(pl.Callback):
+    """Switch the LM task to averaged SGD after the first training epoch, whatever validation says."""
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == 0 and not pl_module.asgd_active:
+            pl_module.switch_to_asgd()

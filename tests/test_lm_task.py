@@ -137,18 +137,52 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(make_cfg):
     assert resumed_metrics["val/ppl"] == full_metrics["val/ppl"]
 
 
-def test_ntasgd_switches_and_evaluates_averaged_weights(make_cfg):
-    # nonmono=0 and a tiny lr: the switch triggers as soon as validation does not improve
+class _FakeLM:
+    def __init__(self):
+        self.can_switch_to_asgd = True
+
+    def switch_to_asgd(self):
+        self.can_switch_to_asgd = False
+
+
+def test_ntasgd_rule_is_the_official_one():
+    """Switch when the loss is worse than the best of all but the last `nonmono` validations."""
+    from types import SimpleNamespace
+
+    from tasks.callbacks import NTASGDSwitch
+
+    losses = [5.0, 4.0, 3.0, 3.5, 3.4, 3.3, 3.2]  # with nonmono=3: at 3.2, the best of [5, 4, 3] is 3.0 < 3.2
+    callback, module, switched = NTASGDSwitch(nonmono=3), _FakeLM(), []
+    for index, loss in enumerate(losses):
+        trainer = SimpleNamespace(sanity_checking=False, callback_metrics={"val/loss": torch.tensor(loss)})
+        callback.on_validation_end(trainer, module)
+        if not module.can_switch_to_asgd and not switched:
+            switched.append(index)
+    # official: len(history) > nonmono and loss > min(history[:-nonmono]); at index 4 the history is
+    # [5, 4, 3, 3.5], min of the first one is 5 -> no; index 5: min(5, 4) = 4 -> no; index 6: min(5, 4, 3) = 3 -> yes
+    assert switched == [6]
+    assert callback.state_dict()["history"] == pytest.approx(losses)
+
+
+def test_asgd_checkpoint_holds_averaged_weights_and_raw_ones_for_resuming(make_cfg):
     cfg = make_cfg(
-        [*SMALL_RUN, "trainer.max_epochs=4", "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=3",
-         "task.callbacks.ntasgd.nonmono=0", "task.module.lr=1e-9", "test=false"]
+        [*SMALL_RUN, "trainer.max_epochs=3", "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=3",
+         "+callbacks.force._target_=tests.fault_injection.ForceASGDSwitch", "test=false"]
     )
     entry.train(cfg)
     ckpt = torch.load(Path(cfg.paths.output_dir, "checkpoints", "last.ckpt"), weights_only=True)
     assert ckpt["asgd_active"] is True
-    assert "raw_state_dict" in ckpt  # averaged weights for evaluation, raw ones for resuming
     state = ckpt["optimizer_states"][0]["state"]
     assert all("ax" in s for s in state.values())
+    averaged, raw = ckpt["state_dict"], ckpt["raw_state_dict"]
+    name = "model.stack.cells.0.hh.weight"
+    assert not torch.equal(averaged[name], raw[name])  # evaluation uses the average, resuming the raw
+    # the averaged weights are ASGD's running average of the iterates ("ax" in its state)
+    ax = [s["ax"] for s in state.values()]
+    assert any(torch.equal(averaged[name], a) for a in ax)
+    # an evaluation task reads the averaged model
+    lm = load_language_model(Path(cfg.paths.output_dir, "checkpoints", "last.ckpt"))
+    torch.testing.assert_close(lm.model.stack.cells[0].hh.weight, averaged[name])
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")))

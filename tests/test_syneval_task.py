@@ -158,3 +158,14 @@ def test_schema_rejects_a_typo_and_training_is_refused(make_cfg, tmp_path):
     cfg = make_cfg(["task=syneval", f"ckpt_path={ckpt}", f"paths.data_dir={write_suite(tmp_path / 'data')}", "logger=csv"])
     with pytest.raises(RuntimeError, match="train=false"):
         entry.train(cfg)  # train=true (the default) would fit: refused with the fix
+
+
+def test_experiment_trains_then_scores_the_suite(make_cfg):
+    """`evaluate_after` (as experiment=syneval_wikitext2 sets it) runs the suite on the new checkpoint."""
+    cfg = make_cfg(["experiment=syneval_cpu", "+task@evaluate_after.syneval=syneval",
+                    "evaluate_after.syneval.datamodule.limit_per_condition=1", "+trainer.limit_train_batches=2",
+                    "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false"])
+    metrics = entry.train(cfg)
+    assert "val/ppl" in metrics
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert any(key.startswith("test/acc/") for key in metrics)
