@@ -13,11 +13,11 @@ from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+import hydra
+from omegaconf import DictConfig
 
-from tasks.runner import register_resolvers, run  # noqa: E402
-from tasks.schemas import register_configs  # noqa: E402
+from tasks.runner import register_resolvers, run
+from tasks.schemas import register_configs
 
 log = logging.getLogger("onlstm.train")
 register_configs()

@@ -19,8 +19,8 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import header  # noqa: E402
-from onlstm import BackboneConfig, RNNLanguageModel  # noqa: E402
+from benchmarks.machine import header
+from onlstm import BackboneConfig, RNNLanguageModel
 
 CONFIGS = {
     # name: (backbone, vocab, bptt, batch)

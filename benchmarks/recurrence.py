@@ -28,8 +28,8 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # runnable from a checkout without installing the package
 
-from onlstm import BackboneConfig, ONLSTMStack, RNNLanguageModel  # noqa: E402
-from onlstm.inference import sequence_gate_distances  # noqa: E402
+from onlstm import BackboneConfig, ONLSTMStack, RNNLanguageModel
+from onlstm.inference import sequence_gate_distances
 
 # (name, layer sizes, chunk size, bptt, batch)
 CONFIGS = [

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 DATA_DIR_HINT = (
     "set the data root with the environment variable ONLSTM_DATA_DIR=/path/to/data "

@@ -16,9 +16,9 @@ right-padded with id 0: ``premise`` (time, batch) with ``premise_len`` (batch), 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pytorch_lightning as pl
 import torch

@@ -8,7 +8,8 @@ Sentences are sorted by length inside each batch group to keep padding small.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn

@@ -212,8 +212,7 @@ def write_examples(path: str | Path, rng: random.Random, n_operators: int, count
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
-        for _ in range(count):
-            handle.write("\t".join(random_example(rng, n_operators)) + "\n")
+        handle.writelines("\t".join(random_example(rng, n_operators)) + "\n" for _ in range(count))
     return path
 
 

@@ -7,7 +7,8 @@ once per call (once per sequence / BPTT segment) and locked dropout is applied b
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on the training machines
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 TABLE = Path("tables") / "test_acc_by_ops.csv"
 MARKERS = ("o", "s", "^", "D", "v", "x")

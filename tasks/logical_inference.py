@@ -10,7 +10,7 @@ deeper nesting than it saw.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import pytorch_lightning as pl

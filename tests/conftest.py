@@ -18,7 +18,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 SHARED_DATA = ROOT.parent / "shared" / "data"
 os.environ.setdefault("ONLSTM_DATA_DIR", str(SHARED_DATA))
 
-import train  # noqa: E402,F401  (registers schemas and resolvers)
+import train  # noqa: F401  (registers schemas and resolvers)
 
 DATA_DIR = Path(os.environ["ONLSTM_DATA_DIR"])
 

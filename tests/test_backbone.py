@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 import onlstm.cell as cell_module
-from onlstm.stack import onlstm_layer_reference
 from onlstm import (
     BackboneConfig,
     LinearDropConnect,
@@ -20,6 +19,7 @@ from onlstm import (
     RNNLanguageModel,
     cumax,
 )
+from onlstm.stack import onlstm_layer_reference
 
 
 def test_cumax_is_monotone_in_unit_interval_and_ends_at_one():
@@ -66,7 +66,7 @@ def test_cell_with_master_gates_open_is_an_lstm_cell(monkeypatch):
     monkeypatch.setattr(cell_module, "cumax", lambda x: next(outputs)(x))
 
     # the same weights in nn.LSTMCell's row order (input, forget, cell, output)
-    rows = lambda k: slice(2 * n + k * H, 2 * n + (k + 1) * H)  # noqa: E731  [out, cell, in, forget]
+    rows = lambda k: slice(2 * n + k * H, 2 * n + (k + 1) * H)
     order = [rows(2), rows(3), rows(1), rows(0)]
     lstm = nn.LSTMCell(5, 6)
     with torch.no_grad():

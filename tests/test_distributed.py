@@ -49,7 +49,6 @@ def only_checkpoint(run_dir: Path, pattern: str = "epoch_*.ckpt") -> Path:
     return found[0]
 
 
-@pytest.mark.slow
 @requires_data("ptb/train.txt", "ptb/valid.txt", "ptb/test.txt")
 def test_ddp_lm_validation_perplexity_equals_one_process_with_twice_the_batch(tmp_path, make_cfg):
     run_dir = tmp_path / "ddp"
@@ -79,7 +78,6 @@ def test_ddp_lm_validation_perplexity_equals_one_process_with_twice_the_batch(tm
     assert ddp_ppl != pytest.approx(one_process_ppl(5), rel=1e-3)
 
 
-@pytest.mark.slow
 @requires_data("logic/train0", "logic/test12")
 def test_ddp_logic_run_tests_on_one_device_with_the_single_process_numbers(tmp_path, make_cfg):
     run_dir = tmp_path / "ddp"

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.conftest import DATA_DIR, TINY_MODEL, compose_config, requires_data
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 
@@ -20,6 +19,7 @@ from onlstm.metrics import evaluate_trees
 from onlstm.trees import baseline_tree, from_bracketed, leaves, split_tree
 from tasks.checkpoints import load_language_model
 from tasks.unsupervised_parsing import word_gate_distances
+from tests.conftest import DATA_DIR, TINY_MODEL, compose_config, requires_data
 
 GOOD = """\
 ( (S
@@ -112,7 +112,6 @@ def test_malformed_tree_names_file_and_tree(tmp_path):
     assert "file_pattern" in message
 
 
-@pytest.mark.slow
 @requires_data("treebank/combined")
 def test_nltk_sample_wsj10_count():
     sentences = read_treebank(DATA_DIR / "treebank" / "combined")
@@ -187,7 +186,6 @@ def run_parsing(make_cfg, checkpoint: Path, *extra: str, subdir: str = "parse") 
     return train.train(cfg), Path(cfg.paths.output_dir)
 
 
-@pytest.mark.slow
 @requires_data("ptb/train.txt", "treebank/combined")
 def test_batched_gate_distances_equal_one_sentence_at_a_time(lm_checkpoint):
     model = load_language_model(lm_checkpoint).model
@@ -201,7 +199,6 @@ def test_batched_gate_distances_equal_one_sentence_at_a_time(lm_checkpoint):
         torch.testing.assert_close(inp, inp1, rtol=0, atol=1e-6)
 
 
-@pytest.mark.slow
 @requires_data("ptb/train.txt", "treebank/combined")
 def test_parsing_end_to_end(make_cfg, lm_checkpoint):
     metrics, out = run_parsing(make_cfg, lm_checkpoint, "task.datamodule.batch_size=16", "task.module.n_figures=2")
@@ -256,7 +253,6 @@ def test_parsing_end_to_end(make_cfg, lm_checkpoint):
         assert single[key] == metrics[key]
 
 
-@pytest.mark.slow
 @requires_data("ptb/train.txt", "treebank/combined")
 def test_fitting_the_parsing_task_says_to_use_train_false(make_cfg, lm_checkpoint):
     cfg = make_cfg(["task=parsing", f"ckpt_path={lm_checkpoint}", "~logger", FEW_FILES])

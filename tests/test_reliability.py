@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
-from omegaconf.errors import ConfigKeyError, ValidationError
 
 import train as entry
 from datamodules.files import DataError
 from datamodules.text_corpus import TextCorpusDataModule, load_corpus
 from tasks.checkpoints import CheckpointError, load_language_model, read_checkpoint
-from tests.conftest import DATA_DIR, ROOT, TINY_MODEL, requires_data
+from tests.conftest import ROOT, TINY_MODEL, requires_data
 
 TINY_LM = [
     "task=lm",
@@ -182,7 +181,6 @@ def _train_subprocess(output_dir: Path, extra: list[str]) -> subprocess.Complete
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.slow
 @requires_data("ptb/train.txt")
 def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     full = _train_subprocess(tmp_path / "full", [])

@@ -70,7 +70,6 @@ def test_launcher_and_search_configs_compose(make_cfg):
 
 
 # ------------------------------------------------------------------ real multiruns (subprocesses)
-@pytest.mark.slow
 @requires_data("ptb/train.txt", "ptb/valid.txt", "ptb/test.txt")
 def test_submitit_local_multirun_gives_each_job_a_complete_folder(tmp_path):
     sweep = tmp_path / "sweep"

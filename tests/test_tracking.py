@@ -107,7 +107,6 @@ def only_offline_run(out: Path) -> Path:
     return runs[0]
 
 
-@pytest.mark.slow
 @requires_data("ptb/train.txt", "ptb/valid.txt", "ptb/test.txt")
 def test_offline_wandb_run_holds_metrics_config_and_resumes_from_a_checkpoint(make_cfg, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -35,7 +34,7 @@ class LanguageModelingSchema:
     alpha: float = 2.0
     beta: float = 1.0
     asgd: bool = True
-    plateau_factor: Optional[float] = None
+    plateau_factor: float | None = None
     plateau_patience: int = 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -15,10 +14,10 @@ class MinimalPairsDataSchema:
     _target_: str = "datamodules.minimal_pairs.MinimalPairsDataModule"
     data_dir: str = "???"
     folder: str = "syneval"  # under data_dir: one JSONL file per test case + counts.json
-    categories: Optional[list[str]] = None  # test-case files to score (file stems); null = all
-    limit_per_condition: Optional[int] = None  # first N items of each (case, condition); null = all
+    categories: list[str] | None = None  # test-case files to score (file stems); null = all
+    limit_per_condition: int | None = None  # first N items of each (case, condition); null = all
     casing: str = "auto"  # auto | lower | sentence (capitalise the first word)
-    final_period: Optional[bool] = None  # append " ."; null = when "." is in the LM's vocabulary
+    final_period: bool | None = None  # append " ."; null = when "." is in the LM's vocabulary
     skip_oov: bool = False  # skip pairs with a word outside the vocabulary (else it reads as <unk>)
     batch_size: int = 256  # distinct sentences per padded batch
 
