@@ -143,6 +143,9 @@ def evaluate_after_fit(cfg: DictConfig, trainer: pl.Trainer, trainer_kwargs: dic
     """Run the evaluation tasks of ``cfg.evaluate_after`` (task configs placed there by an
     experiment's defaults, e.g. ``/task@evaluate_after.syneval: syneval``) on the best checkpoint,
     on one device, logging to the same loggers."""
+    if trainer.fast_dev_run:
+        log.warning("evaluate_after skipped: fast_dev_run trains no checkpoint worth scoring")
+        return {}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if not best:
         best = str(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
