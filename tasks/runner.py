@@ -76,7 +76,9 @@ def resume_wandb_run(cfg: DictConfig) -> None:
     path = cfg.get("ckpt_path")
     if not wandb_cfg or not cfg.get("train") or wandb_cfg.get("id") or path in (None, "best", "last"):
         return
-    run_id = wandb_run_id_of(read_checkpoint(check_checkpoint_path(path)))
+    if not Path(path).is_file():
+        return  # check_checkpoint_path reports it with the fix
+    run_id = wandb_run_id_of(read_checkpoint(path))  # read_checkpoint also refuses a bad file
     if run_id:
         log.info("resuming wandb run %s stored in %s", run_id, path)
         with open_dict(cfg):

@@ -26,6 +26,26 @@ LM_TINY_RUN = [
 ]
 
 
+# a logic run of a few seconds: 1-layer tiny encoder, formulas with 0-1 operators, small subsamples
+LOGIC_TINY_RUN = [
+    "task=logic",
+    "model.emb_size=16",
+    "model.hidden_size=32",
+    "model.n_layers=1",
+    "model.chunk_size=4",
+    "model.tie_weights=false",
+    "task.datamodule.train_ops=[0,1]",
+    "task.datamodule.test_ops=[0,1]",
+    "task.datamodule.train_fraction=0.02",
+    "task.datamodule.val_fraction=0.1",
+    "task.datamodule.test_fraction=0.02",
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=3",
+    "trainer.enable_progress_bar=false",
+    "trainer.num_sanity_val_steps=0",
+]
+
+
 def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK")}
     env.update(ONLSTM_DATA_DIR=str(DATA_DIR), PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", WANDB_MODE="offline")

@@ -12,28 +12,11 @@ import pytest
 import torch
 import yaml
 
-from tests.cli import LM_TINY_RUN, logged_metrics, run_train
+from tests.cli import LM_TINY_RUN, LOGIC_TINY_RUN, logged_metrics, run_train
 from tests.conftest import requires_data
 
 LM_JOB = [*LM_TINY_RUN, "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2"]
-LOGIC_JOB = [
-    "task=logic",
-    "model.emb_size=16",
-    "model.hidden_size=32",
-    "model.n_layers=1",
-    "model.chunk_size=4",
-    "model.tie_weights=false",
-    "task.datamodule.train_ops=[0,1]",
-    "task.datamodule.test_ops=[0,1]",
-    "task.datamodule.train_fraction=0.02",
-    "task.datamodule.val_fraction=0.1",
-    "task.datamodule.test_fraction=0.02",
-    "task.datamodule.batch_size=32",
-    "trainer.max_epochs=1",
-    "+trainer.limit_train_batches=3",
-    "trainer.enable_progress_bar=false",
-    "trainer.num_sanity_val_steps=0",
-]
+LOGIC_JOB = [*LOGIC_TINY_RUN, "task.datamodule.batch_size=32"]
 
 
 def job_folders(sweep_dir: Path) -> list[Path]:

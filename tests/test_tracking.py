@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tasks.tracking import CHECKPOINT_KEY, offline_run_folders, wandb_offline
+from tests.cli import LOGIC_TINY_RUN
 from tests.conftest import TINY_MODEL, requires_data
 from train import train
 
@@ -25,20 +26,7 @@ LM_RUN = [
     "trainer.enable_progress_bar=false",
     "trainer.num_sanity_val_steps=0",
 ]
-LOGIC_RUN = [
-    "task=logic",
-    *TINY_MODEL,
-    "model.tie_weights=false",
-    "task.datamodule.train_ops=[0,1]",
-    "task.datamodule.test_ops=[0,1]",
-    "task.datamodule.train_fraction=0.02",
-    "task.datamodule.val_fraction=0.1",
-    "task.datamodule.test_fraction=0.02",
-    "trainer.max_epochs=1",
-    "+trainer.limit_train_batches=3",
-    "trainer.enable_progress_bar=false",
-    "trainer.num_sanity_val_steps=0",
-]
+LOGIC_RUN = LOGIC_TINY_RUN
 
 
 def test_wandb_is_offline_without_a_key(monkeypatch, tmp_path):
