@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import header
+from benchmarks.machine import header  # noqa: E402  (after the sys.path line)
 from onlstm import BackboneConfig, RNNLanguageModel
 
 CONFIGS = {
@@ -57,32 +57,36 @@ def main() -> None:
     repeats = args.repeats or (3 if args.quick else 7)
     torch.manual_seed(0)
 
-    rows = []
-    for name, (cfg, vocab, bptt, batch) in CONFIGS.items():
-        steps = {}
-        for arch in ("onlstm", "lstm"):
-            model = RNNLanguageModel(vocab, BackboneConfig(**{**cfg.__dict__, "arch": arch})).to(args.device).train()
-            steps[arch] = make_step(model, vocab, bptt, batch, args.device)
-            start = time.perf_counter()
-            steps[arch]()  # first call, reported separately (allocations, lazy init)
-            first = time.perf_counter() - start
-            steps[arch + "_first"] = first
-            steps[arch]()
-        times = {"onlstm": [], "lstm": []}
-        for _ in range(repeats):  # interleaved: both see the same machine state
-            for arch in ("onlstm", "lstm"):
-                start = time.perf_counter()
-                steps[arch]()
-                times[arch].append(time.perf_counter() - start)
-        tokens = bptt * batch
-        on, ls = statistics.median(times["onlstm"]), statistics.median(times["lstm"])
-        rows.append((name, bptt, batch, tokens / on, tokens / ls, ls / on, steps["onlstm_first"]))
-
+    # (label, arch, cuda_graphs); the graphed variant only where CUDA graphs exist
+    variants = [("ON-LSTM", "onlstm", False), ("LSTM", "lstm", False)]
+    if args.device == "cuda":
+        variants.insert(1, ("ON-LSTM + cuda_graphs", "onlstm", True))
     table = [
-        "| config | bptt | batch | ON-LSTM tokens/s | LSTM tokens/s | ON-LSTM / LSTM | ON-LSTM first step (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| config | bptt | batch | model | tokens/s | vs LSTM | first step (s) |",
+        "|---|---|---|---|---:|---:|---:|",
     ]
-    table += [f"| {n} | {b} | {bs} | {a:,.0f} | {l:,.0f} | {r:.2f}x | {f:.2f} |" for n, b, bs, a, l, r, f in rows]
+    for name, (cfg, vocab, bptt, batch) in CONFIGS.items():
+        steps, first = {}, {}
+        for label, arch, graphs in variants:
+            backbone = BackboneConfig(**{**cfg.__dict__, "arch": arch, "cuda_graphs": graphs})
+            model = RNNLanguageModel(vocab, backbone).to(args.device).train()
+            steps[label] = make_step(model, vocab, bptt, batch, args.device)
+            start = time.perf_counter()
+            steps[label]()  # first call, reported separately (allocations, lazy init, graph capture)
+            first[label] = time.perf_counter() - start
+            steps[label]()
+        times = {label: [] for label in steps}
+        for _ in range(repeats):  # interleaved: all variants see the same machine state
+            for label, step in steps.items():
+                start = time.perf_counter()
+                step()
+                times[label].append(time.perf_counter() - start)
+        medians = {label: statistics.median(ts) for label, ts in times.items()}
+        tokens = bptt * batch
+        for label in steps:
+            table.append(f"| {name} | {bptt} | {batch} | {label} | {tokens / medians[label]:,.0f} "
+                         f"| {medians['LSTM'] / medians[label]:.2f}x | {first[label]:.2f} |")
+
     text = f"## LM training step throughput ({args.device})\n\n{header(args.device)}\n- median of {repeats} steps\n\n" + "\n".join(table) + "\n"
     print(text)
     if args.out:

@@ -3,7 +3,9 @@
 Table 1: training tokens/s (forward + backward of the stack, median of N repeats after a warm-up;
 the first call, on a fresh model, is timed separately) at the paper's size and a small size.
 All paths are measured interleaved (repeat r runs every path once), so noise from other
-processes on the machine hits them alike and the ratios stay fair.
+processes on the machine hits them alike and the ratios stay fair. On a CPU the paths are the
+reference, the fused aten layer and nn.LSTM; on CUDA also the Triton kernels, the Triton kernels
+replayed as a CUDA graph (``torch.cuda.make_graphed_callables``), and nn.LSTM is cuDNN.
 
 Table 2: batched inference: master-gate distances of the whole NLTK treebank sample through
 ``onlstm.inference.sequence_gate_distances`` at the paper's size, padded batches vs a batch-1 loop.
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import statistics
 import sys
@@ -28,8 +29,9 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # runnable from a checkout without installing the package
 
-from onlstm import BackboneConfig, ONLSTMStack, RNNLanguageModel
-from onlstm.inference import sequence_gate_distances
+from benchmarks.machine import header  # noqa: E402  (after the sys.path line)
+from onlstm import BackboneConfig, ONLSTMStack, RNNLanguageModel  # noqa: E402
+from onlstm.inference import sequence_gate_distances  # noqa: E402
 
 # (name, layer sizes, chunk size, bptt, batch)
 CONFIGS = [
@@ -53,36 +55,34 @@ class StackedLSTM(nn.Module):
         return x
 
 
-def machine_header(args: argparse.Namespace) -> str:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    lines = [
-        f"- command: `{' '.join([Path(sys.executable).name] + sys.argv)}`",
-        f"- platform: {platform.platform()}, Python {platform.python_version()}",
-        f"- CPU: {cpu} ({os.cpu_count()} logical CPUs), torch {torch.__version__}, "
-        f"torch.get_num_threads() = {torch.get_num_threads()}",
-        f"- device: {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""),
-    ]
-    return "\n".join(lines)
-
-
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
 
 
-def make_model(path: str, sizes: list[int], chunk: int, device: str) -> nn.Module:
+class StackOutputOnly(nn.Module):
+    """The stack's output tensor alone: what ``make_graphed_callables`` can capture."""
+
+    def __init__(self, stack: ONLSTMStack):
+        super().__init__()
+        self.stack = stack
+
+    def forward(self, x):
+        return self.stack(x).output
+
+
+GRAPHED = "fused_triton + CUDA graph"
+
+
+def make_model(path: str, sizes: list[int], chunk: int, x: torch.Tensor) -> nn.Module:
     if path == "nn.LSTM":
-        model = StackedLSTM(sizes)
-    else:
-        model = ONLSTMStack(sizes, chunk, dropout=DROPOUT, dropconnect=DROPCONNECT, implementation=path)
-    return model.to(device).train()
+        return StackedLSTM(sizes).to(x.device).train()
+    implementation = "fused_triton" if path == GRAPHED else path
+    model = ONLSTMStack(sizes, chunk, dropout=DROPOUT, dropconnect=DROPCONNECT, implementation=implementation)
+    model = model.to(x.device).train()
+    if path == GRAPHED:  # captured once for this input shape; replays sample fresh dropout masks
+        model = torch.cuda.make_graphed_callables(StackOutputOnly(model), (x,))
+    return model
 
 
 def train_step(model: nn.Module, x: torch.Tensor) -> None:
@@ -101,35 +101,55 @@ def timed(fn, device: str) -> float:
     return time.perf_counter() - start
 
 
+def training_paths(device: str) -> list[str]:
+    if device == "cuda":
+        return ["reference", "fused_aten", "fused_triton", GRAPHED, "nn.LSTM"]
+    return ["reference", "fused_aten", "nn.LSTM"]  # "fused" picks fused_aten on a CPU
+
+
 def training_table(args: argparse.Namespace) -> str:
-    paths = ["reference", "fused", "nn.LSTM"]
+    paths = training_paths(args.device)
     rows = [
         "| config | layer sizes, chunk, bptt x batch | path | first call (s) | median step (ms) "
-        "| tokens/s | vs nn.LSTM |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| tokens/s | vs nn.LSTM | vs reference |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for name, sizes, chunk, bptt, batch in CONFIGS:
         torch.manual_seed(0)
         x = torch.randn(bptt, batch, sizes[0], device=args.device)
-        models, first = {}, {}
+        models, first, failed = {}, {}, {}
         for path in paths:
-            # first call: fresh model, nothing warmed up for this shape yet
-            models[path] = make_model(path, sizes, chunk, args.device)
-            first[path] = timed(lambda: train_step(models[path], x), args.device)
-        for _ in range(args.warmup):
-            for path in paths:
+            # first call: building the model (for the graphed path: capturing it) and one step,
+            # nothing warmed up for this shape yet (Triton compiles its kernels here)
+            sync(args.device)
+            start = time.perf_counter()
+            try:
+                models[path] = make_model(path, sizes, chunk, x)
                 train_step(models[path], x)
-        times = {path: [] for path in paths}
+            except Exception as error:  # a path that cannot run here is reported, not fatal
+                failed[path] = f"{type(error).__name__}: {str(error).splitlines()[0][:100]}"
+                models.pop(path, None)
+                continue
+            sync(args.device)
+            first[path] = time.perf_counter() - start
+        live = [path for path in paths if path in models]
+        for _ in range(args.warmup):
+            for path in live:
+                train_step(models[path], x)
+        times = {path: [] for path in live}
         for _ in range(args.repeats):  # interleaved: every repeat runs each path once
-            for path in paths:
+            for path in live:
                 times[path].append(timed(lambda: train_step(models[path], x), args.device))
         medians = {path: statistics.median(ts) for path, ts in times.items()}
         tokens = bptt * batch
         for path in paths:
+            if path in failed:
+                rows.append(f"| {name} | {sizes}, {chunk}, {bptt} x {batch} | {path} | failed: {failed[path]} | | | | |")
+                continue
             rows.append(
                 f"| {name} | {sizes}, {chunk}, {bptt} x {batch} | {path} | {first[path]:.2f} "
                 f"| {1000 * medians[path]:.1f} | {tokens / medians[path]:,.0f} "
-                f"| {medians['nn.LSTM'] / medians[path]:.2f}x |"
+                f"| {medians['nn.LSTM'] / medians[path]:.2f}x | {medians['reference'] / medians[path]:.2f}x |"
             )
         print(f"  {name}: done", file=sys.stderr)
     return "\n".join(rows)
@@ -203,7 +223,7 @@ def main() -> None:
         parser.error("--device cuda but torch.cuda.is_available() is False")
 
     print("# ON-LSTM recurrence benchmark\n")
-    print(machine_header(args) + "\n")
+    print(header(args.device) + "\n")
     print(f"## Training (forward + backward), median of {args.repeats} interleaved repeats "
           f"after {args.warmup} warm-up\n")
     print(f"ON-LSTM paths train with dropout {DROPOUT} between layers and DropConnect {DROPCONNECT} "

@@ -243,21 +243,55 @@ class _ONLSTMLayer(torch.autograd.Function):
         return d_gates if needs[0] else None, d_h0, dc if needs[2] else None, d_w, d_b, None
 
 
-def onlstm_layer_fused(cell: ONLSTMCell, x: Tensor, h: Tensor, c: Tensor, w_hh: Tensor) -> LayerResult:
+def triton_available() -> bool:
+    """Whether :mod:`onlstm.triton_recurrence` can be used (Triton installed: CUDA builds of torch
+    bring it; on a CPU it runs only under ``TRITON_INTERPRET=1``, which the tests use)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _use_triton(backend: str, x: Tensor) -> bool:
+    if backend == "aten":
+        return False
+    if backend == "triton":
+        if not triton_available():
+            raise RuntimeError("implementation 'fused_triton' needs the triton package (pip install triton)")
+        if x.dtype != torch.float32:
+            raise RuntimeError(f"implementation 'fused_triton' runs in float32, got {x.dtype}")
+        return True
+    # auto: the Triton kernels where launches dominate (CUDA), aten ops elsewhere
+    return x.is_cuda and x.dtype == torch.float32 and triton_available()
+
+
+def onlstm_layer_fused(
+    cell: ONLSTMCell, x: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, backend: str = "auto"
+) -> LayerResult:
     """Drop-in for :func:`onlstm.stack.onlstm_layer_reference`: same inputs, same results.
 
     ``w_hh`` is the (possibly DropConnect-masked) hidden weight; gradients flow through it to
     ``cell.hh.weight``, to ``cell.hh.bias``, to ``cell.ih`` through the input projection, and to
-    ``x``, ``h`` and ``c``.
+    ``x``, ``h`` and ``c``. ``backend``: "aten" (this module), "triton"
+    (:mod:`onlstm.triton_recurrence`, one kernel per step) or "auto" (Triton for float32 CUDA
+    tensors when it is installed, aten otherwise).
     """
     wx = cell.ih(x)  # the input projection of all steps: one matmul outside the recurrence
     b_hh = cell.hh.bias
     if b_hh is None:
         b_hh = wx.new_zeros(())
     inputs = (wx, h, c, w_hh, b_hh)
+    triton_path = _use_triton(backend, x)
+    if triton_path:
+        from onlstm import triton_recurrence  # imported only here: Triton is optional
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        out, h_last, c_last, dist_f, dist_i = _ONLSTMLayer.apply(*inputs, cell.n_chunk)
+        layer = triton_recurrence.TritonONLSTMLayer if triton_path else _ONLSTMLayer
+        out, h_last, c_last, dist_f, dist_i = layer.apply(*inputs, cell.n_chunk)
         return LayerResult(out, h_last, c_last, dist_f, dist_i)
     # inference: no graph, so no (time, ...) buffers for a backward
-    hs, c_last, dist_f, dist_i, _ = _forward(*inputs, cell.n_chunk, keep=False)
+    if triton_path:
+        hs, c_last, dist_f, dist_i = triton_recurrence.inference_forward(*inputs, cell.n_chunk)
+    else:
+        hs, c_last, dist_f, dist_i, _ = _forward(*inputs, cell.n_chunk, keep=False)
     return LayerResult(hs[1:], hs[-1].clone(), c_last, dist_f, dist_i)

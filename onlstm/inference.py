@@ -8,7 +8,7 @@ Sentences are sorted by length inside each batch group to keep padding small.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import torch
@@ -36,17 +36,27 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Tens
 
 def _gates_forward(model: nn.Module, tokens: Tensor):
     """The model's output with ``distances``. For an :class:`RNNLanguageModel` only the embedding
-    and the stack run: in eval mode that is what its forward computes before the decoder, and the
-    vocabulary-sized decoder would be ~1/6 of the work (and a (time, batch, vocab) tensor) for
-    nothing."""
+    and the stack run (``features``): the vocabulary-sized decoder would be ~1/6 of the work (and
+    a (time, batch, vocab) tensor) for nothing."""
     if isinstance(model, RNNLanguageModel):
-        return model.stack(model.embedding(tokens))
+        return model.features(tokens)
     return model(tokens)
 
 
-def _batches_by_length(sequences: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+def _padded_groups(model: nn.Module, sequences: Sequence[Sequence[int]], batch_size: int) -> Iterator[tuple[list[int], Tensor, Tensor]]:
+    """Yields (indices, tokens on the model's device, lengths) for right-padded batches of
+    sequences sorted by length, with the model in eval mode (restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    try:
+        for start in range(0, len(order), batch_size):
+            group = order[start : start + batch_size]
+            tokens, lengths = pad_batch([sequences[i] for i in group])
+            yield group, tokens.to(device), lengths
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -56,40 +66,25 @@ def sequence_log_probs(model: nn.Module, sequences: Sequence[Sequence[int]], bat
     ``model`` maps (time, batch) ids to an object with ``logits`` (time, batch, vocab), like
     :class:`onlstm.RNNLanguageModel`. It is put in eval mode for the call and restored after.
     """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
     result: list[Tensor | None] = [None] * len(sequences)
-    try:
-        for group in _batches_by_length(sequences, batch_size):
-            tokens, lengths = pad_batch([sequences[i] for i in group])
-            tokens = tokens.to(device)
-            log_probs = F.log_softmax(model(tokens[:-1]).logits.float(), dim=-1)
-            picked = log_probs.gather(-1, tokens[1:].unsqueeze(-1)).squeeze(-1).cpu()  # (time-1, batch)
-            for column, index in enumerate(group):
-                result[index] = picked[: int(lengths[column]) - 1, column].clone()
-    finally:
-        model.train(was_training)
+    for group, tokens, lengths in _padded_groups(model, sequences, batch_size):
+        log_probs = F.log_softmax(model(tokens[:-1]).logits.float(), dim=-1)
+        picked = log_probs.gather(-1, tokens[1:].unsqueeze(-1)).squeeze(-1).cpu()  # (time-1, batch)
+        for column, index in enumerate(group):
+            result[index] = picked[: int(lengths[column]) - 1, column].clone()
     return result  # type: ignore[return-value]
 
 
 @torch.no_grad()
 def sequence_gate_distances(model: nn.Module, sequences: Sequence[Sequence[int]], batch_size: int = 256) -> list[SentenceGates]:
     """Master-gate distances of every layer at every position of each id sequence (eval mode)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
     result: list[SentenceGates | None] = [None] * len(sequences)
-    try:
-        for group in _batches_by_length(sequences, batch_size):
-            tokens, lengths = pad_batch([sequences[i] for i in group])
-            out = _gates_forward(model, tokens.to(device))
-            if out.distances is None:
-                raise ValueError("this model has no master gates (an LSTM): gate distances need an ON-LSTM")
-            dist_f, dist_i = out.distances.float().cpu(), out.distances_in.float().cpu()
-            for column, index in enumerate(group):
-                n = int(lengths[column])
-                result[index] = SentenceGates(dist_f[:, :n, column].clone(), dist_i[:, :n, column].clone())
-    finally:
-        model.train(was_training)
+    for group, tokens, lengths in _padded_groups(model, sequences, batch_size):
+        out = _gates_forward(model, tokens)
+        if out.distances is None:
+            raise ValueError("this model has no master gates (an LSTM): gate distances need an ON-LSTM")
+        dist_f, dist_i = out.distances.float().cpu(), out.distances_in.float().cpu()
+        for column, index in enumerate(group):
+            n = int(lengths[column])
+            result[index] = SentenceGates(dist_f[:, :n, column].clone(), dist_i[:, :n, column].clone())
     return result  # type: ignore[return-value]

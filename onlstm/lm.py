@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import torch
 from torch import Tensor, nn
 
+from onlstm.cuda_graphs import GraphedStack
 from onlstm.regularizers import LockedDropout, embedded_dropout
-from onlstm.stack import Hidden, LSTMStack, ONLSTMStack
+from onlstm.stack import Hidden, LSTMStack, ONLSTMStack, StackOutput
 
 
 @dataclass
@@ -26,6 +28,7 @@ class BackboneConfig:
     dropoute: float = 0.1  # embedding dropout (whole word types)
     wdrop: float = 0.45  # DropConnect on hidden-to-hidden weights
     tie_weights: bool = True  # decoder weight = embedding weight (last layer size = emb_size)
+    cuda_graphs: bool = False  # replay training steps of the stack as CUDA graphs (onlstm/cuda_graphs.py)
 
     def validate(self) -> None:
         """Raise ValueError naming the field when the sizes cannot make a backbone."""
@@ -76,6 +79,7 @@ class RNNLanguageModel(nn.Module):
         self.stack = build_stack(cfg)
         self.lockdrop = LockedDropout()
         self.decoder = nn.Linear(cfg.layer_sizes()[-1], vocab_size)
+        self._graphed_stack: GraphedStack | None = None  # made at the first graphed call
         if cfg.tie_weights:
             self.decoder.weight = self.embedding.weight
         self.reset_parameters()
@@ -90,11 +94,21 @@ class RNNLanguageModel(nn.Module):
     def init_hidden(self, batch_size: int) -> Hidden:
         return self.stack.init_hidden(batch_size, like=self.embedding.weight)
 
-    def forward(self, tokens: Tensor, hidden: Hidden | None = None) -> LMOutput:
-        """tokens: (time, batch) word ids. Returns logits for the next word at every position."""
+    def features(self, tokens: Tensor, hidden: Hidden | None = None) -> StackOutput:
+        """The recurrent stack's outputs and gate distances for (time, batch) word ids, without
+        the decoder: what parsing and other probes of the hidden states need (the decoder is the
+        vocabulary-sized part of the work)."""
         emb = embedded_dropout(self.embedding, tokens, self.cfg.dropoute, self.training)
         emb = self.lockdrop(emb, self.cfg.dropouti)
-        out = self.stack(emb, hidden)
+        if self.cfg.cuda_graphs and self.training and emb.is_cuda and torch.is_grad_enabled():
+            if self._graphed_stack is None:
+                self._graphed_stack = GraphedStack(self.stack)
+            return self._graphed_stack(emb, hidden)
+        return self.stack(emb, hidden)
+
+    def forward(self, tokens: Tensor, hidden: Hidden | None = None) -> LMOutput:
+        """tokens: (time, batch) word ids. Returns logits for the next word at every position."""
+        out = self.features(tokens, hidden)
         output = self.lockdrop(out.output, self.cfg.dropout)
         outputs = out.outputs[:-1] + [output]
         return LMOutput(self.decoder(output), out.hidden, out.raw_outputs, outputs, out.distances, out.distances_in)

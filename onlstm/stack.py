@@ -113,10 +113,14 @@ class ONLSTMStack(_RecurrentStack):
     ``layer_sizes`` = [input size, layer 1 size, ..., last layer size]; the paper's LM uses
     [400, 1150, 1150, 400]. ``chunk_size`` must divide every layer size. ``dropout`` is the
     locked dropout between layers, ``dropconnect`` the DropConnect rate of the hidden-to-hidden
-    weights. ``implementation`` picks the recurrence: "fused" (:mod:`onlstm.fused`, one
-    autograd node per layer, the fast default) or "reference" (the per-step loop above); both
-    compute the same numbers.
+    weights. ``implementation`` picks the recurrence: "fused" (the fast default: one autograd
+    node per layer, run by :mod:`onlstm.triton_recurrence`'s kernels on float32 CUDA tensors when
+    Triton is installed and by :mod:`onlstm.fused`'s aten ops otherwise), "fused_aten" or
+    "fused_triton" to force one of the two, or "reference" (the per-step loop above). All compute
+    the same numbers.
     """
+
+    IMPLEMENTATIONS = {"fused": "auto", "fused_aten": "aten", "fused_triton": "triton", "reference": None}
 
     def __init__(
         self,
@@ -127,8 +131,8 @@ class ONLSTMStack(_RecurrentStack):
         implementation: str = "fused",
     ):
         super().__init__(layer_sizes, dropout, dropconnect)
-        if implementation not in ("fused", "reference"):
-            raise ValueError(f"implementation must be 'fused' or 'reference', got {implementation!r}")
+        if implementation not in self.IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {sorted(self.IMPLEMENTATIONS)}, got {implementation!r}")
         self.chunk_size = chunk_size
         self.implementation = implementation
         self.cells = nn.ModuleList(
@@ -138,10 +142,11 @@ class ONLSTMStack(_RecurrentStack):
 
     def _run_layer(self, index: int, x: Tensor, h: Tensor, c: Tensor) -> LayerResult:
         cell = self.cells[index]
-        if self.implementation == "fused":
+        backend = self.IMPLEMENTATIONS[self.implementation]
+        if backend is not None:
             from onlstm.fused import onlstm_layer_fused  # fused.py imports LayerResult from here
 
-            return onlstm_layer_fused(cell, x, h, c, cell.hh.sampled_weight())
+            return onlstm_layer_fused(cell, x, h, c, cell.hh.sampled_weight(), backend)
         return onlstm_layer_reference(cell, x, h, c, cell.hh.sampled_weight())
 
 

@@ -135,7 +135,7 @@ def last_layer_states(model: RNNLanguageModel, tokens: Tensor) -> Tensor:
     caller apply the vocabulary-sized output layer only where it is needed."""
     if model.training:
         raise RuntimeError("last_layer_states expects the model in eval mode (no dropout)")
-    return model.stack(model.embedding(tokens)).output
+    return model.features(tokens).output
 
 
 # ------------------------------------------------------------------------------ the task

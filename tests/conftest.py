@@ -5,12 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+# Without an NVIDIA GPU, the Triton kernels (onlstm/triton_recurrence.py) are tested on CPU
+# tensors through Triton's interpreter. It must be on before torch is imported: torch imports
+# triton, whose language functions are decorated for the interpreter or the compiler right then.
+if not Path("/dev/nvidiactl").exists():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
@@ -18,7 +24,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 SHARED_DATA = ROOT.parent / "shared" / "data"
 os.environ.setdefault("ONLSTM_DATA_DIR", str(SHARED_DATA))
 
-import train  # noqa: F401  (registers schemas and resolvers)
+import train  # noqa: F401, E402  (registers schemas and resolvers)
 
 DATA_DIR = Path(os.environ["ONLSTM_DATA_DIR"])
 

@@ -66,7 +66,9 @@ def test_cell_with_master_gates_open_is_an_lstm_cell(monkeypatch):
     monkeypatch.setattr(cell_module, "cumax", lambda x: next(outputs)(x))
 
     # the same weights in nn.LSTMCell's row order (input, forget, cell, output)
-    rows = lambda k: slice(2 * n + k * H, 2 * n + (k + 1) * H)
+    def rows(k):
+        return slice(2 * n + k * H, 2 * n + (k + 1) * H)
+
     order = [rows(2), rows(3), rows(1), rows(0)]
     lstm = nn.LSTMCell(5, 6)
     with torch.no_grad():

@@ -31,7 +31,7 @@ def _run(stack: ONLSTMStack, x: torch.Tensor, hidden, distances: str, seed: int 
     out = stack(x, hidden)
     loss = out.output.pow(2).sum() + sum(h.pow(3).sum() + 2.0 * c.sum() for h, c in out.hidden)
     loss = loss + sum(o.sin().sum() for o in out.outputs[:-1])
-    weights = torch.linspace(-1.0, 1.0, out.distances.numel()).view_as(out.distances)
+    weights = torch.linspace(-1.0, 1.0, out.distances.numel(), device=out.distances.device).view_as(out.distances)
     if distances == "used":
         loss = loss + (out.distances * weights).sum() + out.distances_in.pow(2).sum()
     elif distances == "zero":  # in the graph, but with an all-zero gradient
@@ -46,10 +46,11 @@ def _run(stack: ONLSTMStack, x: torch.Tensor, hidden, distances: str, seed: int 
     return values, grads
 
 
-def _pair(sizes, chunk, dropout, dropconnect, training):
+def _pair(sizes, chunk, dropout, dropconnect, training, implementation="fused", device="cpu"):
     torch.manual_seed(0)
     reference = ONLSTMStack(sizes, chunk, dropout=dropout, dropconnect=dropconnect, implementation="reference")
-    fused = ONLSTMStack(sizes, chunk, dropout=dropout, dropconnect=dropconnect, implementation="fused")
+    fused = ONLSTMStack(sizes, chunk, dropout=dropout, dropconnect=dropconnect, implementation=implementation)
+    reference, fused = reference.to(device), fused.to(device)
     fused.load_state_dict(reference.state_dict())
     return reference.train(training), fused.train(training)
 
@@ -59,18 +60,19 @@ def _pair(sizes, chunk, dropout, dropconnect, training):
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("distances", ["unused", "used"])
 def test_fused_matches_reference(sizes, chunk, steps, batch, dropout, dropconnect, training, distances):
-    _check(sizes, chunk, steps, batch, dropout, dropconnect, training, distances)
+    check_matches_reference(sizes, chunk, steps, batch, dropout, dropconnect, training, distances)
 
 
 def test_fused_matches_reference_with_zero_distance_gradient():
-    _check([5, 12, 8], 4, 6, 3, 0.3, 0.4, True, "zero")
+    check_matches_reference([5, 12, 8], 4, 6, 3, 0.3, 0.4, True, "zero")
 
 
-def _check(sizes, chunk, steps, batch, dropout, dropconnect, training, distances):
-    reference, fused = _pair(sizes, chunk, dropout, dropconnect, training)
+def check_matches_reference(sizes, chunk, steps, batch, dropout, dropconnect, training, distances, implementation="fused", device="cpu"):
+    """Outputs and every gradient of ``implementation`` equal the reference's (same masks)."""
+    reference, fused = _pair(sizes, chunk, dropout, dropconnect, training, implementation, device)
     torch.manual_seed(2)
-    x = torch.randn(steps, batch, sizes[0])
-    hidden = [(torch.randn(batch, s), torch.randn(batch, s)) for s in sizes[1:]]
+    x = torch.randn(steps, batch, sizes[0], device=device)
+    hidden = [(torch.randn(batch, s, device=device), torch.randn(batch, s, device=device)) for s in sizes[1:]]
     ref_values, ref_grads = _run(reference, x, hidden, distances)
     values, grads = _run(fused, x, hidden, distances)
     for expected, actual in zip(ref_values, values):
@@ -82,8 +84,12 @@ def _check(sizes, chunk, steps, batch, dropout, dropconnect, training, distances
 
 
 def test_zero_initial_state_and_no_grad_inference():
-    reference, fused = _pair([6, 12, 6], 3, 0.3, 0.4, training=True)
-    x = torch.randn(7, 3, 6)
+    check_zero_state_and_inference("fused")
+
+
+def check_zero_state_and_inference(implementation: str, device: str = "cpu"):
+    reference, fused = _pair([6, 12, 6], 3, 0.3, 0.4, True, implementation, device)
+    x = torch.randn(7, 3, 6, device=device)
     ref_values, ref_grads = _run(reference, x, None, "unused")
     values, grads = _run(fused, x, None, "unused")
     for name, expected in ref_grads.items():

@@ -162,7 +162,7 @@ def test_schema_rejects_a_typo_and_training_is_refused(make_cfg, tmp_path):
 
 def test_experiment_trains_then_scores_the_suite(make_cfg):
     """`evaluate_after` (as experiment=syneval_wikitext2 sets it) runs the suite on the new checkpoint."""
-    cfg = make_cfg(["experiment=syneval_cpu", "+task@evaluate_after.syneval=syneval",
+    cfg = make_cfg(["experiment=syneval_cpu",
                     "evaluate_after.syneval.datamodule.limit_per_condition=1", "+trainer.limit_train_batches=2",
                     "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false"])
     metrics = entry.train(cfg)
