@@ -15,7 +15,8 @@ Same arithmetic as :func:`onlstm.stack.onlstm_layer_reference` (the per-step loo
 
 Why hand-written and not ``torch.compile``: compiling the whole stack was 2.2x faster than the
 per-step code but took ~3 minutes to compile on a 2-core CPU; this path starts at once.
-Device-agnostic (only standard aten ops), so it runs unchanged on CUDA tensors.
+Device-agnostic (standard aten ops; on a CPU the per-step matmul uses oneDNN's prepacked form),
+so it also runs on CUDA tensors, where :mod:`onlstm.triton_recurrence` is the faster path.
 
 Layout of the gate rows (as in the official code and :class:`onlstm.cell.ONLSTMCell`):
 [master input logits (n), master forget logits (n), output (H), cell (H), input (H), forget (H)],
@@ -33,6 +34,31 @@ from onlstm.stack import LayerResult
 
 _sigmoid_backward_out = torch.ops.aten.sigmoid_backward.grad_input
 _tanh_backward_out = torch.ops.aten.tanh_backward.grad_input
+
+
+class _RepeatedMatmul:
+    """``x @ weight.T`` for the many ``x`` of one recurrence, ``weight`` fixed for the call.
+
+    On a CPU the weight is reordered once into oneDNN's blocked layout and every step runs
+    oneDNN's prepacked matmul (PyTorch's ``mkldnn._linear_pointwise``, what its compiler uses for
+    CPU linear layers): measured 1.6x faster than ``torch.mm`` for the paper's (20 x 1150) @
+    (1150 x 4830) step and 1.1-1.3x for smaller ones, for about one step's time to reorder
+    (``docs/performance.md``). Elsewhere, or where the op is missing, a plain matmul.
+    """
+
+    def __init__(self, weight: Tensor, batch: int):
+        self.weight = weight
+        self.packed = None
+        if weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available():
+            try:
+                self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
+            except (AttributeError, RuntimeError):  # a torch build without the op: plain matmul
+                self.packed = None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.packed is not None:
+            return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
+        return torch.mm(x, self.weight.t())
 
 
 def _forward(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: int, keep: bool):
@@ -55,9 +81,9 @@ def _forward(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: 
     cell_rows = slice(2 * n + hidden, 2 * n + 2 * hidden)
     gates = torch.add(wx, b_hh)  # (T, B, rows); activated in place step by step
     gates[..., cell_rows] *= 2.0
-    # (hidden, rows) contiguous: MKL's gemm is ~1.4x faster on h @ W^T with W^T laid out this way
-    w_fwd_t = w_hh.t().contiguous()
-    w_fwd_t[:, cell_rows] *= 2.0
+    w_fwd = w_hh.clone()
+    w_fwd[cell_rows] *= 2.0
+    recurrent = _RepeatedMatmul(w_fwd, batch)  # h_{t-1} W_hh^T
     # [softmax, cumax] of the master logits, each (2, n) for [input, forget]; softmax kept for backward
     prob_cumax = torch.empty(kept, batch, 2, 2, n, **opts)
     master = torch.empty(steps, batch, 2, n, **opts)  # [1 - cumax(input), cumax(forget)] (Eqs. 7-8)
@@ -96,7 +122,7 @@ def _forward(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: 
 
     for t in range(steps):
         cc, mx, ov, m = cc_v[t], mix_v[t], overlap_v[t], master_v[t]
-        gates_v[t].addmm_(hs_v[t], w_fwd_t)
+        gates_v[t].add_(recurrent(hs_v[t]))
         sig_v[t].sigmoid_()
         torch.add(minus_one, cell_v[t], alpha=2, out=cc[:, 0])  # tanh of the cell gate
         # cumax = cumsum(softmax(z)) = cumsum(e) / sum(e), e = exp(z - max z); the last entry of
@@ -189,7 +215,7 @@ class _ONLSTMLayer(torch.autograd.Function):
         d_probs_sum = torch.empty(batch, 2, 1, **opts)
         # d(cumsum) = sign * d(master): master_input = 1 - cumsum, master_forget = cumsum
         sign = torch.tensor([[-1.0], [1.0]], **opts)
-        w_t = w_hh.t().contiguous()  # d gates @ W runs faster on this layout too (see forward)
+        back = _RepeatedMatmul(w_hh.t().contiguous(), batch)  # d gates_t W_hh
 
         for t in range(steps - 1, -1, -1):
             so, tc, mx, cc, ov, m = out_gate_v[t], tanh_c_v[t], mix_v[t], cc_v[t], overlap_v[t], master_v[t]
@@ -231,13 +257,13 @@ class _ONLSTMLayer(torch.autograd.Function):
             # d h_{t-1} = d output_{t-1} + d gates_t @ W_hh
             if t > 0:
                 if d_out_v is None:
-                    torch.mm(d_gates[t], w_t.t(), out=dh)
+                    dh.copy_(back(d_gates[t]))
                 else:
-                    torch.addmm(d_out_v[t - 1], d_gates[t], w_t.t(), out=dh)
+                    torch.add(d_out_v[t - 1], back(d_gates[t]), out=dh)
 
         needs = ctx.needs_input_grad
         flat = d_gates.view(steps * batch, rows)
-        d_h0 = torch.mm(d_gates[0], w_t.t()) if needs[1] else None
+        d_h0 = back(d_gates[0]) if needs[1] else None
         d_w = torch.mm(flat.t(), hs[:-1].reshape(steps * batch, hidden)) if needs[3] else None
         d_b = flat.sum(0) if needs[4] else None
         return d_gates if needs[0] else None, d_h0, dc if needs[2] else None, d_w, d_b, None
