@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))  # runnable from a checkout without installing the
 
 from benchmarks.machine import header  # noqa: E402  (after the sys.path line)
 from onlstm import BackboneConfig, ONLSTMStack, RNNLanguageModel  # noqa: E402
+from onlstm.cuda_graphs import GraphedStack  # noqa: E402
 from onlstm.inference import sequence_gate_distances  # noqa: E402
 
 # (name, layer sizes, chunk size, bptt, batch)
@@ -60,15 +61,17 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-class StackOutputOnly(nn.Module):
-    """The stack's output tensor alone: what ``make_graphed_callables`` can capture."""
+class GraphedOutput(nn.Module):
+    """The stack through ``onlstm.cuda_graphs.GraphedStack`` (what ``model.cuda_graphs=true`` runs),
+    returning the output tensor; a module so that ``train_step`` finds the parameters."""
 
     def __init__(self, stack: ONLSTMStack):
         super().__init__()
         self.stack = stack
+        self.graphed = GraphedStack(stack)
 
     def forward(self, x):
-        return self.stack(x).output
+        return self.graphed(x).output
 
 
 GRAPHED = "fused_triton + CUDA graph"
@@ -80,9 +83,7 @@ def make_model(path: str, sizes: list[int], chunk: int, x: torch.Tensor) -> nn.M
     implementation = "fused_triton" if path == GRAPHED else path
     model = ONLSTMStack(sizes, chunk, dropout=DROPOUT, dropconnect=DROPCONNECT, implementation=implementation)
     model = model.to(x.device).train()
-    if path == GRAPHED:  # captured once for this input shape; replays sample fresh dropout masks
-        model = torch.cuda.make_graphed_callables(StackOutputOnly(model), (x,))
-    return model
+    return GraphedOutput(model) if path == GRAPHED else model  # captured at the first call
 
 
 def train_step(model: nn.Module, x: torch.Tensor) -> None:

@@ -26,6 +26,8 @@ n = hidden // chunk_size. The input and forget rows are adjacent, so they are ha
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -155,6 +157,20 @@ def _forward(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: 
     return hs, c_last, dist_forget, dist_input, saved
 
 
+def master_grad_from_distances(d_dist_f: Tensor | None, d_dist_i: Tensor | None, n: int, like: Tensor) -> Tensor | None:
+    """The distances' gradient as a gradient of the master gates, (T, B, 2) for [input, forget]:
+    distance_input = mean(master_in), distance_forget = 1 - mean(master_forget). None when
+    neither distance is used (then the backward skips the term)."""
+    if d_dist_f is None and d_dist_i is None:
+        return None
+    d_master = like.new_zeros(*like.shape[:2], 2)
+    if d_dist_i is not None:
+        d_master[..., 0] = d_dist_i / n
+    if d_dist_f is not None:
+        d_master[..., 1] = -d_dist_f / n
+    return d_master
+
+
 class _ONLSTMLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: int):
@@ -183,14 +199,9 @@ class _ONLSTMLayer(torch.autograd.Function):
         probs_v, master_v, overlap_v = probs.unbind(0), master.unbind(0), overlap.unbind(0)
         mix_v, cc_v, tanh_c_v = mix.unbind(0), cand_cell.unbind(0), tanh_c.unbind(0)
 
-        # The distances are means of the master gates: their gradient enters at d(master).
-        d_master_dist = None
-        if d_dist_f is not None or d_dist_i is not None:
-            d_master_dist = torch.zeros(steps, batch, 2, 1, **opts)
-            if d_dist_i is not None:
-                d_master_dist[:, :, 0, 0] = d_dist_i / n
-            if d_dist_f is not None:
-                d_master_dist[:, :, 1, 0] = -d_dist_f / n
+        d_master_dist = master_grad_from_distances(d_dist_f, d_dist_i, n, gates)
+        if d_master_dist is not None:
+            d_master_dist = d_master_dist.unsqueeze(-1)  # (T, B, 2, 1): broadcast over the chunks
         d_out_v = d_out.unbind(0) if d_out is not None else None
 
         dh = torch.zeros(batch, hidden, **opts) if d_out is None else d_out[-1].clone()
@@ -269,6 +280,7 @@ class _ONLSTMLayer(torch.autograd.Function):
         return d_gates if needs[0] else None, d_h0, dc if needs[2] else None, d_w, d_b, None
 
 
+@functools.cache
 def triton_available() -> bool:
     """Whether :mod:`onlstm.triton_recurrence` can be used (Triton installed: CUDA builds of torch
     bring it; on a CPU it runs only under ``TRITON_INTERPRET=1``, which the tests use)."""

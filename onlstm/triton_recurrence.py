@@ -29,6 +29,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from onlstm.fused import master_grad_from_distances
+
 
 @triton.jit
 def _tanh(x):
@@ -182,13 +184,7 @@ class TritonONLSTMLayer(torch.autograd.Function):
         hidden = hs.size(-1)
         meta = _meta(hidden, n)
         d_gates = torch.empty_like(gates)
-        d_master = None
-        if d_dist_f is not None or d_dist_i is not None:  # distances are means of the master gates
-            d_master = gates.new_zeros(steps, batch, 2)
-            if d_dist_i is not None:
-                d_master[..., 0] = d_dist_i / n
-            if d_dist_f is not None:
-                d_master[..., 1] = -d_dist_f / n
+        d_master = master_grad_from_distances(d_dist_f, d_dist_i, n, gates)
         dh = gates.new_zeros(batch, hidden) if d_out is None else d_out[-1].clone()
         if d_h_last is not None:
             dh += d_h_last
