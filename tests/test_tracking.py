@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -47,8 +49,10 @@ def wandb_records(path: Path) -> list:
     """The protobuf records of a ``run-<id>.wandb`` file.
 
     The file is a LevelDB-style log (wandb's ``datastore`` format): a 7-byte header (":W&B", magic,
-    version), then 32 KiB blocks of chunks, each with a 7-byte header (crc32 4, length 2 little
-    endian, type 1: full / first / middle / last piece of a record).
+    version), then 32 KiB blocks of chunks, each with a 7-byte header (crc32 of type + payload 4,
+    length 2 little endian, type 1: full / first / middle / last piece of a record). As LevelDB's
+    readers do, a zeroed chunk header ends the block (the writer may pad a block when it flushes)
+    and every chunk's checksum is verified, so a misread fails loudly instead of dropping records.
     """
     from wandb.proto import wandb_internal_pb2
 
@@ -56,13 +60,20 @@ def wandb_records(path: Path) -> list:
     assert data[:4] == b":W&B", path
     records, pos, pending = [], 7, b""
     while pos + 7 <= len(data):
-        if block - pos % block < 7:  # a block's tail too short for a chunk header is padding
-            pos += block - pos % block
+        left = block - pos % block
+        if left < 7:  # too small for a chunk header: padding up to the next block
+            pos += left
             continue
-        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
-        if kind == 0:
-            break
-        pending += data[pos + 7 : pos + 7 + length]
+        crc, length = int.from_bytes(data[pos : pos + 4], "little"), int.from_bytes(data[pos + 4 : pos + 6], "little")
+        kind = data[pos + 6]
+        if kind == 0:  # zeroed rest of the block
+            assert crc == 0 and length == 0, f"{path}: chunk of type 0 with data at byte {pos}"
+            pos += left
+            continue
+        payload = data[pos + 7 : pos + 7 + length]
+        assert len(payload) == length, f"{path}: truncated chunk at byte {pos} ({len(data)} bytes)"
+        assert zlib.crc32(bytes([kind]) + payload) == crc, f"{path}: checksum mismatch at byte {pos}"
+        pending += payload
         pos += 7 + length
         if kind in (1, 4):  # full, last
             record = wandb_internal_pb2.Record()
@@ -72,13 +83,23 @@ def wandb_records(path: Path) -> list:
     return records
 
 
+def finished_wandb_records(path: Path, wait_s: float = 30.0) -> list:
+    """The records once the run's ``exit`` record is on disk (wandb-core may still be writing)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        records = wandb_records(path)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.5)
+
+
 def wandb_contents(run: Path) -> tuple[dict, dict, list[str]]:
     """(last logged value of each metric, config, tags) of an offline run, from its .wandb file."""
     [log_file] = run.glob("run-*.wandb")
     history: dict = {}
     config: dict = {}
     tags: list[str] = []
-    for record in wandb_records(log_file):
+    for record in finished_wandb_records(log_file):
         kind = record.WhichOneof("record_type")
         if kind == "history":
             history.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
@@ -87,6 +108,17 @@ def wandb_contents(run: Path) -> tuple[dict, dict, list[str]]:
         elif kind == "run":
             tags = list(record.run.tags)
     return history, config, tags
+
+
+def record_outline(run: Path) -> str:
+    """Record types in file order, with the keys of history records: what a failed check prints."""
+    [log_file] = run.glob("run-*.wandb")
+    lines = []
+    for record in wandb_records(log_file):
+        kind = record.WhichOneof("record_type")
+        keys = [i.key or "/".join(i.nested_key) for i in record.history.item] if kind == "history" else ""
+        lines.append(f"{kind} {keys}")
+    return f"{log_file} ({log_file.stat().st_size} bytes):\n" + "\n".join(lines)
 
 
 def only_offline_run(out: Path) -> Path:
@@ -106,6 +138,7 @@ def test_offline_wandb_run_holds_metrics_config_and_resumes_from_a_checkpoint(ma
     assert (run / f"run-{run_id}.wandb").is_file()
 
     history, config, tags = wandb_contents(run)
+    assert {"val/ppl", "test/ppl", "trainer/global_step"} <= history.keys(), record_outline(run)
     assert history["val/ppl"] == pytest.approx(metrics["val/ppl"])
     assert history["test/ppl"] == pytest.approx(metrics["test/ppl"])
     assert history["trainer/global_step"] == 3
