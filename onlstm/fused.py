@@ -291,17 +291,35 @@ def triton_available() -> bool:
     return True
 
 
-def _use_triton(backend: str, x: Tensor) -> bool:
+def resolve_backend(backend: str, x: Tensor) -> str:
+    """The backend that runs: "triton", "cpu" (the compiled step kernels) or "aten".
+
+    ``auto`` takes the Triton kernels for float32 CUDA tensors when Triton is installed, the
+    compiled CPU kernels for float32 CPU tensors when they built, PyTorch ops otherwise. An
+    explicit backend that cannot run here is an error that says why.
+    """
     if backend == "aten":
-        return False
+        return "aten"
     if backend == "triton":
         if not triton_available():
             raise RuntimeError("implementation 'fused_triton' needs the triton package (pip install triton)")
         if x.dtype != torch.float32:
             raise RuntimeError(f"implementation 'fused_triton' runs in float32, got {x.dtype}")
-        return True
-    # auto: the Triton kernels where launches dominate (CUDA), aten ops elsewhere
-    return x.is_cuda and x.dtype == torch.float32 and triton_available()
+        return "triton"
+    if backend == "cpu":
+        from onlstm import cpu_kernel
+
+        cpu_kernel.require()
+        return "cpu"
+    if x.dtype != torch.float32:
+        return "aten"
+    if x.is_cuda:
+        return "triton" if triton_available() else "aten"
+    if x.device.type == "cpu":
+        from onlstm import cpu_kernel
+
+        return "cpu" if cpu_kernel.library() is not None else "aten"
+    return "aten"
 
 
 def onlstm_layer_fused(
@@ -312,24 +330,30 @@ def onlstm_layer_fused(
     ``w_hh`` is the (possibly DropConnect-masked) hidden weight; gradients flow through it to
     ``cell.hh.weight``, to ``cell.hh.bias``, to ``cell.ih`` through the input projection, and to
     ``x``, ``h`` and ``c``. ``backend``: "aten" (this module), "triton"
-    (:mod:`onlstm.triton_recurrence`, one kernel per step) or "auto" (Triton for float32 CUDA
-    tensors when it is installed, aten otherwise).
+    (:mod:`onlstm.triton_recurrence`, one kernel per step), "cpu" (:mod:`onlstm.cpu_recurrence`,
+    compiled C step kernels) or "auto" (:func:`resolve_backend`).
     """
     wx = cell.ih(x)  # the input projection of all steps: one matmul outside the recurrence
     b_hh = cell.hh.bias
     if b_hh is None:
         b_hh = wx.new_zeros(())
     inputs = (wx, h, c, w_hh, b_hh)
-    triton_path = _use_triton(backend, x)
-    if triton_path:
-        from onlstm import triton_recurrence  # imported only here: Triton is optional
+    path = resolve_backend(backend, x)
+    # imported only when used: Triton is optional, the CPU kernels compile at first use
+    if path == "triton":
+        from onlstm import triton_recurrence as module
+    elif path == "cpu":
+        from onlstm import cpu_recurrence as module
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        layer = triton_recurrence.TritonONLSTMLayer if triton_path else _ONLSTMLayer
-        out, h_last, c_last, dist_f, dist_i = layer.apply(*inputs, cell.n_chunk)
+        layer = {"triton": "TritonONLSTMLayer", "cpu": "CpuONLSTMLayer"}.get(path)
+        function = getattr(module, layer) if layer else _ONLSTMLayer
+        out, h_last, c_last, dist_f, dist_i = function.apply(*inputs, cell.n_chunk)
         return LayerResult(out, h_last, c_last, dist_f, dist_i)
     # inference: no graph, so no (time, ...) buffers for a backward
-    if triton_path:
-        hs, c_last, dist_f, dist_i = triton_recurrence.inference_forward(*inputs, cell.n_chunk)
+    if path == "triton":
+        hs, c_last, dist_f, dist_i = module.inference_forward(*inputs, cell.n_chunk)
+    elif path == "cpu":
+        hs, c_last, dist_f, dist_i, _ = module.forward(*inputs, cell.n_chunk, keep=False)
     else:
         hs, c_last, dist_f, dist_i, _ = _forward(*inputs, cell.n_chunk, keep=False)
     return LayerResult(hs[1:], hs[-1].clone(), c_last, dist_f, dist_i)

@@ -115,12 +115,19 @@ class ONLSTMStack(_RecurrentStack):
     locked dropout between layers, ``dropconnect`` the DropConnect rate of the hidden-to-hidden
     weights. ``implementation`` picks the recurrence: "fused" (the fast default: one autograd
     node per layer, run by :mod:`onlstm.triton_recurrence`'s kernels on float32 CUDA tensors when
-    Triton is installed and by :mod:`onlstm.fused`'s aten ops otherwise), "fused_aten" or
-    "fused_triton" to force one of the two, or "reference" (the per-step loop above). All compute
-    the same numbers.
+    Triton is installed, by :mod:`onlstm.cpu_recurrence`'s compiled C step kernels on float32
+    CPU tensors when a C compiler built them, and by :mod:`onlstm.fused`'s aten ops otherwise),
+    "fused_aten", "fused_cpu" or "fused_triton" to force one of the three, or "reference" (the
+    per-step loop above). All compute the same numbers.
     """
 
-    IMPLEMENTATIONS = {"fused": "auto", "fused_aten": "aten", "fused_triton": "triton", "reference": None}
+    IMPLEMENTATIONS = {
+        "fused": "auto",
+        "fused_aten": "aten",
+        "fused_cpu": "cpu",
+        "fused_triton": "triton",
+        "reference": None,
+    }
 
     def __init__(
         self,

@@ -39,13 +39,13 @@ def test_triton_zero_initial_state_and_no_grad_inference():
 
 
 def test_auto_picks_triton_for_float32_cuda_only():
-    """implementation="fused" runs the Triton kernels on float32 CUDA tensors, aten ops elsewhere."""
-    from onlstm.fused import _use_triton
+    """implementation="fused" runs the Triton kernels on float32 CUDA tensors, never on a CPU."""
+    from onlstm.fused import resolve_backend
 
-    assert _use_triton("auto", torch.zeros(1, device=DEVICE)) is (DEVICE == "cuda")
-    assert _use_triton("auto", torch.zeros(1, device=DEVICE, dtype=torch.float64)) is False
-    assert _use_triton("aten", torch.zeros(1, device=DEVICE)) is False
-    assert _use_triton("triton", torch.zeros(1, device=DEVICE)) is True
+    assert (resolve_backend("auto", torch.zeros(1, device=DEVICE)) == "triton") is (DEVICE == "cuda")
+    assert resolve_backend("auto", torch.zeros(1, device=DEVICE, dtype=torch.float64)) == "aten"
+    assert resolve_backend("aten", torch.zeros(1, device=DEVICE)) == "aten"
+    assert resolve_backend("triton", torch.zeros(1, device=DEVICE)) == "triton"
 
 
 def test_triton_rejects_float64():

@@ -1,0 +1,56 @@
+"""DropConnect mask sampling for the hidden weights: bernoulli_ and a multiply against uniform < p
+and a select (what ``onlstm.regularizers.LinearDropConnect.sampled_weight`` does), forward and
+backward, interleaved medians of --repeats calls, at the weight shapes of the paper's ON-LSTM.
+
+    python benchmarks/dropconnect.py [--repeats 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.machine import header  # noqa: E402  (after the sys.path line)
+
+KEEP = 1.0 - 0.45  # the paper's wdrop
+SHAPES = [("paper layers 1-2 W_hh", 4830, 1150), ("paper layer 3 W_hh", 1680, 400), ("small layer W_hh", 1040, 256)]
+SAMPLERS = {
+    "bernoulli_ * weight": lambda w: w * torch.empty_like(w).bernoulli_(KEEP),
+    "where(rand < p, weight, 0)": lambda w: torch.where(torch.rand_like(w) < KEEP, w, 0.0),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    print("# DropConnect mask sampling\n")
+    print(header() + "\n")
+    print(f"Forward + backward of the masked weight, median of {args.repeats} interleaved repeats.\n")
+    print("| weight | shape | sampler | median (ms) | vs bernoulli_ |")
+    print("|---|---|---|---:|---:|")
+    for name, rows, cols in SHAPES:
+        weight = torch.randn(rows, cols, requires_grad=True)
+        grad = torch.randn(rows, cols)
+        times: dict[str, list[float]] = {sampler: [] for sampler in SAMPLERS}
+        for _ in range(args.repeats + 2):  # the first two are a warm-up
+            for sampler, fn in SAMPLERS.items():
+                start = time.perf_counter()
+                fn(weight).backward(grad)
+                times[sampler].append(time.perf_counter() - start)
+                weight.grad = None
+        medians = {sampler: statistics.median(ts[2:]) for sampler, ts in times.items()}
+        base = medians["bernoulli_ * weight"]
+        for sampler, median in medians.items():
+            print(f"| {name} | {rows} x {cols} | `{sampler}` | {1000 * median:.1f} | {base / median:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

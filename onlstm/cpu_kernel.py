@@ -1,0 +1,127 @@
+"""Build and load the CPU step kernels (``onlstm/csrc/onlstm_cpu.c``) with the system C compiler.
+
+The library is compiled once per machine (about a second: plain C, no PyTorch headers) into a
+cache folder and loaded with ctypes. Why not a PyTorch C++ extension: those include the torch
+headers and take about a minute to compile, and building one at install time would need torch
+inside pip's isolated build environment (the multi-GB CUDA wheel). Why not ``torch.compile``:
+minutes to compile the recurrence on a 2-core CPU.
+
+* cache: ``$ONLSTM_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/onlstm``, else ``~/.cache/onlstm``; the
+  file name hashes the source, the flags, the compiler and the CPU's feature flags
+  (``-march=native``), so a home folder shared by different machines keeps one build per CPU kind.
+* compiler: ``$CC``, else ``cc``. Where there is none (or it fails) :func:`library` returns None
+  and the ``fused`` implementation falls back to PyTorch ops, with one warning that says why.
+* ``ONLSTM_CPU_KERNEL=0`` turns the kernels off (``fused`` then uses PyTorch ops).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("csrc") / "onlstm_cpu.c"
+# -fno-trapping-math lets GCC vectorise floorf; nothing here relies on floating-point traps
+FLAGS = ["-O3", "-march=native", "-fno-trapping-math", "-std=gnu11", "-shared", "-fPIC"]
+
+
+class KernelBuildError(RuntimeError):
+    """The C compiler is missing or failed; the message says which and what to do."""
+
+
+def cache_dir() -> Path:
+    if os.environ.get("ONLSTM_KERNEL_CACHE"):
+        return Path(os.environ["ONLSTM_KERNEL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "onlstm"
+
+
+def _cpu_flags() -> str:
+    """The CPU's feature flags (what -march=native compiles for); the machine name elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.machine() + platform.processor()
+
+
+def build(compiler: str | None = None) -> Path:
+    """The path of the compiled library, compiling it first if the cache does not hold it."""
+    compiler = compiler or os.environ.get("CC") or "cc"
+    path = shutil.which(compiler)
+    if path is None:
+        raise KernelBuildError(
+            f"no C compiler {compiler!r} on PATH to build {SOURCE.name}: install one (gcc or clang; "
+            "or set CC), or use model.implementation=fused_aten"
+        )
+    version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, path, version, _cpu_flags()]).encode())
+    target = cache_dir() / f"onlstm_cpu-{key.hexdigest()[:16]}.so"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # compile beside the target and rename: concurrent processes never load a half-written file
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run([path, *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise KernelBuildError(
+                f"compiling {SOURCE} with {path} failed:\n{done.stderr.strip()}\n"
+                "fix the compiler setup (or set CC), or use model.implementation=fused_aten"
+            )
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    lib.onlstm_forward_step.argtypes = [i64, i64, i64] + [ptr] * 9
+    lib.onlstm_forward_step.restype = None
+    lib.onlstm_backward_step.argtypes = [i64, i64, i64] + [ptr] * 11
+    lib.onlstm_backward_step.restype = None
+    return lib
+
+
+@functools.cache
+def _build_and_load() -> tuple[ctypes.CDLL | None, str | None]:
+    """(library, None) or (None, why not); built and loaded once per process."""
+    try:
+        return _load(build()), None
+    except (KernelBuildError, OSError) as error:
+        log.warning("CPU step kernels unavailable, the fused recurrence uses PyTorch ops (slower): %s", error)
+        return None, str(error)
+
+
+def disabled() -> bool:
+    return os.environ.get("ONLSTM_CPU_KERNEL", "1") == "0"
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, or None (turned off, or no working compiler: warned once)."""
+    return None if disabled() else _build_and_load()[0]
+
+
+def require() -> ctypes.CDLL:
+    """The kernels, or an error that says why not (for an explicit ``fused_cpu``)."""
+    if disabled():
+        raise RuntimeError("implementation 'fused_cpu' asked for, but ONLSTM_CPU_KERNEL=0 turns the kernels off")
+    lib, error = _build_and_load()
+    if lib is None:
+        raise KernelBuildError(error)
+    return lib

@@ -1,0 +1,116 @@
+"""The fused ON-LSTM layer for float32 CPU tensors: per time step one oneDNN matmul and one call
+into the compiled step kernels (``onlstm/csrc/onlstm_cpu.c``, built by :mod:`onlstm.cpu_kernel`).
+
+Same structure as :class:`onlstm.fused._ONLSTMLayer` (the forward keeps what the backward needs,
+the weight gradients are one large matmul after the backward loop) with the ~40 small PyTorch
+kernels of each step's pointwise part, and their dispatch, replaced by one C call. On this 2-core
+CPU they were about half of a training step at the small size and a fifth at the paper's size
+(``docs/performance.md``).
+
+Kept per step for the backward: the activated gate row (T, B, R), the master gates' softmax and
+cumax (T, B, 2, n) each, the cell states c_0..c_T, tanh(c_t) and h_0..h_T. The mixes of Eqs.
+10-11 and the overlap of Eq. 9 are recomputed in the backward (cheaper than storing them).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from onlstm import cpu_kernel
+from onlstm.fused import _RepeatedMatmul, master_grad_from_distances
+
+
+def _check(*tensors: Tensor) -> None:
+    for t in tensors:
+        if t.device.type != "cpu" or t.dtype != torch.float32:
+            raise RuntimeError(f"implementation 'fused_cpu' runs float32 CPU tensors, got {t.dtype} on {t.device}")
+
+
+def _address(buffer: Tensor, per_step: bool):
+    """``at(t)``: the address of ``buffer[t]`` (a contiguous (time, ...) buffer), or of its only row."""
+    base, stride = buffer.data_ptr(), buffer.stride(0) * buffer.element_size()
+    if per_step:
+        return lambda t: base + t * stride
+    return lambda t: base
+
+
+def forward(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: int, keep: bool):
+    """Run the recurrence; with ``keep`` every per-step value the backward needs is kept."""
+    lib = cpu_kernel.require()
+    _check(wx, h0, c0, w_hh)
+    steps, batch, rows = wx.shape
+    hidden = h0.size(-1)
+    kept = steps if keep else 1
+    gates = torch.add(wx, b_hh).contiguous()  # (T, B, R): activated in place by the kernel
+    probs = torch.empty(kept, batch, 2, n)
+    master = torch.empty(steps, batch, 2, n)  # every step: the distances are its means
+    cells = torch.empty(steps + 1 if keep else 1, batch, hidden)  # c_t overwrites c_{t-1} in place
+    tanh_c = torch.empty(kept, batch, hidden)
+    hs = torch.empty(steps + 1, batch, hidden)
+    scratch = torch.empty(2 * n)
+    hs[0].copy_(h0)
+    cells[0].copy_(c0)
+    recurrent = _RepeatedMatmul(w_hh, batch)
+    at_gates, at_master, at_h = _address(gates, True), _address(master, True), _address(hs, True)
+    at_probs, at_cell, at_tanh = _address(probs, keep), _address(cells, keep), _address(tanh_c, keep)
+    hs_v = hs.unbind(0)
+    for t in range(steps):
+        rec = recurrent(hs_v[t])  # kept referenced until the kernel has read it
+        lib.onlstm_forward_step(
+            batch, n, hidden // n, at_gates(t), rec.data_ptr(), at_cell(t), at_probs(t), at_master(t),
+            at_cell(t + 1), at_tanh(t), at_h(t + 1), scratch.data_ptr(),
+        )  # fmt: skip
+    means = master.mean(-1)  # (T, B, 2)
+    dist_input = means[..., 0].contiguous()
+    dist_forget = torch.rsub(means[..., 1], 1.0)
+    c_last = cells[-1].clone()
+    return hs, c_last, dist_forget, dist_input, (gates, probs, master, cells, tanh_c, hs, w_hh)
+
+
+class CpuONLSTMLayer(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: int):
+        hs, c_last, dist_f, dist_i, saved = forward(wx, h0, c0, w_hh, b_hh, n, keep=True)
+        ctx.n = n
+        ctx.save_for_backward(*saved)
+        ctx.set_materialize_grads(False)  # unused outputs (usually the distances) get no work
+        return hs[1:], hs[-1].clone(), c_last, dist_f, dist_i
+
+    @staticmethod
+    def backward(ctx, d_out, d_h_last, d_c_last, d_dist_f, d_dist_i):
+        lib = cpu_kernel.require()
+        gates, probs, master, cells, tanh_c, hs, w_hh = ctx.saved_tensors
+        n = ctx.n
+        steps, batch, rows = gates.shape
+        hidden = hs.size(-1)
+        d_gates = torch.empty_like(gates)
+        # incoming gradients may be expanded or strided views: the kernel reads contiguous rows
+        dc = torch.zeros(batch, hidden) if d_c_last is None else d_c_last.contiguous().clone()
+        d_out = None if d_out is None else d_out.contiguous()
+        dh_in = None if d_h_last is None else d_h_last.contiguous()
+        d_master = master_grad_from_distances(d_dist_f, d_dist_i, n, gates)
+        scratch = torch.empty(3 * hidden + 2 * n)
+        back = _RepeatedMatmul(w_hh.t().contiguous(), batch)  # d gates_t W_hh
+
+        def address(buffer: Tensor | None):
+            return (lambda t: None) if buffer is None else _address(buffer, True)
+
+        at_gates, at_probs, at_master = _address(gates, True), _address(probs, True), _address(master, True)
+        at_cell, at_tanh, at_d_gates = _address(cells, True), _address(tanh_c, True), _address(d_gates, True)
+        at_d_out, at_d_master = address(d_out), address(d_master)
+        for t in range(steps - 1, -1, -1):
+            lib.onlstm_backward_step(
+                batch, n, hidden // n, at_gates(t), at_probs(t), at_master(t), at_cell(t), at_tanh(t),
+                None if dh_in is None else dh_in.data_ptr(), at_d_out(t), at_d_master(t), dc.data_ptr(),
+                at_d_gates(t), scratch.data_ptr(),
+            )  # fmt: skip
+            if t > 0:
+                dh_in = back(d_gates[t])  # d h_{t-1} from the recurrence (d_out[t-1] added by the kernel)
+
+        needs = ctx.needs_input_grad
+        flat = d_gates.view(steps * batch, rows)
+        d_h0 = back(d_gates[0]) if needs[1] else None
+        d_w = torch.mm(flat.t(), hs[:-1].reshape(steps * batch, hidden)) if needs[3] else None
+        d_b = flat.sum(0) if needs[4] else None
+        return d_gates if needs[0] else None, d_h0, dc if needs[2] else None, d_w, d_b, None

@@ -1,0 +1,104 @@
+"""The compiled CPU step kernels (onlstm/csrc/onlstm_cpu.c via onlstm/cpu_recurrence.py) compute
+what the per-step reference computes, and their build behaves: cached per source and CPU, a clear
+error (explicit ``fused_cpu``) or a warned fallback (``fused``) without a compiler."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from onlstm import cpu_kernel
+from onlstm.fused import resolve_backend
+from onlstm.stack import ONLSTMStack
+from tests.test_fused_recurrence import SHAPES, check_matches_reference, check_zero_state_and_inference
+
+# chunk counts and sizes that are not multiples of the vector width, a chunk size of 1
+SHAPES_CPU = SHAPES + [([7, 30, 12], 3, 4, 2), ([9, 33, 11], 11, 5, 3)]
+
+
+@pytest.fixture
+def fresh_cache(monkeypatch, tmp_path):
+    """An empty kernel cache and no library loaded in this process yet."""
+    monkeypatch.setenv("ONLSTM_KERNEL_CACHE", str(tmp_path / "kernels"))
+    cpu_kernel._build_and_load.cache_clear()
+    yield tmp_path / "kernels"
+    cpu_kernel._build_and_load.cache_clear()
+
+
+@pytest.mark.parametrize("sizes,chunk,steps,batch", SHAPES_CPU)
+@pytest.mark.parametrize("dropout,dropconnect,training", [(0.0, 0.0, False), (0.3, 0.4, True)])
+@pytest.mark.parametrize("distances", ["unused", "used", "zero"])
+def test_cpu_kernels_match_reference(sizes, chunk, steps, batch, dropout, dropconnect, training, distances):
+    check_matches_reference(sizes, chunk, steps, batch, dropout, dropconnect, training, distances, implementation="fused_cpu")
+
+
+def test_cpu_kernels_zero_initial_state_and_no_grad_inference():
+    check_zero_state_and_inference("fused_cpu")
+
+
+def test_extreme_gate_values_saturate_without_nan():
+    """Pre-activations far beyond the exp range saturate the gates as torch's functions do."""
+    torch.manual_seed(0)
+    reference = ONLSTMStack([4, 8], 2, implementation="reference")
+    fast = ONLSTMStack([4, 8], 2, implementation="fused_cpu")
+    with torch.no_grad():
+        reference.cells[0].ih.weight.mul_(200.0)
+    fast.load_state_dict(reference.state_dict())
+    x = torch.randn(5, 3, 4)
+    expected, actual = reference(x), fast(x)
+    assert torch.isfinite(actual.output).all()
+    torch.testing.assert_close(actual.output, expected.output, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(actual.distances, expected.distances, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_backend_per_device_and_dtype():
+    x32, x64 = torch.zeros(1), torch.zeros(1, dtype=torch.float64)
+    assert resolve_backend("auto", x32) == "cpu"
+    assert resolve_backend("auto", x64) == "aten"
+    assert resolve_backend("aten", x32) == "aten"
+    assert resolve_backend("cpu", x32) == "cpu"
+
+
+def test_fused_cpu_refuses_float64():
+    stack = ONLSTMStack([4, 8], 2, implementation="fused_cpu").double()
+    with pytest.raises(RuntimeError, match="float32"):
+        stack(torch.randn(3, 2, 4, dtype=torch.float64))
+
+
+def test_build_is_cached_per_source_and_reused(fresh_cache):
+    first = cpu_kernel.build()
+    assert first.parent == fresh_cache and first.is_file()
+    stamp = first.stat().st_mtime_ns
+    assert cpu_kernel.build() == first and first.stat().st_mtime_ns == stamp  # not rebuilt
+    assert [p.name for p in fresh_cache.iterdir()] == [first.name]  # no temporary files left
+
+
+def test_missing_compiler_is_a_clear_error_for_fused_cpu_and_a_warned_fallback_for_fused(
+    fresh_cache, monkeypatch, caplog
+):
+    monkeypatch.setenv("CC", "no-such-compiler-onlstm")
+    with pytest.raises(cpu_kernel.KernelBuildError, match="no C compiler 'no-such-compiler-onlstm'.*fused_aten"):
+        ONLSTMStack([4, 8], 2, implementation="fused_cpu")(torch.randn(3, 2, 4))
+    cpu_kernel._build_and_load.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="onlstm.cpu_kernel"):
+        assert resolve_backend("auto", torch.zeros(1)) == "aten"
+    assert "PyTorch ops" in caplog.text and "no-such-compiler-onlstm" in caplog.text
+
+
+def test_failed_compile_names_the_source_and_keeps_no_partial_file(fresh_cache, monkeypatch, tmp_path):
+    broken = tmp_path / "cc-broken"
+    broken.write_text("#!/bin/sh\necho 'cc-broken: internal error' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("CC", str(broken))
+    with pytest.raises(cpu_kernel.KernelBuildError, match="(?s)onlstm_cpu.c.*internal error"):
+        cpu_kernel.build()
+    assert not fresh_cache.exists() or not any(fresh_cache.iterdir())
+
+
+def test_kernels_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("ONLSTM_CPU_KERNEL", "0")
+    assert resolve_backend("auto", torch.zeros(1)) == "aten"
+    with pytest.raises(RuntimeError, match="ONLSTM_CPU_KERNEL=0"):
+        resolve_backend("cpu", torch.zeros(1))
