@@ -14,6 +14,9 @@ cumax (T, B, 2, n) each, the cell states c_0..c_T, tanh(c_t) and h_0..h_T. The m
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -35,14 +38,46 @@ def _address(buffer: Tensor, per_step: bool):
     return lambda t: base
 
 
-def forward(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: int, keep: bool):
-    """Run the recurrence; with ``keep`` every per-step value the backward needs is kept."""
+# Products with at least this many multiply-adds run as oneDNN matmuls, smaller ones as torch.mm
+# (MKL). On this AMD CPU oneDNN ran the paper size's large products 1.3-1.8x faster than MKL
+# (reorder and transposing copies included), while for products under ~1e9 multiply-adds (the
+# small config's, the paper's layer-3 weight gradient) MKL was as fast or faster and needs no
+# copies of transposed operands: benchmarks/results/large_matmul_cpu.md.
+ONEDNN_MIN_MACS = 1e9
+
+
+def uses_onednn(m: int, k: int, n: int) -> bool:
+    return m * k * n >= ONEDNN_MIN_MACS
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T (+ bias)``: oneDNN's matmul for large products, torch.mm for small ones."""
+    if uses_onednn(x.size(0), x.size(1), weight.size(0)):
+        return _RepeatedMatmul(weight, x.size(0), bias)(x)
+    return torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
+
+
+def weight_gradient(d_gates_t: Callable[[], Tensor], d_gates: Tensor, inputs: Tensor) -> Tensor:
+    """``d_gates^T @ inputs`` summed over all steps; ``d_gates_t()`` gives the transposed copy
+    (made once, shared by both weight gradients) that oneDNN needs."""
+    rows, (steps_batch, features) = d_gates.size(1), inputs.shape
+    if uses_onednn(rows, steps_batch, features):
+        return linear(d_gates_t(), inputs.t())
+    return torch.mm(d_gates.t(), inputs)
+
+
+def forward(x: Tensor, w_ih: Tensor, bias: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, n: int, keep: bool):
+    """Run the recurrence; with ``keep`` every per-step value the backward needs is kept.
+
+    ``bias`` is b_ih + b_hh: both biases are added by the input projection's matmul."""
+    _check(x, w_ih, h0, c0, w_hh)
     lib = cpu_kernel.require()
-    _check(wx, h0, c0, w_hh)
-    steps, batch, rows = wx.shape
+    steps, batch, _ = x.shape
     hidden = h0.size(-1)
     kept = steps if keep else 1
-    gates = torch.add(wx, b_hh).contiguous()  # (T, B, R): activated in place by the kernel
+    # (T, B, R) pre-activations of every step's input part; the kernel adds the recurrent part
+    # and activates them in place
+    gates = linear(x.reshape(steps * batch, -1), w_ih, bias).view(steps, batch, -1)
     probs = torch.empty(kept, batch, 2, n)
     master = torch.empty(steps, batch, 2, n)  # every step: the distances are its means
     cells = torch.empty(steps + 1 if keep else 1, batch, hidden)  # c_t overwrites c_{t-1} in place
@@ -65,14 +100,18 @@ def forward(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: i
     dist_input = means[..., 0].contiguous()
     dist_forget = torch.rsub(means[..., 1], 1.0)
     c_last = cells[-1].clone()
-    return hs, c_last, dist_forget, dist_input, (gates, probs, master, cells, tanh_c, hs, w_hh)
+    return hs, c_last, dist_forget, dist_input, (x, w_ih, gates, probs, master, cells, tanh_c, hs, w_hh)
 
 
 class CpuONLSTMLayer(torch.autograd.Function):
+    """A whole layer: input projection, recurrence, and in the backward every gradient, the
+    large products as oneDNN matmuls after the loop."""
+
     @staticmethod
-    def forward(ctx, wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: int):
-        hs, c_last, dist_f, dist_i, saved = forward(wx, h0, c0, w_hh, b_hh, n, keep=True)
+    def forward(ctx, x: Tensor, w_ih: Tensor, b_ih: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: int):
+        hs, c_last, dist_f, dist_i, saved = forward(x, w_ih, b_ih + b_hh, h0, c0, w_hh, n, keep=True)
         ctx.n = n
+        ctx.bias_shapes = (b_ih.shape, b_hh.shape)
         ctx.save_for_backward(*saved)
         ctx.set_materialize_grads(False)  # unused outputs (usually the distances) get no work
         return hs[1:], hs[-1].clone(), c_last, dist_f, dist_i
@@ -80,7 +119,7 @@ class CpuONLSTMLayer(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_out, d_h_last, d_c_last, d_dist_f, d_dist_i):
         lib = cpu_kernel.require()
-        gates, probs, master, cells, tanh_c, hs, w_hh = ctx.saved_tensors
+        x, w_ih, gates, probs, master, cells, tanh_c, hs, w_hh = ctx.saved_tensors
         n = ctx.n
         steps, batch, rows = gates.shape
         hidden = hs.size(-1)
@@ -91,7 +130,7 @@ class CpuONLSTMLayer(torch.autograd.Function):
         dh_in = None if d_h_last is None else d_h_last.contiguous()
         d_master = master_grad_from_distances(d_dist_f, d_dist_i, n, gates)
         scratch = torch.empty(3 * hidden + 2 * n)
-        back = _RepeatedMatmul(w_hh.t().contiguous(), batch)  # d gates_t W_hh
+        back = _RepeatedMatmul(w_hh.t(), batch)  # d gates_t W_hh
 
         def address(buffer: Tensor | None):
             return (lambda t: None) if buffer is None else _address(buffer, True)
@@ -110,7 +149,12 @@ class CpuONLSTMLayer(torch.autograd.Function):
 
         needs = ctx.needs_input_grad
         flat = d_gates.view(steps * batch, rows)
-        d_h0 = back(d_gates[0]) if needs[1] else None
-        d_w = torch.mm(flat.t(), hs[:-1].reshape(steps * batch, hidden)) if needs[3] else None
-        d_b = flat.sum(0) if needs[4] else None
-        return d_gates if needs[0] else None, d_h0, dc if needs[2] else None, d_w, d_b, None
+        flat_t = functools.cache(lambda: flat.t().contiguous())  # (R, T*B)
+        d_x = linear(flat, w_ih.t()).view(steps, batch, -1) if needs[0] else None
+        d_w_ih = weight_gradient(flat_t, flat, x.reshape(steps * batch, -1)) if needs[1] else None
+        d_bias = flat.sum(0) if needs[2] or needs[6] else None
+        d_h0 = back(d_gates[0]) if needs[3] else None
+        d_w_hh = weight_gradient(flat_t, flat, hs[:-1].reshape(steps * batch, hidden)) if needs[5] else None
+        d_b_ih = d_bias.reshape(ctx.bias_shapes[0]) if needs[2] else None
+        d_b_hh = d_bias.reshape(ctx.bias_shapes[1]) if needs[6] else None
+        return d_x, d_w_ih, d_b_ih, d_h0, dc if needs[4] else None, d_w_hh, d_b_hh, None

@@ -48,18 +48,20 @@ class _RepeatedMatmul:
     (``docs/performance.md``). Elsewhere, or where the op is missing, a plain matmul.
     """
 
-    def __init__(self, weight: Tensor, batch: int):
-        self.weight = weight
+    def __init__(self, weight: Tensor, batch: int, bias: Tensor | None = None):
+        self.weight, self.bias = weight, bias
         self.packed = None
         if weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available():
             try:
-                self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
+                self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch)
             except (AttributeError, RuntimeError):  # a torch build without the op: plain matmul
                 self.packed = None
 
     def __call__(self, x: Tensor) -> Tensor:
         if self.packed is not None:
-            return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
+            return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.packed, self.bias, "none", [], "")
+        if self.bias is not None:
+            return torch.addmm(self.bias, x, self.weight.t())
         return torch.mm(x, self.weight.t())
 
 
@@ -333,27 +335,39 @@ def onlstm_layer_fused(
     (:mod:`onlstm.triton_recurrence`, one kernel per step), "cpu" (:mod:`onlstm.cpu_recurrence`,
     compiled C step kernels) or "auto" (:func:`resolve_backend`).
     """
+    path = resolve_backend(backend, x)
+    if path == "cpu":  # the input projection happens inside, as a oneDNN matmul
+        return _cpu_layer(cell, x, h, c, w_hh)
     wx = cell.ih(x)  # the input projection of all steps: one matmul outside the recurrence
     b_hh = cell.hh.bias
     if b_hh is None:
         b_hh = wx.new_zeros(())
     inputs = (wx, h, c, w_hh, b_hh)
-    path = resolve_backend(backend, x)
-    # imported only when used: Triton is optional, the CPU kernels compile at first use
     if path == "triton":
-        from onlstm import triton_recurrence as module
-    elif path == "cpu":
-        from onlstm import cpu_recurrence as module
+        from onlstm import triton_recurrence  # imported only here: Triton is optional
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        layer = {"triton": "TritonONLSTMLayer", "cpu": "CpuONLSTMLayer"}.get(path)
-        function = getattr(module, layer) if layer else _ONLSTMLayer
-        out, h_last, c_last, dist_f, dist_i = function.apply(*inputs, cell.n_chunk)
+        layer = triton_recurrence.TritonONLSTMLayer if path == "triton" else _ONLSTMLayer
+        out, h_last, c_last, dist_f, dist_i = layer.apply(*inputs, cell.n_chunk)
         return LayerResult(out, h_last, c_last, dist_f, dist_i)
     # inference: no graph, so no (time, ...) buffers for a backward
     if path == "triton":
-        hs, c_last, dist_f, dist_i = module.inference_forward(*inputs, cell.n_chunk)
-    elif path == "cpu":
-        hs, c_last, dist_f, dist_i, _ = module.forward(*inputs, cell.n_chunk, keep=False)
+        hs, c_last, dist_f, dist_i = triton_recurrence.inference_forward(*inputs, cell.n_chunk)
     else:
         hs, c_last, dist_f, dist_i, _ = _forward(*inputs, cell.n_chunk, keep=False)
+    return LayerResult(hs[1:], hs[-1].clone(), c_last, dist_f, dist_i)
+
+
+def _cpu_layer(cell: ONLSTMCell, x: Tensor, h: Tensor, c: Tensor, w_hh: Tensor) -> LayerResult:
+    from onlstm import cpu_recurrence  # imported only here: the kernels compile at first use
+
+    rows = cell.ih.out_features
+    b_ih = cell.ih.bias if cell.ih.bias is not None else x.new_zeros(rows)
+    b_hh = cell.hh.bias if cell.hh.bias is not None else x.new_zeros(rows)
+    inputs = (x, cell.ih.weight, b_ih, h, c, w_hh, b_hh)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        out, h_last, c_last, dist_f, dist_i = cpu_recurrence.CpuONLSTMLayer.apply(*inputs, cell.n_chunk)
+        return LayerResult(out, h_last, c_last, dist_f, dist_i)
+    hs, c_last, dist_f, dist_i, _ = cpu_recurrence.forward(
+        x, cell.ih.weight, b_ih + b_hh, h, c, w_hh, cell.n_chunk, keep=False
+    )
     return LayerResult(hs[1:], hs[-1].clone(), c_last, dist_f, dist_i)

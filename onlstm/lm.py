@@ -29,11 +29,16 @@ class BackboneConfig:
     wdrop: float = 0.45  # DropConnect on hidden-to-hidden weights
     tie_weights: bool = True  # decoder weight = embedding weight (last layer size = emb_size)
     cuda_graphs: bool = False  # replay training steps of the stack as CUDA graphs (onlstm/cuda_graphs.py)
+    implementation: str = "fused"  # the ON-LSTM recurrence: ONLSTMStack.IMPLEMENTATIONS (docs/performance.md)
 
     def validate(self) -> None:
         """Raise ValueError naming the field when the sizes cannot make a backbone."""
         if self.arch not in ("onlstm", "lstm"):
             raise ValueError(f"model.arch must be 'onlstm' or 'lstm', got {self.arch!r}")
+        if self.arch == "onlstm" and self.implementation not in ONLSTMStack.IMPLEMENTATIONS:
+            raise ValueError(
+                f"model.implementation must be one of {sorted(ONLSTMStack.IMPLEMENTATIONS)}, got {self.implementation!r}"
+            )
         if self.n_layers < 1:
             raise ValueError(f"model.n_layers must be at least 1, got {self.n_layers}")
         if self.arch == "onlstm":
@@ -53,7 +58,9 @@ class BackboneConfig:
 def build_stack(cfg: BackboneConfig, layer_sizes: list[int] | None = None) -> nn.Module:
     sizes = cfg.layer_sizes() if layer_sizes is None else layer_sizes
     if cfg.arch == "onlstm":
-        return ONLSTMStack(sizes, cfg.chunk_size, dropout=cfg.dropouth, dropconnect=cfg.wdrop)
+        return ONLSTMStack(
+            sizes, cfg.chunk_size, dropout=cfg.dropouth, dropconnect=cfg.wdrop, implementation=cfg.implementation
+        )
     if cfg.arch == "lstm":
         return LSTMStack(sizes, dropout=cfg.dropouth, dropconnect=cfg.wdrop)
     raise ValueError(f"model.arch must be 'onlstm' or 'lstm', got {cfg.arch!r}")

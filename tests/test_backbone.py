@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -170,6 +171,16 @@ def test_language_model_ties_weights_and_predicts_every_position():
     assert out.distances.shape == (3, 6, 2)
     lstm = RNNLanguageModel(30, BackboneConfig(arch="lstm", emb_size=8, hidden_size=16, n_layers=2))
     assert lstm(torch.randint(0, 30, (6, 2))).distances is None
+
+
+def test_lm_implementations_from_the_config_compute_the_same_logits():
+    torch.manual_seed(0)
+    cfg = BackboneConfig(emb_size=8, hidden_size=16, n_layers=2, chunk_size=4)
+    models = {name: RNNLanguageModel(30, replace(cfg, implementation=name)).eval() for name in ("reference", "fused")}
+    assert models["reference"].stack.implementation == "reference"
+    models["fused"].load_state_dict(models["reference"].state_dict())
+    tokens = torch.randint(0, 30, (6, 2))
+    torch.testing.assert_close(models["fused"](tokens).logits, models["reference"](tokens).logits, rtol=1e-4, atol=1e-5)
 
 
 def test_lm_dropout_is_off_in_eval_mode():

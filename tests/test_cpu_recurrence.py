@@ -5,6 +5,8 @@ error (explicit ``fused_cpu``) or a warned fallback (``fused``) without a compil
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 
 import pytest
 import torch
@@ -14,6 +16,9 @@ from onlstm.fused import resolve_backend
 from onlstm.stack import ONLSTMStack
 from tests.test_fused_recurrence import SHAPES, check_matches_reference, check_zero_state_and_inference
 
+needs_compiler = pytest.mark.skipif(
+    shutil.which(os.environ.get("CC") or "cc") is None, reason="no C compiler to build the CPU kernels (set CC)"
+)
 # chunk counts and sizes that are not multiples of the vector width, a chunk size of 1
 SHAPES_CPU = SHAPES + [([7, 30, 12], 3, 4, 2), ([9, 33, 11], 11, 5, 3)]
 
@@ -27,6 +32,7 @@ def fresh_cache(monkeypatch, tmp_path):
     cpu_kernel._build_and_load.cache_clear()
 
 
+@needs_compiler
 @pytest.mark.parametrize("sizes,chunk,steps,batch", SHAPES_CPU)
 @pytest.mark.parametrize("dropout,dropconnect,training", [(0.0, 0.0, False), (0.3, 0.4, True)])
 @pytest.mark.parametrize("distances", ["unused", "used", "zero"])
@@ -34,10 +40,12 @@ def test_cpu_kernels_match_reference(sizes, chunk, steps, batch, dropout, dropco
     check_matches_reference(sizes, chunk, steps, batch, dropout, dropconnect, training, distances, implementation="fused_cpu")
 
 
+@needs_compiler
 def test_cpu_kernels_zero_initial_state_and_no_grad_inference():
     check_zero_state_and_inference("fused_cpu")
 
 
+@needs_compiler
 def test_extreme_gate_values_saturate_without_nan():
     """Pre-activations far beyond the exp range saturate the gates as torch's functions do."""
     torch.manual_seed(0)
@@ -53,6 +61,7 @@ def test_extreme_gate_values_saturate_without_nan():
     torch.testing.assert_close(actual.distances, expected.distances, rtol=1e-4, atol=1e-5)
 
 
+@needs_compiler
 def test_auto_backend_per_device_and_dtype():
     x32, x64 = torch.zeros(1), torch.zeros(1, dtype=torch.float64)
     assert resolve_backend("auto", x32) == "cpu"
@@ -67,6 +76,7 @@ def test_fused_cpu_refuses_float64():
         stack(torch.randn(3, 2, 4, dtype=torch.float64))
 
 
+@needs_compiler
 def test_build_is_cached_per_source_and_reused(fresh_cache):
     first = cpu_kernel.build()
     assert first.parent == fresh_cache and first.is_file()
@@ -102,3 +112,14 @@ def test_kernels_can_be_turned_off(monkeypatch):
     assert resolve_backend("auto", torch.zeros(1)) == "aten"
     with pytest.raises(RuntimeError, match="ONLSTM_CPU_KERNEL=0"):
         resolve_backend("cpu", torch.zeros(1))
+
+
+@needs_compiler
+@pytest.mark.parametrize("min_macs", [0, 500])
+def test_large_products_through_onednn_match_reference(monkeypatch, min_macs):
+    """The paper size's projections and weight gradients run as oneDNN matmuls; the test shapes are
+    small, so the threshold is lowered to send all (0) or some (500) of their products there."""
+    from onlstm import cpu_recurrence
+
+    monkeypatch.setattr(cpu_recurrence, "ONEDNN_MIN_MACS", min_macs)
+    check_matches_reference([5, 12, 8], 4, 6, 3, 0.3, 0.4, True, "used", implementation="fused_cpu")

@@ -90,6 +90,12 @@ def test_chunk_size_that_does_not_divide_the_layers(make_cfg):
         entry.train(cfg)
 
 
+def test_unknown_implementation_names_the_key_and_the_choices(make_cfg):
+    cfg = make_cfg([*TINY_LM, "model.implementation=cudnn"])
+    with pytest.raises(ValueError, match=r"model.implementation must be one of \[.*'fused_cpu'.*\], got 'cudnn'"):
+        entry.train(cfg)
+
+
 def test_missing_checkpoint_path(make_cfg, tmp_path):
     cfg = make_cfg([*TINY_LM, f"ckpt_path={tmp_path / 'missing.ckpt'}"])
     with pytest.raises(FileNotFoundError, match="missing.ckpt does not exist"):
