@@ -1,6 +1,6 @@
 """DropConnect mask sampling for the hidden weights: bernoulli_ and a multiply against uniform < p
-and a select (what ``onlstm.regularizers.LinearDropConnect.sampled_weight`` does), forward and
-backward, interleaved medians of --repeats calls, at the weight shapes of the paper's ON-LSTM.
+with a select or a multiply (the last is what ``onlstm.regularizers.LinearDropConnect.sampled_weight``
+does), forward and backward, interleaved medians of --repeats calls, at the ON-LSTM weight shapes.
 
     python benchmarks/dropconnect.py [--repeats 15]
 """
@@ -24,6 +24,7 @@ SHAPES = [("paper layers 1-2 W_hh", 4830, 1150), ("paper layer 3 W_hh", 1680, 40
 SAMPLERS = {
     "bernoulli_ * weight": lambda w: w * torch.empty_like(w).bernoulli_(KEEP),
     "where(rand < p, weight, 0)": lambda w: torch.where(torch.rand_like(w) < KEEP, w, 0.0),
+    "weight * (rand < p)": lambda w: w * (torch.rand_like(w) < KEEP).to(w.dtype),
 }
 
 

@@ -91,7 +91,7 @@ def build(compiler: str | None = None) -> Path:
 def _load(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    lib.onlstm_forward_step.argtypes = [i64, i64, i64] + [ptr] * 9
+    lib.onlstm_forward_step.argtypes = [i64, i64, i64] + [ptr] * 10
     lib.onlstm_forward_step.restype = None
     lib.onlstm_backward_step.argtypes = [i64, i64, i64] + [ptr] * 11
     lib.onlstm_backward_step.restype = None

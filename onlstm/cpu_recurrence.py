@@ -44,6 +44,9 @@ def _address(buffer: Tensor, per_step: bool):
 # small config's, the paper's layer-3 weight gradient) MKL was as fast or faster and needs no
 # copies of transposed operands: benchmarks/results/large_matmul_cpu.md.
 ONEDNN_MIN_MACS = 1e9
+# The backward's per-step product d gates_t W_hh uses oneDNN's prepacked matmul from this many
+# weights on (the paper's layers 1-2), torch.mm below.
+PREPACK_BACKWARD_MIN_WEIGHTS = 1_000_000
 
 
 def uses_onednn(m: int, k: int, n: int) -> bool:
@@ -69,7 +72,7 @@ def weight_gradient(d_gates_t: Callable[[], Tensor], d_gates: Tensor, inputs: Te
 def forward(x: Tensor, w_ih: Tensor, bias: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, n: int, keep: bool):
     """Run the recurrence; with ``keep`` every per-step value the backward needs is kept.
 
-    ``bias`` is b_ih + b_hh: both biases are added by the input projection's matmul."""
+    ``bias`` is b_ih + b_hh, added by the kernel with the recurrent product."""
     _check(x, w_ih, h0, c0, w_hh)
     lib = cpu_kernel.require()
     steps, batch, _ = x.shape
@@ -77,7 +80,8 @@ def forward(x: Tensor, w_ih: Tensor, bias: Tensor, h0: Tensor, c0: Tensor, w_hh:
     kept = steps if keep else 1
     # (T, B, R) pre-activations of every step's input part; the kernel adds the recurrent part
     # and activates them in place
-    gates = linear(x.reshape(steps * batch, -1), w_ih, bias).view(steps, batch, -1)
+    gates = linear(x.reshape(steps * batch, -1), w_ih).view(steps, batch, -1)
+    bias = bias.contiguous()
     probs = torch.empty(kept, batch, 2, n)
     master = torch.empty(steps, batch, 2, n)  # every step: the distances are its means
     cells = torch.empty(steps + 1 if keep else 1, batch, hidden)  # c_t overwrites c_{t-1} in place
@@ -93,7 +97,7 @@ def forward(x: Tensor, w_ih: Tensor, bias: Tensor, h0: Tensor, c0: Tensor, w_hh:
     for t in range(steps):
         rec = recurrent(hs_v[t])  # kept referenced until the kernel has read it
         lib.onlstm_forward_step(
-            batch, n, hidden // n, at_gates(t), rec.data_ptr(), at_cell(t), at_probs(t), at_master(t),
+            batch, n, hidden // n, at_gates(t), rec.data_ptr(), bias.data_ptr(), at_cell(t), at_probs(t), at_master(t),
             at_cell(t + 1), at_tanh(t), at_h(t + 1), scratch.data_ptr(),
         )  # fmt: skip
     means = master.mean(-1)  # (T, B, 2)
@@ -130,7 +134,10 @@ class CpuONLSTMLayer(torch.autograd.Function):
         dh_in = None if d_h_last is None else d_h_last.contiguous()
         d_master = master_grad_from_distances(d_dist_f, d_dist_i, n, gates)
         scratch = torch.empty(3 * hidden + 2 * n)
-        back = _RepeatedMatmul(w_hh.t(), batch)  # d gates_t W_hh
+        # d gates_t W_hh. oneDNN's prepacked form needs W_hh^T reordered, which is slow from a
+        # transposed weight: worth it for the paper's 4830 x 1150 weights, not for small ones
+        # (benchmarks/results/step_matmul_cpu.md)
+        back = _RepeatedMatmul(w_hh.t(), batch, prepack=w_hh.numel() >= PREPACK_BACKWARD_MIN_WEIGHTS)
 
         def address(buffer: Tensor | None):
             return (lambda t: None) if buffer is None else _address(buffer, True)

@@ -48,10 +48,11 @@ class _RepeatedMatmul:
     (``docs/performance.md``). Elsewhere, or where the op is missing, a plain matmul.
     """
 
-    def __init__(self, weight: Tensor, batch: int, bias: Tensor | None = None):
+    def __init__(self, weight: Tensor, batch: int, bias: Tensor | None = None, prepack: bool = True):
         self.weight, self.bias = weight, bias
         self.packed = None
-        if weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available():
+        cpu32 = weight.device.type == "cpu" and weight.dtype == torch.float32
+        if prepack and cpu32 and torch.backends.mkldnn.is_available():
             try:
                 self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch)
             except (AttributeError, RuntimeError):  # a torch build without the op: plain matmul

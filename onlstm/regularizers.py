@@ -47,11 +47,10 @@ class LinearDropConnect(nn.Linear):
         if self.dropout == 0.0:
             return self.weight
         if self.training:
-            # keep each entry with probability 1 - dropout. uniform < p and a select instead of
-            # bernoulli_ and a multiply: the same distribution, half the time on a CPU
-            # (benchmarks/results/dropconnect_cpu.md)
+            # keep each entry with probability 1 - dropout. uniform < p instead of bernoulli_: the
+            # same distribution, about half the time on a CPU (benchmarks/results/dropconnect_cpu.md)
             keep = torch.rand_like(self.weight) < 1.0 - self.dropout
-            return torch.where(keep, self.weight, 0.0)
+            return self.weight * keep.to(self.weight.dtype)
         return self.weight * (1.0 - self.dropout)
 
     def forward(self, x: Tensor, weight: Tensor | None = None) -> Tensor:

@@ -117,9 +117,11 @@ def test_kernels_can_be_turned_off(monkeypatch):
 @needs_compiler
 @pytest.mark.parametrize("min_macs", [0, 500])
 def test_large_products_through_onednn_match_reference(monkeypatch, min_macs):
-    """The paper size's projections and weight gradients run as oneDNN matmuls; the test shapes are
-    small, so the threshold is lowered to send all (0) or some (500) of their products there."""
+    """The paper size's projections, weight gradients and backward per-step products run as oneDNN
+    matmuls; the test shapes are small, so the thresholds are lowered to send all (0) or some (500)
+    of their products there."""
     from onlstm import cpu_recurrence
 
     monkeypatch.setattr(cpu_recurrence, "ONEDNN_MIN_MACS", min_macs)
+    monkeypatch.setattr(cpu_recurrence, "PREPACK_BACKWARD_MIN_WEIGHTS", min_macs)
     check_matches_reference([5, 12, 8], 4, 6, 3, 0.3, 0.4, True, "used", implementation="fused_cpu")

@@ -61,21 +61,22 @@ static void softmax_cumsum(const float *z, int64_t n, float *p, float *cum) {
 }
 
 /* One forward step for every batch row.
- * gates  (B, R): in: input projection + both biases of this step; out: [raw master logits, o,
+ * gates  (B, R): in: this step's input projection x_t W_ih^T; out: [raw master logits, o,
  *        tanh(cell), i, f] (activated; the backward reads them)
  * rec    (B, R): h_{t-1} W_hh^T, added here
+ * bias   (R): b_ih + b_hh, added here (cheaper than a pass of its own over the projection)
  * c_prev, c_new, tanh_c, h_new (B, H); c_new may alias c_prev (element-wise update)
  * probs  (B, 2, n): softmax of [input, forget] master logits (kept for the backward)
  * master (B, 2, n): [1 - cumax(input), cumax(forget)] (Eqs. 7-8)
  * scratch: 2n floats */
 void onlstm_forward_step(int64_t batch, int64_t n, int64_t cs, float *gates, const float *rec,
-                         const float *c_prev, float *probs, float *master, float *c_new,
+                         const float *bias, const float *c_prev, float *probs, float *master, float *c_new,
                          float *tanh_c, float *h_new, float *scratch) {
     const int64_t H = n * cs, R = 2 * n + 4 * H;
     for (int64_t b = 0; b < batch; b++) {
         float *g = gates + b * R;
         const float *r = rec + b * R;
-        for (int64_t j = 0; j < R; j++) g[j] += r[j];
+        for (int64_t j = 0; j < R; j++) g[j] += r[j] + bias[j];
         float *o = g + 2 * n, *cell = o + H, *gi = cell + H, *gf = gi + H;
         for (int64_t j = 0; j < H; j++) o[j] = sigmoidf_(o[j]);
         for (int64_t j = 0; j < H; j++) cell[j] = tanhf_(cell[j]);
