@@ -8,16 +8,15 @@ does), forward and backward, interleaved medians of --repeats calls, at the ON-L
 from __future__ import annotations
 
 import argparse
-import statistics
+import functools
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import header  # noqa: E402  (after the sys.path line)
+from benchmarks.machine import header, interleaved_medians  # noqa: E402  (after the sys.path line)
 
 KEEP = 1.0 - 0.45  # the paper's wdrop
 SHAPES = [("paper layers 1-2 W_hh", 4830, 1150), ("paper layer 3 W_hh", 1680, 400), ("small layer W_hh", 1040, 256)]
@@ -26,6 +25,11 @@ SAMPLERS = {
     "where(rand < p, weight, 0)": lambda w: torch.where(torch.rand_like(w) < KEEP, w, 0.0),
     "weight * (rand < p)": lambda w: w * (torch.rand_like(w) < KEEP).to(w.dtype),
 }
+
+
+def forward_backward(sampler, weight: torch.Tensor, grad: torch.Tensor) -> None:
+    sampler(weight).backward(grad)
+    weight.grad = None
 
 
 def main() -> None:
@@ -40,14 +44,8 @@ def main() -> None:
     for name, rows, cols in SHAPES:
         weight = torch.randn(rows, cols, requires_grad=True)
         grad = torch.randn(rows, cols)
-        times: dict[str, list[float]] = {sampler: [] for sampler in SAMPLERS}
-        for _ in range(args.repeats + 2):  # the first two are a warm-up
-            for sampler, fn in SAMPLERS.items():
-                start = time.perf_counter()
-                fn(weight).backward(grad)
-                times[sampler].append(time.perf_counter() - start)
-                weight.grad = None
-        medians = {sampler: statistics.median(ts[2:]) for sampler, ts in times.items()}
+        paths = {sampler: functools.partial(forward_backward, fn, weight, grad) for sampler, fn in SAMPLERS.items()}
+        medians = interleaved_medians(paths, args.repeats)
         base = medians["bernoulli_ * weight"]
         for sampler, median in medians.items():
             print(f"| {name} | {rows} x {cols} | `{sampler}` | {1000 * median:.1f} | {base / median:.2f}x |")

@@ -13,16 +13,14 @@ medians of --repeats calls. ``onlstm.cpu_recurrence.ONEDNN_MIN_MACS`` is set fro
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import header  # noqa: E402  (after the sys.path line)
+from benchmarks.machine import header, interleaved_medians  # noqa: E402  (after the sys.path line)
 from onlstm.fused import _RepeatedMatmul  # noqa: E402
 
 # (product, m, k, n): an (m x k) @ (k x n) product of a training step
@@ -61,13 +59,7 @@ def main() -> None:
         b = torch.randn(k, n)
         for layout, a in operands.items():
             paths = {"mm": lambda: torch.mm(a, b), "onednn": lambda: onednn(a, b)}
-            times: dict[str, list[float]] = {path: [] for path in paths}
-            for _ in range(args.repeats + 2):  # the first two are a warm-up
-                for path, fn in paths.items():
-                    start = time.perf_counter()
-                    fn()
-                    times[path].append(time.perf_counter() - start)
-            med = {path: statistics.median(ts[2:]) for path, ts in times.items()}
+            med = interleaved_medians(paths, args.repeats)
             flop = 2 * m * k * n
             cells = [f"{1000 * med[p]:.1f} ({flop / med[p] / 1e9:.0f})" for p in ("mm", "onednn")]
             print(

@@ -1,11 +1,15 @@
-"""The header every benchmark prints: machine, software and the command that made the table."""
+"""What the benchmarks share: the header they print (machine, software, the command that made the
+table) and interleaved timing."""
 
 from __future__ import annotations
 
 import os
 import platform
 import shlex
+import statistics
 import sys
+import time
+from collections.abc import Callable
 
 import torch
 
@@ -35,3 +39,16 @@ def header(device: str = "cpu") -> str:
     except OSError:
         pass
     return "\n".join(lines)
+
+
+def interleaved_medians(paths: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median seconds of each path over ``repeats`` rounds, every round running each path once (so
+    noise from other processes hits them alike), after ``warmup`` untimed rounds."""
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for round_ in range(warmup + repeats):
+        for name, fn in paths.items():
+            start = time.perf_counter()
+            fn()
+            if round_ >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}

@@ -1,15 +1,18 @@
-"""The fused ON-LSTM layer for float32 CPU tensors: per time step one oneDNN matmul and one call
-into the compiled step kernels (``onlstm/csrc/onlstm_cpu.c``, built by :mod:`onlstm.cpu_kernel`).
+"""The fused ON-LSTM layer for float32 CPU tensors: per time step one matmul and one call into
+the compiled step kernels (``onlstm/csrc/onlstm_cpu.c``, built by :mod:`onlstm.cpu_kernel`).
 
 Same structure as :class:`onlstm.fused._ONLSTMLayer` (the forward keeps what the backward needs,
-the weight gradients are one large matmul after the backward loop) with the ~40 small PyTorch
-kernels of each step's pointwise part, and their dispatch, replaced by one C call. On this 2-core
-CPU they were about half of a training step at the small size and a fifth at the paper's size
-(``docs/performance.md``).
+the weight gradients are products over all steps after the backward loop), with two changes:
+
+* the ~40 small PyTorch kernels of each step's pointwise part, and their dispatch, are one C
+  call (they were about half of a training step at the small size);
+* the input projection happens inside the layer, so that it, the input gradient and both weight
+  gradients can run as oneDNN matmuls when they are large (:func:`linear`).
 
 Kept per step for the backward: the activated gate row (T, B, R), the master gates' softmax and
 cumax (T, B, 2, n) each, the cell states c_0..c_T, tanh(c_t) and h_0..h_T. The mixes of Eqs.
 10-11 and the overlap of Eq. 9 are recomputed in the backward (cheaper than storing them).
+docs/performance.md has the measurements.
 """
 
 from __future__ import annotations

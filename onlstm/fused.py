@@ -45,7 +45,8 @@ class _RepeatedMatmul:
     oneDNN's prepacked matmul (PyTorch's ``mkldnn._linear_pointwise``, what its compiler uses for
     CPU linear layers): measured 1.6x faster than ``torch.mm`` for the paper's (20 x 1150) @
     (1150 x 4830) step and 1.1-1.3x for smaller ones, for about one step's time to reorder
-    (``docs/performance.md``). Elsewhere, or where the op is missing, a plain matmul.
+    (``docs/performance.md``). Elsewhere, with ``prepack=False``, or where the op is missing, a
+    plain matmul. ``bias``, if given, is added to every product.
     """
 
     def __init__(self, weight: Tensor, batch: int, bias: Tensor | None = None, prepack: bool = True):
