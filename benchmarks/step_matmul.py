@@ -12,16 +12,14 @@ itself; medians of --repeats calls.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import header  # noqa: E402  (after the sys.path line)
+from benchmarks.machine import header, interleaved_medians  # noqa: E402  (after the sys.path line)
 
 # (what, batch, hidden, gate rows)
 SHAPES = [
@@ -33,42 +31,47 @@ SHAPES = [
 ]
 
 
-def median_us(fn, repeats: int) -> float:
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e6 * statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=100)
     args = parser.parse_args()
     torch.manual_seed(0)
     rows = [
-        "| shape | batch x hidden -> rows | reorder (us) | forward mm (us) | forward packed (us) | speed-up "
-        "| backward mm (us) | backward packed (us) | speed-up |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| shape | batch x hidden -> rows | reorder W (us) | reorder W^T view (us) | forward mm (us) "
+        "| forward packed (us) | speed-up | backward mm (us) | backward packed (us) | speed-up |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for what, batch, hidden, gate_rows in SHAPES:
         h, w, d_gates = torch.randn(batch, hidden), torch.randn(gate_rows, hidden), torch.randn(batch, gate_rows)
         w_t = w.t().contiguous()
-        reorder = median_us(lambda: torch.ops.mkldnn._reorder_linear_weight(w, batch), max(10, args.repeats // 10))
+        reorders = interleaved_medians(
+            {
+                "w": lambda: torch.ops.mkldnn._reorder_linear_weight(w, batch),
+                # what the backward must reorder: W^T, a transposed view of the weight
+                "w.t()": lambda: torch.ops.mkldnn._reorder_linear_weight(w.t(), batch),
+            },
+            max(10, args.repeats // 10),
+        )
         packed_fwd = torch.ops.mkldnn._reorder_linear_weight(w, batch)
         packed_bwd = torch.ops.mkldnn._reorder_linear_weight(w_t, batch)
-        fwd_mm = median_us(lambda: torch.mm(h, w.t()), args.repeats)
-        fwd_packed = median_us(lambda: torch.ops.mkldnn._linear_pointwise(h, packed_fwd, None, "none", [], ""), args.repeats)
-        bwd_mm = median_us(lambda: torch.mm(d_gates, w_t.t()), args.repeats)
-        bwd_packed = median_us(lambda: torch.ops.mkldnn._linear_pointwise(d_gates, packed_bwd, None, "none", [], ""),
-                               args.repeats)
-        rows.append(f"| {what} | {batch} x {hidden} -> {gate_rows} | {reorder:,.0f} | {fwd_mm:,.0f} | {fwd_packed:,.0f} "
-                    f"| {fwd_mm / fwd_packed:.2f}x | {bwd_mm:,.0f} | {bwd_packed:,.0f} | {bwd_mm / bwd_packed:.2f}x |")
+        med = interleaved_medians(
+            {
+                "fwd_mm": lambda: torch.mm(h, w.t()),
+                "fwd_packed": lambda: torch.ops.mkldnn._linear_pointwise(h, packed_fwd, None, "none", [], ""),
+                "bwd_mm": lambda: torch.mm(d_gates, w_t.t()),
+                "bwd_packed": lambda: torch.ops.mkldnn._linear_pointwise(d_gates, packed_bwd, None, "none", [], ""),
+            },
+            args.repeats,
+            warmup=5,
+        )
+        us = {name: 1e6 * t for name, t in {**reorders, **med}.items()}
+        rows.append(
+            f"| {what} | {batch} x {hidden} -> {gate_rows} | {us['w']:,.0f} | {us['w.t()']:,.0f} "
+            f"| {us['fwd_mm']:,.0f} | {us['fwd_packed']:,.0f} | {us['fwd_mm'] / us['fwd_packed']:.2f}x "
+            f"| {us['bwd_mm']:,.0f} | {us['bwd_packed']:,.0f} | {us['bwd_mm'] / us['bwd_packed']:.2f}x |"
+        )
     print("# Per-step matmul: torch.mm vs oneDNN prepacked\n")
-    print(header("cpu") + f"\n- median of {args.repeats} calls\n")
+    print(header("cpu") + f"\n- median of {args.repeats} interleaved calls (the reorders: a tenth as many)\n")
     print("\n".join(rows))
 
 

@@ -33,8 +33,11 @@ def _check(*tensors: Tensor) -> None:
             raise RuntimeError(f"implementation 'fused_cpu' runs float32 CPU tensors, got {t.dtype} on {t.device}")
 
 
-def _address(buffer: Tensor, per_step: bool):
-    """``at(t)``: the address of ``buffer[t]`` (a contiguous (time, ...) buffer), or of its only row."""
+def _address(buffer: Tensor | None, per_step: bool = True):
+    """``at(t)``: the address of ``buffer[t]`` (a contiguous (time, ...) buffer), of its only row
+    (``per_step=False``), or None (NULL for the kernel) when there is no buffer."""
+    if buffer is None:
+        return lambda t: None
     base, stride = buffer.data_ptr(), buffer.stride(0) * buffer.element_size()
     if per_step:
         return lambda t: base + t * stride
@@ -94,7 +97,7 @@ def forward(x: Tensor, w_ih: Tensor, bias: Tensor, h0: Tensor, c0: Tensor, w_hh:
     hs[0].copy_(h0)
     cells[0].copy_(c0)
     recurrent = _RepeatedMatmul(w_hh, batch)
-    at_gates, at_master, at_h = _address(gates, True), _address(master, True), _address(hs, True)
+    at_gates, at_master, at_h = _address(gates), _address(master), _address(hs)
     at_probs, at_cell, at_tanh = _address(probs, keep), _address(cells, keep), _address(tanh_c, keep)
     hs_v = hs.unbind(0)
     for t in range(steps):
@@ -118,7 +121,6 @@ class CpuONLSTMLayer(torch.autograd.Function):
     def forward(ctx, x: Tensor, w_ih: Tensor, b_ih: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: int):
         hs, c_last, dist_f, dist_i, saved = forward(x, w_ih, b_ih + b_hh, h0, c0, w_hh, n, keep=True)
         ctx.n = n
-        ctx.bias_shapes = (b_ih.shape, b_hh.shape)
         ctx.save_for_backward(*saved)
         ctx.set_materialize_grads(False)  # unused outputs (usually the distances) get no work
         return hs[1:], hs[-1].clone(), c_last, dist_f, dist_i
@@ -141,13 +143,9 @@ class CpuONLSTMLayer(torch.autograd.Function):
         # transposed weight: worth it for the paper's 4830 x 1150 weights, not for small ones
         # (benchmarks/results/step_matmul_cpu.md)
         back = _RepeatedMatmul(w_hh.t(), batch, prepack=w_hh.numel() >= PREPACK_BACKWARD_MIN_WEIGHTS)
-
-        def address(buffer: Tensor | None):
-            return (lambda t: None) if buffer is None else _address(buffer, True)
-
-        at_gates, at_probs, at_master = _address(gates, True), _address(probs, True), _address(master, True)
-        at_cell, at_tanh, at_d_gates = _address(cells, True), _address(tanh_c, True), _address(d_gates, True)
-        at_d_out, at_d_master = address(d_out), address(d_master)
+        at_gates, at_probs, at_master = _address(gates), _address(probs), _address(master)
+        at_cell, at_tanh, at_d_gates = _address(cells), _address(tanh_c), _address(d_gates)
+        at_d_out, at_d_master = _address(d_out), _address(d_master)
         for t in range(steps - 1, -1, -1):
             lib.onlstm_backward_step(
                 batch, n, hidden // n, at_gates(t), at_probs(t), at_master(t), at_cell(t), at_tanh(t),
@@ -162,9 +160,8 @@ class CpuONLSTMLayer(torch.autograd.Function):
         flat_t = functools.cache(lambda: flat.t().contiguous())  # (R, T*B)
         d_x = linear(flat, w_ih.t()).view(steps, batch, -1) if needs[0] else None
         d_w_ih = weight_gradient(flat_t, flat, x.reshape(steps * batch, -1)) if needs[1] else None
-        d_bias = flat.sum(0) if needs[2] or needs[6] else None
+        d_bias = flat.sum(0) if needs[2] or needs[6] else None  # both biases are (R,), entering as their sum
         d_h0 = back(d_gates[0]) if needs[3] else None
         d_w_hh = weight_gradient(flat_t, flat, hs[:-1].reshape(steps * batch, hidden)) if needs[5] else None
-        d_b_ih = d_bias.reshape(ctx.bias_shapes[0]) if needs[2] else None
-        d_b_hh = d_bias.reshape(ctx.bias_shapes[1]) if needs[6] else None
+        d_b_ih, d_b_hh = (d_bias if needs[2] else None), (d_bias if needs[6] else None)
         return d_x, d_w_ih, d_b_ih, d_h0, dc if needs[4] else None, d_w_hh, d_b_hh, None
