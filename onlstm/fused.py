@@ -31,6 +31,7 @@ import functools
 import torch
 from torch import Tensor
 
+from onlstm import cpu_kernel  # light: builds the kernels only when first asked for
 from onlstm.cell import ONLSTMCell
 from onlstm.stack import LayerResult
 
@@ -311,8 +312,6 @@ def resolve_backend(backend: str, x: Tensor) -> str:
             raise RuntimeError(f"implementation 'fused_triton' runs in float32, got {x.dtype}")
         return "triton"
     if backend == "cpu":
-        from onlstm import cpu_kernel
-
         cpu_kernel.require()
         return "cpu"
     if x.dtype != torch.float32:
@@ -320,8 +319,6 @@ def resolve_backend(backend: str, x: Tensor) -> str:
     if x.is_cuda:
         return "triton" if triton_available() else "aten"
     if x.device.type == "cpu":
-        from onlstm import cpu_kernel
-
         return "cpu" if cpu_kernel.library() is not None else "aten"
     return "aten"
 
