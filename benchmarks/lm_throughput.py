@@ -1,7 +1,7 @@
 """Tokens/s of one language-model training step (forward, AR/TAR loss, backward, clip, SGD step).
 
 ON-LSTM and LSTM at the paper's size and a small size, measured interleaved in one process so that
-the ratios are fair; medians of --repeats timed steps after --warmup steps.
+the ratios are fair; medians of --repeats timed steps after one warm-up step.
 
     python benchmarks/lm_throughput.py [--quick] [--device cpu|cuda] [--out benchmarks/results/lm_throughput_cpu.md]
 """
@@ -9,9 +9,7 @@ the ratios are fair; medians of --repeats timed steps after --warmup steps.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -19,12 +17,17 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import header  # noqa: E402  (after the sys.path line)
+from benchmarks.machine import header, interleaved_medians, synchronizer, timed  # noqa: E402  (after the sys.path line)
 from onlstm import BackboneConfig, RNNLanguageModel
 
 CONFIGS = {
     # name: (backbone, vocab, bptt, batch)
-    "paper [400,1150,1150,400] c10": (BackboneConfig(emb_size=400, hidden_size=1150, n_layers=3, chunk_size=10), 10000, 70, 20),
+    "paper [400,1150,1150,400] c10": (
+        BackboneConfig(emb_size=400, hidden_size=1150, n_layers=3, chunk_size=10),
+        10000,
+        70,
+        20,
+    ),
     "small [200,256,200] c8": (BackboneConfig(emb_size=200, hidden_size=256, n_layers=2, chunk_size=8), 10000, 35, 32),
 }
 
@@ -36,13 +39,15 @@ def make_step(model: RNNLanguageModel, vocab: int, bptt: int, batch: int, device
     def step() -> None:
         out = model(tokens[:-1])
         loss = F.cross_entropy(out.logits.reshape(-1, vocab), tokens[1:].reshape(-1))
-        loss = loss + 2.0 * out.outputs[-1].pow(2).mean() + (out.raw_outputs[-1][1:] - out.raw_outputs[-1][:-1]).pow(2).mean()
+        loss = (
+            loss
+            + 2.0 * out.outputs[-1].pow(2).mean()
+            + (out.raw_outputs[-1][1:] - out.raw_outputs[-1][:-1]).pow(2).mean()
+        )
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
         optimizer.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
 
     return step
 
@@ -65,29 +70,28 @@ def main() -> None:
         "| config | bptt | batch | model | tokens/s | vs LSTM | first step (s) |",
         "|---|---|---|---|---:|---:|---:|",
     ]
+    sync = synchronizer(args.device)
     for name, (cfg, vocab, bptt, batch) in CONFIGS.items():
         steps, first = {}, {}
         for label, arch, graphs in variants:
             backbone = BackboneConfig(**{**cfg.__dict__, "arch": arch, "cuda_graphs": graphs})
             model = RNNLanguageModel(vocab, backbone).to(args.device).train()
             steps[label] = make_step(model, vocab, bptt, batch, args.device)
-            start = time.perf_counter()
-            steps[label]()  # first call, reported separately (allocations, lazy init, graph capture)
-            first[label] = time.perf_counter() - start
-            steps[label]()
-        times = {label: [] for label in steps}
-        for _ in range(repeats):  # interleaved: all variants see the same machine state
-            for label, step in steps.items():
-                start = time.perf_counter()
-                step()
-                times[label].append(time.perf_counter() - start)
-        medians = {label: statistics.median(ts) for label, ts in times.items()}
+            # the first call, reported separately (allocations, lazy init, graph capture)
+            first[label] = timed(steps[label], sync)
+        medians = interleaved_medians(steps, repeats, warmup=1, sync=sync)  # all variants see the same machine state
         tokens = bptt * batch
         for label in steps:
-            table.append(f"| {name} | {bptt} | {batch} | {label} | {tokens / medians[label]:,.0f} "
-                         f"| {medians['LSTM'] / medians[label]:.2f}x | {first[label]:.2f} |")
+            table.append(
+                f"| {name} | {bptt} | {batch} | {label} | {tokens / medians[label]:,.0f} "
+                f"| {medians['LSTM'] / medians[label]:.2f}x | {first[label]:.2f} |"
+            )
 
-    text = f"## LM training step throughput ({args.device})\n\n{header(args.device)}\n- median of {repeats} steps\n\n" + "\n".join(table) + "\n"
+    text = (
+        f"## LM training step throughput ({args.device})\n\n{header(args.device)}\n- median of {repeats} steps\n\n"
+        + "\n".join(table)
+        + "\n"
+    )
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -41,14 +41,34 @@ def header(device: str = "cpu") -> str:
     return "\n".join(lines)
 
 
-def interleaved_medians(paths: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, float]:
+def synchronizer(device: str) -> Callable[[], None]:
+    """What makes a timing wait for the device: ``torch.cuda.synchronize`` on CUDA (kernels run
+    asynchronously there), nothing on a CPU."""
+    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+
+def timed(fn: Callable[[], object], sync: Callable[[], None] = lambda: None) -> float:
+    """Seconds one call of ``fn`` takes, ``sync`` (``synchronizer(device)``) run before and after."""
+    sync()
+    start = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - start
+
+
+def interleaved_medians(
+    paths: dict[str, Callable[[], object]],
+    repeats: int,
+    warmup: int = 2,
+    sync: Callable[[], None] = lambda: None,
+) -> dict[str, float]:
     """Median seconds of each path over ``repeats`` rounds, every round running each path once (so
-    noise from other processes hits them alike), after ``warmup`` untimed rounds."""
+    noise from other processes hits them alike), after ``warmup`` untimed rounds. ``sync`` runs
+    before and after each timed call (``synchronizer(device)``)."""
     times: dict[str, list[float]] = {name: [] for name in paths}
     for round_ in range(warmup + repeats):
         for name, fn in paths.items():
-            start = time.perf_counter()
-            fn()
+            seconds = timed(fn, sync)
             if round_ >= warmup:
-                times[name].append(time.perf_counter() - start)
+                times[name].append(seconds)
     return {name: statistics.median(ts) for name, ts in times.items()}

@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -31,7 +29,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # runnable from a checkout without installing the package
 
-from benchmarks.machine import header  # noqa: E402  (after the sys.path line)
+from benchmarks.machine import header, interleaved_medians, synchronizer, timed  # noqa: E402  (after the sys.path line)
 from onlstm import BackboneConfig, ONLSTMStack, RNNLanguageModel  # noqa: E402
 from onlstm.cuda_graphs import GraphedStack  # noqa: E402
 from onlstm.inference import sequence_gate_distances  # noqa: E402
@@ -56,11 +54,6 @@ class StackedLSTM(nn.Module):
         for layer in self.layers:
             x = layer(x)[0]
         return x
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 class GraphedOutput(nn.Module):
@@ -105,14 +98,6 @@ def train_step(model: nn.Module, x: torch.Tensor) -> None:
         p.grad = None
 
 
-def timed(fn, device: str) -> float:
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - start
-
-
 def training_paths(device: str) -> list[str]:
     if device == "cuda":
         return ["reference", "fused_aten", "fused_triton", GRAPHED, "nn.LSTM"]
@@ -133,30 +118,23 @@ def training_table(args: argparse.Namespace) -> str:
         for path in paths:
             # first call: building the model (for the graphed path: capturing it) and one step,
             # nothing warmed up for this shape yet (Triton compiles its kernels here)
-            sync(args.device)
-            start = time.perf_counter()
-            try:
+            def first_call(path=path):
                 models[path] = make_model(path, sizes, chunk, x)
                 train_step(models[path], x)
+
+            try:
+                first[path] = timed(first_call, synchronizer(args.device))
             except Exception as error:  # a path that cannot run here is reported, not fatal
                 failed[path] = f"{type(error).__name__}: {str(error).splitlines()[0][:100]}"
                 models.pop(path, None)
-                continue
-            sync(args.device)
-            first[path] = time.perf_counter() - start
-        live = [path for path in paths if path in models]
-        for _ in range(args.warmup):
-            for path in live:
-                train_step(models[path], x)
-        times = {path: [] for path in live}
-        for _ in range(args.repeats):  # interleaved: every repeat runs each path once
-            for path in live:
-                times[path].append(timed(lambda: train_step(models[path], x), args.device))
-        medians = {path: statistics.median(ts) for path, ts in times.items()}
+        steps = {path: (lambda model=model: train_step(model, x)) for path, model in models.items()}
+        medians = interleaved_medians(steps, args.repeats, args.warmup, synchronizer(args.device))
         tokens = bptt * batch
         for path in paths:
             if path in failed:
-                rows.append(f"| {name} | {sizes}, {chunk}, {bptt} x {batch} | {path} | failed: {failed[path]} | | | | |")
+                rows.append(
+                    f"| {name} | {sizes}, {chunk}, {bptt} x {batch} | {path} | failed: {failed[path]} | | | | |"
+                )
                 continue
             rows.append(
                 f"| {name} | {sizes}, {chunk}, {bptt} x {batch} | {path} | {first[path]:.2f} "
@@ -190,10 +168,10 @@ def inference_table(args: argparse.Namespace) -> str:
     model = RNNLanguageModel(args.vocab, BackboneConfig()).to(args.device)  # paper size, fused stack
     sequence_gate_distances(model, ids[:8], batch_size=8)  # warm-up
 
-    batched = timed(lambda: sequence_gate_distances(model, ids, batch_size=args.batch_size), args.device)
+    batched = timed(lambda: sequence_gate_distances(model, ids, batch_size=args.batch_size), synchronizer(args.device))
     subset = random.Random(1).sample(ids, min(args.batch1_sentences, len(ids)))
     sub_tokens = sum(len(s) for s in subset)
-    sub_time = timed(lambda: sequence_gate_distances(model, subset, batch_size=1), args.device)
+    sub_time = timed(lambda: sequence_gate_distances(model, subset, batch_size=1), synchronizer(args.device))
     single = sub_time * n_tokens / sub_tokens  # extrapolated per token: cost ~ tokens at batch 1
     rows = [
         f"{len(ids):,} sentences, {n_tokens:,} tokens, paper-size ON-LSTM LM "
@@ -238,11 +216,14 @@ def main() -> None:
         os.environ["ONLSTM_KERNEL_CACHE"] = tempfile.mkdtemp(prefix="onlstm-kernels-")
     print("# ON-LSTM recurrence benchmark\n")
     print(header(args.device) + "\n")
-    print(f"## Training (forward + backward), median of {args.repeats} interleaved repeats "
-          f"after {args.warmup} warm-up\n")
-    print(f"ON-LSTM paths train with dropout {DROPOUT} between layers and DropConnect {DROPCONNECT} "
-          f"(the paper's), except `{UNREGULARISED}`; nn.LSTM is stacked single-layer `nn.LSTM` "
-          "modules, no regularisation.\n")
+    print(
+        f"## Training (forward + backward), median of {args.repeats} interleaved repeats after {args.warmup} warm-up\n"
+    )
+    print(
+        f"ON-LSTM paths train with dropout {DROPOUT} between layers and DropConnect {DROPCONNECT} "
+        f"(the paper's), except `{UNREGULARISED}`; nn.LSTM is stacked single-layer `nn.LSTM` "
+        "modules, no regularisation.\n"
+    )
     print(training_table(args) + "\n", flush=True)
     if not args.skip_inference:
         print("## Batched inference: `sequence_gate_distances` over the treebank sample\n")
