@@ -37,6 +37,7 @@ bench: install ## CPU throughput benchmarks (tables printed and saved under benc
 	$(BIN)/python benchmarks/step_matmul.py | tee benchmarks/results/step_matmul_cpu.md
 	$(BIN)/python benchmarks/large_matmul.py | tee benchmarks/results/large_matmul_cpu.md
 	$(BIN)/python benchmarks/dropconnect.py | tee benchmarks/results/dropconnect_cpu.md
+	$(BIN)/python benchmarks/transpose.py | tee benchmarks/results/transpose_cpu.md
 
 lint: install ## ruff
 	$(BIN)/ruff check onlstm tasks datamodules tests benchmarks train.py

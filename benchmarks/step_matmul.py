@@ -4,7 +4,8 @@ Each step of a layer multiplies a (batch x hidden) state by the same hidden weig
 (``onlstm.fused._RepeatedMatmul``). This times, for the shapes of the benchmarks and of parsing,
 ``torch.mm`` against ``mkldnn._linear_pointwise`` on a weight reordered once
 (``mkldnn._reorder_linear_weight``), forward (h W^T) and backward (dgates W), and the reorder
-itself; medians of --repeats calls.
+itself: of W, of the transposed view W^T (PyTorch copies it), and of W^T copied first by the C
+transpose (what the backward does); medians of --repeats calls.
 
     python benchmarks/step_matmul.py [--repeats 100]
 """
@@ -20,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import header, interleaved_medians  # noqa: E402  (after the sys.path line)
+from onlstm.cpu_recurrence import transposed  # noqa: E402
 
 # (what, batch, hidden, gate rows)
 SHAPES = [
@@ -37,9 +39,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     rows = [
-        "| shape | batch x hidden -> rows | reorder W (us) | reorder W^T view (us) | forward mm (us) "
-        "| forward packed (us) | speed-up | backward mm (us) | backward packed (us) | speed-up |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| shape | batch x hidden -> rows | reorder W (us) | reorder W^T view (us) | C transpose + reorder W^T (us) "
+        "| forward mm (us) | forward packed (us) | speed-up | backward mm (us) | backward packed (us) | speed-up |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for what, batch, hidden, gate_rows in SHAPES:
         h, w, d_gates = torch.randn(batch, hidden), torch.randn(gate_rows, hidden), torch.randn(batch, gate_rows)
@@ -49,6 +51,7 @@ def main() -> None:
                 "w": lambda: torch.ops.mkldnn._reorder_linear_weight(w, batch),
                 # what the backward must reorder: W^T, a transposed view of the weight
                 "w.t()": lambda: torch.ops.mkldnn._reorder_linear_weight(w.t(), batch),
+                "transposed": lambda: torch.ops.mkldnn._reorder_linear_weight(transposed(w), batch),
             },
             max(10, args.repeats // 10),
         )
@@ -66,7 +69,7 @@ def main() -> None:
         )
         us = {name: 1e6 * t for name, t in {**reorders, **med}.items()}
         rows.append(
-            f"| {what} | {batch} x {hidden} -> {gate_rows} | {us['w']:,.0f} | {us['w.t()']:,.0f} "
+            f"| {what} | {batch} x {hidden} -> {gate_rows} | {us['w']:,.0f} | {us['w.t()']:,.0f} | {us['transposed']:,.0f} "
             f"| {us['fwd_mm']:,.0f} | {us['fwd_packed']:,.0f} | {us['fwd_mm'] / us['fwd_packed']:.2f}x "
             f"| {us['bwd_mm']:,.0f} | {us['bwd_packed']:,.0f} | {us['bwd_mm'] / us['bwd_packed']:.2f}x |"
         )

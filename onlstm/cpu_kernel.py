@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "onlstm_cpu.c"
 # -fno-trapping-math lets GCC vectorise floorf; nothing here relies on floating-point traps
-FLAGS = ["-O3", "-march=native", "-fno-trapping-math", "-std=gnu11", "-shared", "-fPIC"]
+FLAGS = ["-O3", "-march=native", "-fno-trapping-math", "-std=gnu11", "-shared", "-fPIC", "-pthread"]
 
 
 class KernelBuildError(RuntimeError):
@@ -95,6 +95,10 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.onlstm_forward_step.restype = None
     lib.onlstm_backward_step.argtypes = [i64, i64, i64] + [ptr] * 11
     lib.onlstm_backward_step.restype = None
+    lib.onlstm_transpose.argtypes = [i64, i64, ptr, ptr, i64]
+    lib.onlstm_transpose.restype = None
+    lib.onlstm_dropconnect.argtypes = [i64, ctypes.c_uint64, ctypes.c_float, ptr, ptr]
+    lib.onlstm_dropconnect.restype = None
     return lib
 
 
@@ -104,7 +108,7 @@ def _build_and_load() -> tuple[ctypes.CDLL | None, str | None]:
     try:
         return _load(build()), None
     except (KernelBuildError, OSError) as error:
-        log.warning("CPU step kernels unavailable, the fused recurrence uses PyTorch ops (slower): %s", error)
+        log.warning("CPU kernels unavailable, the fused recurrence and DropConnect use PyTorch ops (slower): %s", error)
         return None, str(error)
 
 

@@ -66,12 +66,30 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
 
 
+def transposed(x: Tensor) -> Tensor:
+    """``x.t()`` as a contiguous matrix, copied by the C kernels' blocked transpose (about 3x
+    faster than PyTorch's strided copy at the paper size: docs/performance.md)."""
+    x = x.contiguous()
+    out = torch.empty(x.size(1), x.size(0))
+    threads = torch.get_num_threads()
+    cpu_kernel.require().onlstm_transpose(x.size(0), x.size(1), x.data_ptr(), out.data_ptr(), threads)
+    return out
+
+
+def linear_t(x: Tensor, weight: Tensor) -> Tensor:
+    """``x @ weight``: oneDNN's matmul of the transposed copy for large products, torch.mm (which
+    takes the transposed view without a copy) for small ones."""
+    if uses_onednn(x.size(0), x.size(1), weight.size(1)):
+        return _RepeatedMatmul(transposed(weight), x.size(0))(x)
+    return torch.mm(x, weight)
+
+
 def weight_gradient(d_gates_t: Callable[[], Tensor], d_gates: Tensor, inputs: Tensor) -> Tensor:
     """``d_gates^T @ inputs`` summed over all steps; ``d_gates_t()`` gives the transposed copy
     (made once, shared by both weight gradients) that oneDNN needs."""
     rows, (steps_batch, features) = d_gates.size(1), inputs.shape
     if uses_onednn(rows, steps_batch, features):
-        return linear(d_gates_t(), inputs.t())
+        return linear_t(d_gates_t(), inputs)
     return torch.mm(d_gates.t(), inputs)
 
 
@@ -139,10 +157,10 @@ class CpuONLSTMLayer(torch.autograd.Function):
         dh_in = None if d_h_last is None else d_h_last.contiguous()
         d_master = master_grad_from_distances(d_dist_f, d_dist_i, n, gates)
         scratch = torch.empty(3 * hidden + 2 * n)
-        # d gates_t W_hh. oneDNN's prepacked form needs W_hh^T reordered, which is slow from a
-        # transposed weight: worth it for the paper's 4830 x 1150 weights, not for small ones
-        # (benchmarks/results/step_matmul_cpu.md)
-        back = _RepeatedMatmul(w_hh.t(), batch, prepack=w_hh.numel() >= PREPACK_BACKWARD_MIN_WEIGHTS)
+        # d gates_t W_hh. oneDNN's prepacked form needs W_hh^T copied and reordered: worth it for
+        # the paper's 4830 x 1150 weights, not for small ones (benchmarks/results/step_matmul_cpu.md)
+        prepack = w_hh.numel() >= PREPACK_BACKWARD_MIN_WEIGHTS
+        back = _RepeatedMatmul(transposed(w_hh) if prepack else w_hh.t(), batch, prepack=prepack)
         at_gates, at_probs, at_master = _address(gates), _address(probs), _address(master)
         at_cell, at_tanh, at_d_gates = _address(cells), _address(tanh_c), _address(d_gates)
         at_d_out, at_d_master = _address(d_out), _address(d_master)
@@ -157,8 +175,8 @@ class CpuONLSTMLayer(torch.autograd.Function):
 
         needs = ctx.needs_input_grad
         flat = d_gates.view(steps * batch, rows)
-        flat_t = functools.cache(lambda: flat.t().contiguous())  # (R, T*B)
-        d_x = linear(flat, w_ih.t()).view(steps, batch, -1) if needs[0] else None
+        flat_t = functools.cache(lambda: transposed(flat))  # (R, T*B)
+        d_x = linear_t(flat, w_ih).view(steps, batch, -1) if needs[0] else None
         d_w_ih = weight_gradient(flat_t, flat, x.reshape(steps * batch, -1)) if needs[1] else None
         d_bias = flat.sum(0) if needs[2] or needs[6] else None  # both biases are (R,), entering as their sum
         d_h0 = back(d_gates[0]) if needs[3] else None

@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 import torch
+from torch import Tensor
 
 from onlstm import cpu_kernel
 from onlstm.fused import resolve_backend
@@ -125,3 +126,62 @@ def test_large_products_through_onednn_match_reference(monkeypatch, min_macs):
     monkeypatch.setattr(cpu_recurrence, "ONEDNN_MIN_MACS", min_macs)
     monkeypatch.setattr(cpu_recurrence, "PREPACK_BACKWARD_MIN_WEIGHTS", min_macs)
     check_matches_reference([5, 12, 8], 4, 6, 3, 0.3, 0.4, True, "used", implementation="fused_cpu")
+
+
+@needs_compiler
+@pytest.mark.parametrize("rows,cols", [(1, 1), (1, 9), (13, 1), (8, 8), (37, 13), (300, 517), (1030, 1029)])
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_transposing_copy_equals_torch(monkeypatch, rows, cols, threads):
+    """The C transpose the backward uses: every element in place for shapes off the 8 x 8 blocks
+    and the 128-row tiles, split over threads (the largest shape is big enough to be
+    split), from a strided view too."""
+    from onlstm.cpu_recurrence import transposed
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    x = torch.randn(rows, cols)
+    assert torch.equal(transposed(x), x.t().contiguous())
+    view = torch.randn(cols, rows).t()  # not contiguous: copied first
+    assert torch.equal(transposed(view), view.t().contiguous())
+
+
+@needs_compiler
+@pytest.mark.parametrize("keep", [0.55, 0.9, 0.1])
+def test_hashed_dropconnect_mask_has_the_bernoulli_statistics(keep):
+    """The C DropConnect mask (float32 CPU weights): keep rate, rows and columns alike, neighbours
+    and successive draws independent, all within 5 standard deviations of a Bernoulli(keep)."""
+    from onlstm.regularizers import HashedDropConnect
+
+    rows, cols = 600, 500
+    weight = torch.ones(rows, cols)
+    masks = torch.stack([HashedDropConnect.apply(weight, keep) for _ in range(4)])  # 4 draws
+    assert set(masks.unique().tolist()) <= {0.0, 1.0}
+
+    def within(observed: Tensor, expected: float, count: int, sigmas: float = 5.0) -> bool:
+        return abs(observed.item() - expected) <= sigmas * (expected * (1 - expected) / count) ** 0.5
+
+    assert within(masks.mean(), keep, masks.numel())
+    # pairs: horizontal and vertical neighbours, and the same entry in the next draw
+    assert within((masks[:, :, 1:] * masks[:, :, :-1]).mean(), keep**2, masks[:, :, 1:].numel())
+    assert within((masks[:, 1:] * masks[:, :-1]).mean(), keep**2, masks[:, 1:].numel())
+    assert within((masks[1:] * masks[:-1]).mean(), keep**2, masks[1:].numel())
+    # row and column rates spread like binomials (their variance within 20%)
+    for rates, n in ((masks.mean(-1), cols), (masks.mean(-2), rows)):
+        assert abs(rates.var().item() / (keep * (1 - keep) / n) - 1) < 0.2
+
+
+@needs_compiler
+def test_hashed_dropconnect_repeats_under_a_seed_and_masks_the_gradient():
+    from onlstm.regularizers import LinearDropConnect
+
+    layer = LinearDropConnect(30, 40, dropout=0.45).train()
+    torch.manual_seed(1)
+    first = layer.sampled_weight()
+    torch.manual_seed(1)
+    again = layer.sampled_weight()
+    other = layer.sampled_weight()
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    kept = first != 0
+    torch.testing.assert_close(first[kept], layer.weight[kept])
+    grad = torch.randn(40, 30)
+    first.backward(grad)
+    assert torch.equal(layer.weight.grad, grad * kept)  # the backward regenerates the same mask
