@@ -64,11 +64,17 @@ def interleaved_medians(
 ) -> dict[str, float]:
     """Median seconds of each path over ``repeats`` rounds, every round running each path once (so
     noise from other processes hits them alike), after ``warmup`` untimed rounds. ``sync`` runs
-    before and after each timed call (``synchronizer(device)``)."""
+    before and after each timed call (``synchronizer(device)``).
+
+    The order of the paths rotates by one each round: what a path leaves behind (the allocator's
+    heap, caches) changes the speed of the path after it by several percent on the 2-core
+    machine, so no path always follows the same one."""
     times: dict[str, list[float]] = {name: [] for name in paths}
+    names = list(paths)
     for round_ in range(warmup + repeats):
-        for name, fn in paths.items():
-            seconds = timed(fn, sync)
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            seconds = timed(paths[name], sync)
             if round_ >= warmup:
                 times[name].append(seconds)
     return {name: statistics.median(ts) for name, ts in times.items()}

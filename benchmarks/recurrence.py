@@ -3,7 +3,8 @@
 Table 1: training tokens/s (forward + backward of the stack, median of N repeats after a warm-up;
 the first call, on a fresh model, is timed separately) at the paper's size and a small size.
 All paths are measured interleaved (repeat r runs every path once), so noise from other
-processes on the machine hits them alike and the ratios stay fair. On a CPU the paths are the
+processes on the machine hits them alike and the ratios stay fair; each configuration runs in a
+process of its own. On a CPU the paths are the
 reference, the fused layer with aten ops, the fused layer with the compiled C step kernels
 (built into a fresh cache folder, so its first call includes the compile) and nn.LSTM; on CUDA also the Triton kernels, the Triton kernels
 replayed as a CUDA graph (``torch.cuda.make_graphed_callables``), and nn.LSTM is cuDNN.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -105,13 +107,30 @@ def training_paths(device: str) -> list[str]:
 
 
 def training_table(args: argparse.Namespace) -> str:
-    paths = training_paths(args.device)
+    """Each configuration in a process of its own (this script with --config): what one size
+    leaves behind in a process (the allocator's heap, oneDNN's primitive cache) changed the next
+    size's timings by up to 20% (docs/performance.md), and a training run holds one size only."""
     rows = [
         "| config | layer sizes, chunk, bptt x batch | path | first call (s) | median step (ms) "
         "| tokens/s | vs nn.LSTM | vs reference |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
-    for name, sizes, chunk, bptt, batch in CONFIGS:
+    for name, *_ in CONFIGS:
+        command = [sys.executable, __file__, "--config", name, "--device", args.device]
+        command += ["--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"the {name} configuration failed:\n{done.stderr}")
+        rows += done.stdout.splitlines()
+        print(f"  {name}: done", file=sys.stderr)
+    return "\n".join(rows)
+
+
+def config_rows(args: argparse.Namespace) -> list[str]:
+    """The table rows of one configuration, its paths timed interleaved in this process."""
+    paths = training_paths(args.device)
+    rows = []
+    for name, sizes, chunk, bptt, batch in [c for c in CONFIGS if c[0] == args.config]:
         torch.manual_seed(0)
         x = torch.randn(bptt, batch, sizes[0], device=args.device)
         models, first, failed = {}, {}, {}
@@ -141,8 +160,7 @@ def training_table(args: argparse.Namespace) -> str:
                 f"| {1000 * medians[path]:.1f} | {tokens / medians[path]:,.0f} "
                 f"| {medians['nn.LSTM'] / medians[path]:.2f}x | {medians['reference'] / medians[path]:.2f}x |"
             )
-        print(f"  {name}: done", file=sys.stderr)
-    return "\n".join(rows)
+    return rows
 
 
 def treebank_sentences(data_dir: Path) -> list[list[str]]:
@@ -198,6 +216,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="inference batch size")
     parser.add_argument("--batch1-sentences", type=int, default=None, help="batch-1 subset (default 100, quick 30)")
     parser.add_argument("--skip-inference", action="store_true")
+    parser.add_argument("--config", choices=[c[0] for c in CONFIGS], help=argparse.SUPPRESS)  # one config's rows
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -212,6 +231,9 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but torch.cuda.is_available() is False")
 
+    if args.config:  # a child process of training_table
+        print("\n".join(config_rows(args)))
+        return
     if args.device == "cpu":  # a fresh kernel cache: fused_cpu's first call includes compiling it
         os.environ["ONLSTM_KERNEL_CACHE"] = tempfile.mkdtemp(prefix="onlstm-kernels-")
     print("# ON-LSTM recurrence benchmark\n")

@@ -44,7 +44,9 @@ def main() -> None:
     print("# Transposing copies: PyTorch vs the C kernels\n")
     print(header() + "\n")
     print(f"Median ms of {args.repeats} interleaved copies into a fresh matrix (as the backward makes them).\n")
-    print(f"| matrix | shape | torch `.t().contiguous()` | C, 1 thread | C, {threads} threads | speed-up ({threads} threads) |")
+    print(
+        f"| matrix | shape | torch `.t().contiguous()` | C, 1 thread | C, {threads} threads | speed-up ({threads} threads) |"
+    )
     print("|---|---|---:|---:|---:|---:|")
     for what, rows, cols in SHAPES:
         x = torch.randn(rows, cols)
