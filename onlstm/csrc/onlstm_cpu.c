@@ -1,4 +1,5 @@
-/* The pointwise part of one ON-LSTM time step, forward and backward, for float32 CPU tensors.
+/* The CPU kernels of the fused ON-LSTM, for float32 tensors: the pointwise part of one time step
+ * (forward and backward), and at the end of the file a transposing copy and DropConnect masks.
  *
  * Everything of a step except the hidden-to-hidden matmul (which stays in PyTorch: oneDNN's
  * prepacked matmul): the cumax master gates, the four gate nonlinearities, Eqs. 9-12 and h_t, and
