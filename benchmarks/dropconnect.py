@@ -22,7 +22,7 @@ from benchmarks.machine import header, interleaved_medians  # noqa: E402  (after
 from onlstm.regularizers import HashedDropConnect  # noqa: E402
 
 KEEP = 1.0 - 0.45  # the paper's wdrop
-SHAPES = [("paper layers 1-2 W_hh", 4830, 1150), ("paper layer 3 W_hh", 1680, 400), ("small layer W_hh", 1040, 256)]
+SHAPES = [("paper layers 1-2 W_hh", 4830, 1150), ("paper layer 3 W_hh", 1680, 400), ("small layer W_hh", 1088, 256)]
 SAMPLERS = {
     "bernoulli_ * weight": lambda w: w * torch.empty_like(w).bernoulli_(KEEP),
     "where(rand < p, weight, 0)": lambda w: torch.where(torch.rand_like(w) < KEEP, w, 0.0),

@@ -25,10 +25,10 @@ from onlstm.fused import _RepeatedMatmul  # noqa: E402
 
 # (product, m, k, n): an (m x k) @ (k x n) product of a training step
 SHAPES = [
-    ("small: layer 1 input projection", 1120, 200, 1040),
-    ("small: layer 2 input projection", 1120, 256, 1040),
-    ("small: dW_hh (rows x T*B @ T*B x hidden)", 1040, 1120, 256),
-    ("small: layer 2 input gradient", 1120, 1040, 256),
+    ("small: layer 1 input projection", 1120, 200, 1088),
+    ("small: layer 2 input projection", 1120, 256, 1088),
+    ("small: dW_hh (rows x T*B @ T*B x hidden)", 1088, 1120, 256),
+    ("small: layer 2 input gradient", 1120, 1088, 256),
     ("paper: layer 1 input projection", 1400, 400, 4830),
     ("paper: layer 1 dW_ih", 4830, 1400, 400),
     ("paper: layer 2 projection / input gradient", 1400, 1150, 4830),

@@ -25,7 +25,7 @@ from onlstm.cpu_recurrence import transposed  # noqa: E402
 
 # (what, batch, hidden, gate rows)
 SHAPES = [
-    ("small config layer", 32, 256, 1040),
+    ("small config layer", 32, 256, 1088),
     ("paper config layers 1-2 (training)", 20, 1150, 4830),
     ("paper config layer 3 (training)", 20, 400, 1680),
     ("paper layers 1-2, batch-1 parsing", 1, 1150, 4830),

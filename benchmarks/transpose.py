@@ -28,7 +28,7 @@ SHAPES = [
     ("paper: W_hh / W_ih, layers 1-2 (rows x hidden)", 4830, 1150),
     ("paper: layer inputs (T*B x hidden)", 1400, 1150),
     ("paper: gate gradients, layer 3", 1400, 1680),
-    ("small: gate gradients (T*B x rows)", 1120, 1040),
+    ("small: gate gradients (T*B x rows)", 1120, 1088),
 ]
 
 
