@@ -9,7 +9,6 @@ medians of --repeats calls, at the ON-LSTM weight shapes.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import header, interleaved_medians  # noqa: E402  (after the sys.path line)
+from benchmarks.machine import interleaved_medians, parse_repeats, print_title  # noqa: E402  (after the sys.path line)
 from onlstm.regularizers import HashedDropConnect  # noqa: E402
 
 KEEP = 1.0 - 0.45  # the paper's wdrop
@@ -37,19 +36,16 @@ def forward_backward(sampler, weight: torch.Tensor, grad: torch.Tensor) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    args = parser.parse_args()
-    print("# DropConnect mask sampling\n")
-    print(header() + "\n")
-    print(f"Forward + backward of the masked weight, median of {args.repeats} interleaved repeats.\n")
+    repeats = parse_repeats(__doc__, default=15)
+    print_title("DropConnect mask sampling")
+    print(f"Forward + backward of the masked weight, median of {repeats} interleaved repeats.\n")
     print("| weight | shape | sampler | median (ms) | vs bernoulli_ |")
     print("|---|---|---|---:|---:|")
     for name, rows, cols in SHAPES:
         weight = torch.randn(rows, cols, requires_grad=True)
         grad = torch.randn(rows, cols)
         paths = {sampler: functools.partial(forward_backward, fn, weight, grad) for sampler, fn in SAMPLERS.items()}
-        medians = interleaved_medians(paths, args.repeats)
+        medians = interleaved_medians(paths, repeats)
         base = medians["bernoulli_ * weight"]
         for sampler, median in medians.items():
             print(f"| {name} | {rows} x {cols} | `{sampler}` | {1000 * median:.1f} | {base / median:.2f}x |")

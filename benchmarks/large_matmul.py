@@ -12,7 +12,6 @@ medians of --repeats calls. ``onlstm.cpu_recurrence.ONEDNN_MIN_MACS`` is set fro
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import header, interleaved_medians  # noqa: E402  (after the sys.path line)
+from benchmarks.machine import interleaved_medians, parse_repeats, print_title  # noqa: E402  (after the sys.path line)
 from onlstm.fused import _RepeatedMatmul  # noqa: E402
 
 # (product, m, k, n): an (m x k) @ (k x n) product of a training step
@@ -45,12 +44,9 @@ def onednn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9)
-    args = parser.parse_args()
-    print("# Large matmuls: torch.mm (MKL) vs oneDNN\n")
-    print(header() + "\n")
-    print(f"Median ms of {args.repeats} interleaved repeats; GFLOP/s = 2 m k n / time. 'transposed': ")
+    repeats = parse_repeats(__doc__, default=9)
+    print_title("Large matmuls: torch.mm (MKL) vs oneDNN")
+    print(f"Median ms of {repeats} interleaved repeats; GFLOP/s = 2 m k n / time. 'transposed': ")
     print("the left operand is a transposed view (as d_gates^T in a weight gradient); oneDNN copies it.\n")
     print("| product | m x k x n (1e9 MACs) | operands | torch.mm ms (GFLOP/s) | oneDNN ms (GFLOP/s) | oneDNN speed-up |")
     print("|---|---|---|---:|---:|---:|")
@@ -59,7 +55,7 @@ def main() -> None:
         b = torch.randn(k, n)
         for layout, a in operands.items():
             paths = {"mm": lambda: torch.mm(a, b), "onednn": lambda: onednn(a, b)}
-            med = interleaved_medians(paths, args.repeats)
+            med = interleaved_medians(paths, repeats)
             flop = 2 * m * k * n
             cells = [f"{1000 * med[p]:.1f} ({flop / med[p] / 1e9:.0f})" for p in ("mm", "onednn")]
             print(

@@ -3,6 +3,7 @@ table) and interleaved timing."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shlex
@@ -45,6 +46,20 @@ def synchronizer(device: str) -> Callable[[], None]:
     """What makes a timing wait for the device: ``torch.cuda.synchronize`` on CUDA (kernels run
     asynchronously there), nothing on a CPU."""
     return torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+
+def parse_repeats(doc: str, default: int) -> int:
+    """``--repeats`` of a benchmark script that takes no other option (its docstring's first line
+    as the help)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=default)
+    return parser.parse_args().repeats
+
+
+def print_title(title: str, device: str = "cpu") -> None:
+    """A benchmark table's title and the header that says where and how it was made."""
+    print(f"# {title}\n")
+    print(header(device) + "\n")
 
 
 def timed(fn: Callable[[], object], sync: Callable[[], None] = lambda: None) -> float:

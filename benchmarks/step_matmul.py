@@ -12,7 +12,6 @@ transpose (what the backward does); medians of --repeats calls.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import header, interleaved_medians  # noqa: E402  (after the sys.path line)
+from benchmarks.machine import interleaved_medians, parse_repeats, print_title  # noqa: E402  (after the sys.path line)
 from onlstm.cpu_recurrence import transposed  # noqa: E402
 
 # (what, batch, hidden, gate rows)
@@ -34,9 +33,7 @@ SHAPES = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=100)
-    args = parser.parse_args()
+    repeats = parse_repeats(__doc__, default=100)
     torch.manual_seed(0)
     rows = [
         "| shape | batch x hidden -> rows | reorder W (us) | reorder W^T view (us) | C transpose + reorder W^T (us) "
@@ -53,7 +50,7 @@ def main() -> None:
                 "w.t()": lambda: torch.ops.mkldnn._reorder_linear_weight(w.t(), batch),
                 "transposed": lambda: torch.ops.mkldnn._reorder_linear_weight(transposed(w), batch),
             },
-            max(10, args.repeats // 10),
+            max(10, repeats // 10),
         )
         packed_fwd = torch.ops.mkldnn._reorder_linear_weight(w, batch)
         packed_bwd = torch.ops.mkldnn._reorder_linear_weight(w_t, batch)
@@ -64,7 +61,7 @@ def main() -> None:
                 "bwd_mm": lambda: torch.mm(d_gates, w_t.t()),
                 "bwd_packed": lambda: torch.ops.mkldnn._linear_pointwise(d_gates, packed_bwd, None, "none", [], ""),
             },
-            args.repeats,
+            repeats,
             warmup=5,
         )
         us = {name: 1e6 * t for name, t in {**reorders, **med}.items()}
@@ -73,8 +70,8 @@ def main() -> None:
             f"| {us['fwd_mm']:,.0f} | {us['fwd_packed']:,.0f} | {us['fwd_mm'] / us['fwd_packed']:.2f}x "
             f"| {us['bwd_mm']:,.0f} | {us['bwd_packed']:,.0f} | {us['bwd_mm'] / us['bwd_packed']:.2f}x |"
         )
-    print("# Per-step matmul: torch.mm vs oneDNN prepacked\n")
-    print(header("cpu") + f"\n- median of {args.repeats} interleaved calls (the reorders: a tenth as many)\n")
+    print_title("Per-step matmul: torch.mm vs oneDNN prepacked")
+    print(f"Median of {repeats} interleaved calls (the reorders: a tenth as many).\n")
     print("\n".join(rows))
 
 

@@ -11,7 +11,6 @@ copies, at the paper's and the small configuration's shapes.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import header, interleaved_medians  # noqa: E402  (after the sys.path line)
+from benchmarks.machine import interleaved_medians, parse_repeats, print_title  # noqa: E402  (after the sys.path line)
 from onlstm import cpu_kernel  # noqa: E402
 
 # (what, rows, cols): the matrix that is transposed
@@ -37,13 +36,10 @@ def c_transpose(x: torch.Tensor, out: torch.Tensor, threads: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    args = parser.parse_args()
+    repeats = parse_repeats(__doc__, default=15)
     threads = torch.get_num_threads()
-    print("# Transposing copies: PyTorch vs the C kernels\n")
-    print(header() + "\n")
-    print(f"Median ms of {args.repeats} interleaved copies into a fresh matrix (as the backward makes them).\n")
+    print_title("Transposing copies: PyTorch vs the C kernels")
+    print(f"Median ms of {repeats} interleaved copies into a fresh matrix (as the backward makes them).\n")
     print(
         f"| matrix | shape | torch `.t().contiguous()` | C, 1 thread | C, {threads} threads | speed-up ({threads} threads) |"
     )
@@ -58,7 +54,7 @@ def main() -> None:
         out = torch.empty(cols, rows)
         c_transpose(x, out, threads)
         assert torch.equal(out, x.t()), "the C transpose disagrees with torch"
-        ms = {name: 1000 * t for name, t in interleaved_medians(paths, args.repeats).items()}
+        ms = {name: 1000 * t for name, t in interleaved_medians(paths, repeats).items()}
         print(
             f"| {what} | {rows} x {cols} | {ms['torch']:.2f} | {ms['c1']:.2f} | {ms['cn']:.2f} "
             f"| {ms['torch'] / ms['cn']:.2f}x |"
