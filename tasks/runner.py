@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -10,8 +11,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 from onlstm import BackboneConfig
+from tasks import resume
 from tasks.checkpoints import read_checkpoint
 from tasks.tracking import WandbRunIdInCheckpoint, wandb_offline, wandb_run_id_of
 
@@ -101,8 +104,42 @@ def one_device_test_trainer(cfg: DictConfig, trainer: pl.Trainer, trainer_kwargs
     return instantiate(cfg.trainer, callbacks=[], logger=trainer.loggers or False, **{**trainer_kwargs, **one})
 
 
+def continue_where_stopped(cfg: DictConfig) -> dict[str, float] | None:
+    """``resume=true``: the stored metrics of a finished run folder (nothing to do), or None after
+    pointing ``ckpt_path`` at the folder's ``last.ckpt`` when an earlier attempt was interrupted."""
+    output_dir = cfg.paths.output_dir
+    finished = resume.finished_metrics(output_dir)
+    if finished is not None:
+        log.info("%s already holds a finished run (%s): skipped", output_dir, resume.DONE_FILE)
+        return finished
+    last = resume.last_checkpoint(output_dir)
+    if last is not None and cfg.get("train") and not cfg.task.get("evaluates_checkpoint"):
+        log.info("continuing the interrupted run in %s from %s", output_dir, last)
+        with open_dict(cfg):
+            cfg.ckpt_path = str(last)
+    else:
+        check_output_dir(cfg)
+    return None
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
-    check_output_dir(cfg)
+    started = time.time()
+    if cfg.get("resume"):
+        finished = continue_where_stopped(cfg)
+        if finished is not None:
+            return finished
+    else:
+        check_output_dir(cfg)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    metrics = fit_and_test(cfg)
+    if rank_zero_only.rank != 0:  # under DDP every rank runs this; rank zero holds the complete metrics
+        return metrics
+    resume.mark_done(cfg.paths.output_dir, metrics, cfg.paths.root_dir, started)
+    return metrics
+
+
+def fit_and_test(cfg: DictConfig) -> dict[str, float]:
     resume_wandb_run(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.task.datamodule, _convert_="all")

@@ -7,13 +7,16 @@ ckpt_path=<ckpt> logger=wandb`` then resumes that wandb run (``resume="allow"``)
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.loggers import WandbLogger
+from lightning_fabric.loggers.logger import rank_zero_experiment
+from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 log = logging.getLogger("onlstm.train")
 
@@ -57,3 +60,26 @@ def wandb_run_id_of(checkpoint: dict[str, Any] | None) -> str | None:
 def offline_run_folders(save_dir: str | Path) -> list[Path]:
     """The offline wandb runs under a run folder (what ``wandb sync`` takes)."""
     return sorted(Path(save_dir, "wandb").glob("offline-run-*"))
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing ``metrics.csv`` when it starts; a run that
+    continues in its own folder (``resume=true``) must keep the rows its earlier attempts logged.
+    New rows follow them under the same header (Lightning rewrites the header when keys appear)."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
+                self.metrics_keys = list(next(csv.reader(handle), []))
+
+
+class AppendingCSVLogger(CSVLogger):
+    """``CSVLogger`` that appends to the ``metrics.csv`` it finds instead of deleting it."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment

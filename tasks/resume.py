@@ -1,0 +1,80 @@
+"""Runs that can be started again: a finished run folder is skipped, an interrupted one continues.
+
+With ``resume=true`` a run trains in a folder that is fixed in advance (a sweep's
+``hydra.sweep.dir``/``subdir`` naming each job by its overrides, or ``hydra.run.dir``) instead of
+a fresh timestamped one, so running the same command again finds its earlier work:
+
+- ``done.json`` in the folder: the run finished; its stored metrics are returned, nothing runs;
+- ``checkpoints/last.ckpt`` (an interrupted training run): training continues from it in the same
+  folder (weights, optimiser, data position, carried hidden state, RNG, time budget);
+- neither: the run starts.
+
+Every run, with or without ``resume``, writes ``done.json`` when it ends without an error: its
+metrics, when it finished and the code's commit. The file is written atomically, so a run killed
+while writing it counts as unfinished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+log = logging.getLogger("onlstm.train")
+
+DONE_FILE = "done.json"
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+def finished_metrics(run_dir: str | Path) -> dict[str, float] | None:
+    """The metrics a finished run stored, or None when the folder holds no finished run."""
+    path = Path(run_dir) / DONE_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        return {str(k): float(v) for k, v in record["metrics"].items()}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"{path}: not a run record written by this project ({err}); delete it to run this job again"
+        ) from None
+
+
+def last_checkpoint(run_dir: str | Path) -> Path | None:
+    path = Path(run_dir) / LAST_CHECKPOINT
+    return path if path.is_file() else None
+
+
+def code_commit(root: str | Path) -> str:
+    """The checked-out commit, with ``+dirty`` when tracked files differ from it ("unknown" outside git)."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (commit + ("+dirty" if dirty else "")) if commit else "unknown"
+
+
+def mark_done(run_dir: str | Path, metrics: dict[str, float], project_root: str | Path, started: float) -> Path:
+    """Write ``done.json`` (atomically): the run's final metrics, its date and the commit."""
+    folder = Path(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(timezone.utc)
+    record = {
+        "finished": now.isoformat(timespec="seconds"),
+        "wall_seconds_last_attempt": round(now.timestamp() - started, 1),
+        "commit": code_commit(project_root),
+        "metrics": {k: float(v) for k, v in sorted(metrics.items())},
+    }
+    tmp = folder / f".{DONE_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, folder / DONE_FILE)
+    return folder / DONE_FILE
