@@ -6,8 +6,11 @@ BIN := $(VENV)/bin
 ONLSTM_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(CURDIR)/data)
 export ONLSTM_DATA_DIR
 ARGS ?=
+# extra overrides for every evidence sweep, e.g. EVIDENCE_ARGS="trainer=gpu hydra.launcher.n_jobs=1"
+EVIDENCE_ARGS ?=
+EVIDENCE_SWEEPS := lm parsing logic syneval
 
-.PHONY: help install train test test-full bench lint clean
+.PHONY: help install train test test-full evidence evidence-report bench lint clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -30,6 +33,15 @@ test: install ## the test suite without the slow tests
 
 test-full: install ## every test, the slow ones too
 	$(BIN)/python -m pytest -q $(ARGS)
+
+evidence: install ## ON-LSTM vs LSTM x 3 seeds for each of the paper's claims, then docs/evidence.md (hours on a CPU; run again to continue an interrupted sweep)
+	for sweep in $(EVIDENCE_SWEEPS); do \
+		OMP_NUM_THREADS=1 $(BIN)/python train.py -m experiment=evidence_$$sweep $(EVIDENCE_ARGS) || exit 1; \
+	done
+	$(MAKE) evidence-report
+
+evidence-report: install ## docs/evidence.md from the finished runs under logs/evidence
+	$(BIN)/python -m tasks.report $(addprefix logs/evidence/,$(EVIDENCE_SWEEPS)) --tuning logs/evidence/logic_tuning --out docs/evidence
 
 bench: install ## CPU throughput benchmarks (tables printed and saved under benchmarks/results/; ~20 min, idle machine)
 	$(BIN)/python benchmarks/recurrence.py | tee benchmarks/results/recurrence_cpu.md

@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datamodules.files import DataError, read_lines, require_dir
-from onlstm.logic import RELATIONS, SYMBOLS
+from onlstm.logic import RELATIONS, SYMBOLS, random_example
 
 PAD = "<pad>"
 TOKENS = (PAD,) + SYMBOLS  # id 0 is padding
@@ -84,6 +84,20 @@ def read_pairs(path: Path, ops: int) -> list[LogicExample]:
         )
     if not examples:
         raise DataError(f"{path}: the file is empty; it needs LABEL<TAB>PREMISE<TAB>HYPOTHESIS lines")
+    return examples
+
+
+def generated_pairs(n_operators: int, count: int, seed: int) -> list[LogicExample]:
+    """``count`` pairs whose larger formula has ``n_operators`` operators, from the generator
+    (:func:`onlstm.logic.random_example`), seeded by ``(seed, n_operators)``."""
+    rng = random.Random(f"{seed}:{n_operators}")
+    where = Path(f"<generated, {n_operators} operators, seed {seed}>")
+    examples = []
+    for number in range(1, count + 1):
+        label, premise, hypothesis = random_example(rng, n_operators)
+        examples.append(LogicExample(encode_formula(premise, where, number, "premise"),
+                                     encode_formula(hypothesis, where, number, "hypothesis"),
+                                     LABEL_IDS[label], n_operators))
     return examples
 
 
@@ -188,6 +202,12 @@ class PropositionalLogicDataModule(pl.LightningDataModule):
         bucket: bool = True,  # length-bucketed training batches (less padding, same examples)
         seed: int = 141,
         num_workers: int = 0,
+        # test formulas longer than Bowman's files, drawn by onlstm.logic's generator (exact labels):
+        # generated_test_count pairs per number of operators, from generated_test_seed (the same
+        # formulas for every model and training seed)
+        generated_test_ops: Sequence[int] = (),
+        generated_test_count: int = 300,
+        generated_test_seed: int = 0,
     ):
         super().__init__()
         if val_every < 2:
@@ -196,6 +216,17 @@ class PropositionalLogicDataModule(pl.LightningDataModule):
         self.test_dir = Path(test_dir) if test_dir else self.data_dir
         self.train_ops = list(train_ops)
         self.test_ops = list(test_ops)
+        self.generated_test_ops = list(generated_test_ops)
+        shared = sorted(set(self.test_ops) & set(self.generated_test_ops))
+        if shared:
+            raise ValueError(
+                f"operators {shared} are in both task.datamodule.test_ops (files) and "
+                "task.datamodule.generated_test_ops (generated): give each number of operators one source"
+            )
+        if self.generated_test_ops and generated_test_count < 1:
+            raise ValueError(f"task.datamodule.generated_test_count must be positive, got {generated_test_count}")
+        self.generated_test_count = generated_test_count
+        self.generated_test_seed = generated_test_seed
         self.val_every = val_every
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -216,7 +247,7 @@ class PropositionalLogicDataModule(pl.LightningDataModule):
             "pad_id": TOKEN_IDS[PAD],
             "relations": list(RELATIONS),
             "train_ops": list(self.train_ops),
-            "test_ops": list(self.test_ops),
+            "test_ops": list(self.test_ops) + list(self.generated_test_ops),
         }
 
     def _file(self, folder: Path, split: str, n: int) -> Path:
@@ -238,6 +269,8 @@ class PropositionalLogicDataModule(pl.LightningDataModule):
             test = []
             for n in self.test_ops:
                 test += subsample(read_pairs(self._file(self.test_dir, "test", n), n), self.test_fraction, self.seed + 2)
+            for n in self.generated_test_ops:
+                test += generated_pairs(n, self.generated_test_count, self.generated_test_seed)
             self.test_set = PairDataset(sorted(test, key=lambda e: e.length))
 
     def train_dataloader(self) -> DataLoader:

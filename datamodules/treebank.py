@@ -7,15 +7,19 @@ trees (:func:`onlstm.trees.from_labeled`). After :meth:`TreebankDataModule.use_v
 runner passes the checkpoint's vocabulary) every sentence is encoded as ``<eos> words <eos>``,
 unknown words mapped to ``<unk>``, as the LM saw its training text.
 
-The data root's ``treebank/combined`` holds the free NLTK WSJ sample; with the full WSJ
-(``.../wsj/23/wsj_2300.mrg``) set ``treebank`` to its folder and ``sections=[23]`` for WSJ test.
+Two sets, chosen by WSJ section: a development set (``dev_sections``), on which the parsing task
+chooses the layer it reads trees from, and the test set (``sections``), on which it reports. The
+data root's ``treebank/combined`` holds the free NLTK WSJ sample: section 00 (``wsj_0001`` ..
+``wsj_0099``) is its development half, section 01 (``wsj_0100`` .. ``wsj_0199``) its test half. With
+the full WSJ (``.../wsj/23/wsj_2300.mrg``) set ``treebank`` to its folder, ``sections=[23]`` and
+``dev_sections=[22]``.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nltk
@@ -41,6 +45,7 @@ class TreebankSentence:
     words: list[str]  # kept words, normalized
     gold: object  # nested-list gold tree (a word string for a one-word sentence)
     labeled: list[tuple[str, int, int]]  # (category, start, end) gold phrases, for label recall
+    split: str = "test"  # "dev" (choosing the layer) or "test" (reporting)
 
 
 class _MalformedTree(ValueError):
@@ -148,9 +153,10 @@ def _as_is(batch):
 
 
 class TreebankDataModule(pl.LightningDataModule):
-    """Test batches of treebank sentences, sorted by length: dicts of lists ``index`` (position in
-    :attr:`sentences`), ``source`` (``file#tree number``), ``ids`` (``<eos> words <eos>`` word ids),
-    ``words``, ``gold`` and ``labeled``."""
+    """Test batches of treebank sentences, the development set's first, each set sorted by length:
+    dicts of ``split`` ("dev" or "test") and of lists ``index`` (position in :attr:`sentences`),
+    ``source`` (``file#tree number``), ``ids`` (``<eos> words <eos>`` word ids), ``words``,
+    ``gold`` and ``labeled``."""
 
     def __init__(
         self,
@@ -158,22 +164,36 @@ class TreebankDataModule(pl.LightningDataModule):
         treebank: str = "treebank/combined",
         file_pattern: str = DEFAULT_PATTERN,
         sections: list[int] | None = None,
+        dev_sections: list[int] | None = None,
         max_length: int = 10,
         batch_size: int = 64,
     ):
         super().__init__()
         if max_length < 1 or batch_size < 1:
             raise ValueError(f"max_length and batch_size must be positive, got {max_length}, {batch_size}")
+        if dev_sections is not None:
+            if sections is None:
+                raise ValueError(
+                    f"task.datamodule.dev_sections={list(dev_sections)} needs task.datamodule.sections (the test "
+                    "sections) too: without them every file would be a test file, the development ones included"
+                )
+            shared = sorted(set(sections) & set(dev_sections))
+            if shared:
+                raise ValueError(
+                    f"sections {shared} are in both task.datamodule.sections and task.datamodule.dev_sections: "
+                    "the layer must be chosen on trees it is not scored on"
+                )
         self.folder = Path(data_dir) / treebank
-        self.file_pattern, self.sections = file_pattern, sections
+        self.file_pattern, self.sections, self.dev_sections = file_pattern, sections, dev_sections
         self.max_length, self.batch_size = max_length, batch_size
         self.vocab: Vocabulary | None = None
         self._sentences: list[TreebankSentence] | None = None
         self._ids: list[list[int]] | None = None
 
     def module_kwargs(self) -> dict:
-        """The short-sentence limit (WSJ10 protocol) names and selects the second evaluation set."""
-        return {"max_length": self.max_length}
+        """The short-sentence limit (WSJ10 protocol) names and selects the short-sentence sets; the
+        task chooses its layer on the development set only when there is one."""
+        return {"max_length": self.max_length, "has_dev_set": self.dev_sections is not None}
 
     def use_vocabulary(self, words: list[str]) -> None:
         vocab = Vocabulary(words)
@@ -185,7 +205,10 @@ class TreebankDataModule(pl.LightningDataModule):
     @property
     def sentences(self) -> list[TreebankSentence]:
         if self._sentences is None:
-            self._sentences = read_treebank(self.folder, self.file_pattern, self.sections)
+            dev = []
+            if self.dev_sections is not None:
+                dev = [replace(s, split="dev") for s in read_treebank(self.folder, self.file_pattern, self.dev_sections)]
+            self._sentences = dev + read_treebank(self.folder, self.file_pattern, self.sections)
         return self._sentences
 
     @property
@@ -208,21 +231,25 @@ class TreebankDataModule(pl.LightningDataModule):
         self.ids  # noqa: B018  (read and encode now, so errors surface before the loop starts)
 
     def batches(self) -> list[dict]:
-        order = sorted(range(len(self.sentences)), key=lambda i: len(self.sentences[i].words))
         batches = []
-        for start in range(0, len(order), self.batch_size):
-            group = order[start : start + self.batch_size]
-            batches.append(
-                {
-                    "index": group,
-                    "source": [f"{self.sentences[i].file}#{self.sentences[i].number}" for i in group],
-                    "ids": [self.ids[i] for i in group],
-                    "words": [self.sentences[i].words for i in group],
-                    "gold": [self.sentences[i].gold for i in group],
-                    "labeled": [self.sentences[i].labeled for i in group],
-                }
-            )
+        for split in ("dev", "test"):
+            members = [i for i, s in enumerate(self.sentences) if s.split == split]
+            order = sorted(members, key=lambda i: len(self.sentences[i].words))
+            batches += [self._batch(split, order[start : start + self.batch_size])
+                        for start in range(0, len(order), self.batch_size)]
         return batches
+
+    def _batch(self, split: str, group: list[int]) -> dict:
+        sentences = [self.sentences[i] for i in group]
+        return {
+            "split": split,
+            "index": group,
+            "source": [f"{s.file}#{s.number}" for s in sentences],
+            "ids": [self.ids[i] for i in group],
+            "words": [s.words for s in sentences],
+            "gold": [s.gold for s in sentences],
+            "labeled": [s.labeled for s in sentences],
+        }
 
     def test_dataloader(self) -> DataLoader:
         # Each item already is a batch (sentences of similar length, padded by the model side).

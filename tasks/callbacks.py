@@ -66,7 +66,13 @@ class CpuTimeBudget(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.process_time()
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._stop_when_used_up(trainer)  # a run resumed with its budget spent trains no further batch
+
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        self._stop_when_used_up(trainer)
+
+    def _stop_when_used_up(self, trainer: pl.Trainer) -> None:
         over = self.used_seconds() >= self.budget_seconds
         over = trainer.strategy.broadcast(over)
         if over and not trainer.should_stop:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,15 +64,32 @@ def code_commit(root: str | Path) -> str:
     return (commit + ("+dirty" if dirty else "")) if commit else "unknown"
 
 
-def mark_done(run_dir: str | Path, metrics: dict[str, float], project_root: str | Path, started: float) -> Path:
-    """Write ``done.json`` (atomically): the run's final metrics, its date and the commit."""
+def machine() -> dict[str, str]:
+    """Where the run computed: torch's version, the GPU's name or the CPU's model, its threads."""
+    import torch  # here, so that reading run folders (tasks.report) does not need torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        device = torch.cuda.get_device_name()
+    else:
+        device = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as handle:
+                device = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+    return {"torch": torch.__version__, "device": device, "threads": str(torch.get_num_threads())}
+
+
+def mark_done(run_dir: str | Path, metrics: dict[str, float], commit: str, started: float) -> Path:
+    """Write ``done.json`` (atomically): the run's final metrics, its date, the commit, the machine."""
     folder = Path(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc)
     record = {
         "finished": now.isoformat(timespec="seconds"),
         "wall_seconds_last_attempt": round(now.timestamp() - started, 1),
-        "commit": code_commit(project_root),
+        "commit": commit,
+        "machine": machine(),
         "metrics": {k: float(v) for k, v in sorted(metrics.items())},
     }
     tmp = folder / f".{DONE_FILE}.tmp"

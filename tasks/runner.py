@@ -122,8 +122,21 @@ def continue_where_stopped(cfg: DictConfig) -> dict[str, float] | None:
     return None
 
 
+def check_required_runs(cfg: DictConfig) -> None:
+    """``requires_finished_runs``: folders of runs this one builds on (e.g. the LM a parsing job
+    reads); each must hold a finished run, so that nothing is computed from a half-trained model."""
+    for folder in cfg.get("requires_finished_runs") or []:
+        if resume.finished_metrics(folder) is None:
+            raise FileNotFoundError(
+                f"{folder} holds no finished run ({resume.DONE_FILE} is missing): run (or resume) the job that "
+                "trains it first, e.g. make evidence runs experiment=evidence_lm before experiment=evidence_parsing"
+            )
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     started = time.time()
+    commit = resume.code_commit(cfg.paths.root_dir)  # the code this process runs: read before it can change
+    check_required_runs(cfg)
     if cfg.get("resume"):
         finished = continue_where_stopped(cfg)
         if finished is not None:
@@ -135,7 +148,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     metrics = fit_and_test(cfg)
     if rank_zero_only.rank != 0:  # under DDP every rank runs this; rank zero holds the complete metrics
         return metrics
-    resume.mark_done(cfg.paths.output_dir, metrics, cfg.paths.root_dir, started)
+    resume.mark_done(cfg.paths.output_dir, metrics, commit, started)
     return metrics
 
 
@@ -144,6 +157,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.task.datamodule, _convert_="all")
     module = build_module(cfg, datamodule)
+    parameters = sum(p.numel() for p in module.parameters())
     callbacks = instantiate_group(cfg.get("callbacks")) + instantiate_group(cfg.task.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     if any(isinstance(logger, WandbLogger) for logger in loggers):
@@ -156,7 +170,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams(hparams)
 
     ckpt_path = None if cfg.task.get("evaluates_checkpoint") else check_checkpoint_path(cfg.get("ckpt_path"))
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = {"model/parameters": float(parameters)}
     if cfg.get("train"):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})

@@ -7,15 +7,20 @@ treebank sentence is fed to the LM as ``<eos> words <eos>``; the master forget g
 :mod:`onlstm.metrics`, on all sentences and on the short ones (WSJ10 protocol), beside
 left-/right-branching, balanced and random baselines.
 
-Logged metrics (k = layer, 1-based as in the paper's "layer 2"; the prefix ``test/`` is the set
-of all lengths, ``test/wsj10/`` the sentences of at most ``max_length`` = 10 words):
-``{prefix}f1_sentence_layer{k}``, ``{prefix}f1_corpus_layer{k}``, ``{prefix}depth_layer{k}``,
-``{prefix}recall_{LABEL}_layer{k}``, ``{prefix}f1_sentence_{baseline}``,
-``{prefix}f1_corpus_{baseline}``, ``{prefix}depth_{baseline}``, ``{prefix}f1_sentence_best``,
-``{prefix}sentences``, and ``test/best_layer`` (highest sentence F1 on all lengths). Values are
-fractions in [0, 1]; the table (``tables/test_parsing.{md,csv}``) gives percentages. The best
-layer's trees are written to ``parsing/trees_layer{k}.tsv`` in the run folder, one sentence per
-line, predicted beside gold; gate-distance figures of a few sampled sentences go to every logger.
+Which layer's trees are "the" parse is a choice made on the development set only (the layer
+with the highest development sentence F1 over all lengths), or fixed with ``task.module.layer``;
+the test set's numbers never take part in it.
+
+Logged metrics (k = layer, 1-based as in the paper's "layer 2"; ``{set}`` is ``dev/`` or
+``test/`` for all lengths, ``dev/wsj10/`` or ``test/wsj10/`` for sentences of at most
+``max_length`` = 10 words): ``{set}f1_sentence_layer{k}``, ``{set}f1_corpus_layer{k}``,
+``{set}depth_layer{k}``, ``{set}recall_{LABEL}_layer{k}``, ``{set}f1_sentence_{baseline}``,
+``{set}f1_corpus_{baseline}``, ``{set}depth_{baseline}``, ``{set}sentences``; the chosen layer
+``test/chosen_layer`` and its scores ``{set}f1_sentence``, ``{set}f1_corpus``, ``{set}depth``.
+Values are fractions in [0, 1]; the table (``tables/test_parsing.{md,csv}``) gives percentages.
+The chosen layer's test trees are written to ``parsing/trees_layer{k}.tsv`` in the run folder,
+one sentence per line, predicted beside gold; gate-distance figures of a few sampled test
+sentences go to every logger.
 """
 
 from __future__ import annotations
@@ -88,6 +93,8 @@ class UnsupervisedParsingTask(pl.LightningModule):
         model: dict,  # the composed cfg.model; unused: the checkpoint's own backbone config is loaded
         checkpoint: str,
         max_length: int = 10,  # from the datamodule: the short-sentence set (WSJ10 protocol)
+        has_dev_set: bool = True,  # from the datamodule: is there a development set to choose the layer on
+        layer: int | None = None,  # the layer whose trees are reported; None: chosen on the development set
         n_figures: int = 4,  # gate-distance figures of this many sampled sentences
         seed: int = 141,  # random baseline and figure sampling
         labels: Sequence[str] = tuple(DEFAULT_LABELS),  # categories whose recall is reported
@@ -102,6 +109,14 @@ class UnsupervisedParsingTask(pl.LightningModule):
         self.lm = loaded.model
         self.vocab = loaded.vocab
         self.n_layers = loaded.config.n_layers
+        if layer is not None and not 1 <= layer <= self.n_layers:
+            raise ValueError(f"task.module.layer={layer}, but {checkpoint} has layers 1..{self.n_layers}")
+        if layer is None and not has_dev_set:
+            raise ValueError(
+                "no development set to choose the layer on: set task.datamodule.dev_sections (WSJ sections not "
+                "among task.datamodule.sections) or fix the layer with task.module.layer=K"
+            )
+        self.layer = layer
         self.max_length, self.n_figures, self.seed = max_length, n_figures, seed
         self.labels = list(labels)
         self.results: dict[str, dict[str, dict[str, Any]]] = {}
@@ -129,6 +144,7 @@ class UnsupervisedParsingTask(pl.LightningModule):
             forget, inp = gates[k]
             self._records.append(
                 {
+                    "split": batch["split"],
                     "index": index,
                     "source": batch["source"][k],
                     "words": batch["words"][k],
@@ -162,17 +178,30 @@ class UnsupervisedParsingTask(pl.LightningModule):
         return [baseline_tree(parser, r["words"], random.Random(f"{self.seed}:{r['index']}")) for r in records]
 
     def evaluate(self, records: list[dict]) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, list]]:
-        """Metrics per set ("all", "wsj10") and parser, and the trees of every parser (all lengths)."""
+        """Metrics per set (the metric-name prefixes ``dev/``, ``dev/wsj10/``, ``test/``,
+        ``test/wsj10/``; sets without sentences are left out) and parser, and every parser's trees."""
         trees = {parser: self._trees(parser, records) for parser in self.parsers()}
-        short = [i for i, r in enumerate(records) if len(r["words"]) <= self.max_length]
         results: dict[str, dict[str, dict[str, Any]]] = {}
-        for name, rows in (("all", list(range(len(records)))), (f"wsj{self.max_length}", short)):
-            if not rows:
-                continue
-            golds = [records[i]["gold"] for i in rows]
-            labeled = [records[i]["labeled"] for i in rows]
-            results[name] = {p: evaluate_trees([trees[p][i] for i in rows], golds, labeled) for p in self.parsers()}
+        for split in ("dev", "test"):
+            members = [i for i, r in enumerate(records) if r["split"] == split]
+            short = [i for i in members if len(records[i]["words"]) <= self.max_length]
+            for prefix, rows in ((f"{split}/", members), (f"{split}/wsj{self.max_length}/", short)):
+                if not rows:
+                    continue
+                golds = [records[i]["gold"] for i in rows]
+                labeled = [records[i]["labeled"] for i in rows]
+                results[prefix] = {
+                    p: evaluate_trees([trees[p][i] for i in rows], golds, labeled) for p in self.parsers()
+                }
         return results, trees
+
+    def choose_layer(self, results: dict[str, dict[str, dict[str, Any]]]) -> int:
+        """``task.module.layer``, or the layer of highest development sentence F1 (all lengths)."""
+        if self.layer is not None:
+            return self.layer
+        if "dev/" not in results:
+            raise RuntimeError("the development set is empty: no sentence of task.datamodule.dev_sections was read")
+        return max(range(1, self.n_layers + 1), key=lambda k: results["dev/"][f"layer{k}"]["f1_sentence"])
 
     def on_test_epoch_end(self) -> None:
         records = self._all_records()
@@ -180,17 +209,17 @@ class UnsupervisedParsingTask(pl.LightningModule):
             return
         results, trees = self.evaluate(records)
         self.results = results
+        chosen = self.choose_layer(results)
         layers = [f"layer{k}" for k in range(1, self.n_layers + 1)]
-        best = max(layers, key=lambda p: results["all"][p]["f1_sentence"])
 
         # every rank holds the same gathered numbers: no further reduction
         def log(name: str, value: float) -> None:
             self.log(name, float(value), sync_dist=False, batch_size=len(records))
 
-        for set_name, by_parser in results.items():
-            prefix = "test/" if set_name == "all" else f"test/{set_name}/"
+        for prefix, by_parser in results.items():
             log(f"{prefix}sentences", by_parser[layers[0]]["sentences"])
-            log(f"{prefix}f1_sentence_best", max(by_parser[p]["f1_sentence"] for p in layers))
+            for key in ("f1_sentence", "f1_corpus", "depth"):
+                log(f"{prefix}{key}", by_parser[f"layer{chosen}"][key])
             for parser, scores in by_parser.items():
                 for key in ("f1_sentence", "f1_corpus", "depth"):
                     log(f"{prefix}{key}_{parser}", scores[key])
@@ -198,29 +227,31 @@ class UnsupervisedParsingTask(pl.LightningModule):
                     for label in self.labels:
                         if label in scores["label_recall"]:
                             log(f"{prefix}recall_{label}_{parser}", scores["label_recall"][label])
-        log("test/best_layer", int(best[len("layer") :]))
+        log("test/chosen_layer", chosen)
 
         if self.trainer.is_global_zero:
             self._write_table(results)
-            self._write_trees(best, records, trees[best])
-            self._log_figures(records)
+            test = [i for i, r in enumerate(records) if r["split"] == "test"]
+            self._write_trees(f"layer{chosen}", [records[i] for i in test], [trees[f"layer{chosen}"][i] for i in test])
+            self._log_figures([records[i] for i in test])
 
     # ----------------------------------------------------------------- reports
     def _write_table(self, results: dict[str, dict[str, dict[str, Any]]]) -> None:
         columns = ["set", "parser", "sentences", "F1 sentence %", "F1 corpus %", "depth"]
         columns += [f"{label} recall %" for label in self.labels]
         rows = []
-        for set_name, by_parser in results.items():
+        for prefix, by_parser in results.items():
+            set_name = prefix.rstrip("/")
             for parser, s in by_parser.items():
                 recalls = [100 * s["label_recall"][lb] if lb in s["label_recall"] else "-" for lb in self.labels]
                 f1s = [100 * s["f1_sentence"], 100 * s["f1_corpus"]]
                 rows.append([set_name, parser, s["sentences"], *f1s, s["depth"], *recalls])
         log_table(self.trainer, "test/parsing", columns, rows)
 
-    def _write_trees(self, best: str, records: list[dict], trees: list) -> Path:
+    def _write_trees(self, parser: str, records: list[dict], trees: list) -> Path:
         folder = Path(self.trainer.default_root_dir) / "parsing"
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"trees_{best}.tsv"
+        path = folder / f"trees_{parser}.tsv"
         with open(path, "w") as handle:
             handle.write("index\tsource\tpredicted\tgold\n")
             for record, tree in zip(records, trees):

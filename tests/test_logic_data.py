@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from datamodules.propositional_logic import (
 from onlstm.logic import (
     ALL_TRUE,
     RELATIONS,
+    SYMBOLS,
     FormulaError,
     count_operators,
     evaluate,
@@ -243,3 +245,27 @@ def test_generated_files_feed_the_test_split(tmp_path):
         label, premise, hypothesis = line.split("\t")
         assert label == relation(premise, hypothesis)
         assert max(count_operators(parse(premise)), count_operators(parse(hypothesis))) == 16
+
+
+def test_generated_test_pairs_sit_beside_the_test_files(tmp_path):
+    """task.datamodule.generated_test_ops: longer formulas than Bowman's files, generated in memory
+    with exact labels, the same pairs for every training seed, tested and reported per operator count."""
+    _write(tmp_path / "test1", ["^\ta\t( not a )"])
+    kwargs = dict(test_ops=[1], generated_test_ops=[13, 15], generated_test_count=25, generated_test_seed=3)
+    dm = PropositionalLogicDataModule(str(tmp_path), seed=1, **kwargs)
+    dm.setup("test")
+    assert dm.module_kwargs()["test_ops"] == [1, 13, 15]
+    examples = dm.test_set.examples
+    assert sorted(Counter(e.ops for e in examples).items()) == [(1, 1), (13, 25), (15, 25)]
+    symbols = ("<pad>",) + SYMBOLS
+    for e in examples:
+        if e.ops == 1:
+            continue
+        premise, hypothesis = (" ".join(symbols[i] for i in side) for side in (e.premise, e.hypothesis))
+        assert RELATIONS[e.label] == relation(premise, hypothesis)
+        assert max(count_operators(parse(premise)), count_operators(parse(hypothesis))) == e.ops
+    other_seed = PropositionalLogicDataModule(str(tmp_path), seed=2, **kwargs)
+    other_seed.setup("test")
+    assert other_seed.test_set.examples == examples  # generated_test_seed, not the training seed, draws them
+    with pytest.raises(ValueError, match=r"operators \[1\] are in both"):
+        PropositionalLogicDataModule(str(tmp_path), test_ops=[1], generated_test_ops=[1, 13])

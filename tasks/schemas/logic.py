@@ -25,6 +25,10 @@ class PropositionalLogicDataSchema:
     bucket: bool = True
     seed: int = 141
     num_workers: int = 0
+    # longer test formulas from the project's generator: pairs per number of operators, seed
+    generated_test_ops: list[int] = field(default_factory=list)
+    generated_test_count: int = 300
+    generated_test_seed: int = 0
 
 
 @dataclass

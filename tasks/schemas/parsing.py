@@ -17,8 +17,12 @@ class TreebankDataSchema:
     treebank: str = "treebank/combined"
     # regex over each file's path relative to that folder (whole path must match)
     file_pattern: str = r"(?i)(.*/)?wsj_[0-9]+\.mrg"
-    # WSJ sections to keep (e.g. [23] for WSJ test); null keeps every matching file
-    sections: list[int] | None = None
+    # WSJ sections of the test set (the NLTK sample's second half, wsj_0100-0199; [23] for WSJ test);
+    # null: every matching file
+    sections: list[int] | None = field(default_factory=lambda: [1])
+    # WSJ sections of the development set, where the layer is chosen (the sample's first half,
+    # wsj_0001-0099; [22] with the full WSJ); null: no development set (then set module.layer)
+    dev_sections: list[int] | None = field(default_factory=lambda: [0])
     # the short-sentence set: at most this many words (WSJ10 protocol)
     max_length: int = 10
     # sentences per test batch (padded; results do not depend on it)
@@ -28,6 +32,8 @@ class TreebankDataSchema:
 @dataclass
 class UnsupervisedParsingSchema:
     _target_: str = "tasks.unsupervised_parsing.UnsupervisedParsingTask"
+    # the layer whose trees are reported; null: the best layer on the development set
+    layer: int | None = None
     n_figures: int = 4
     seed: int = 141
     labels: list[str] = field(default_factory=lambda: ["NP", "VP", "PP", "SBAR", "ADJP", "ADVP", "INTJ"])
@@ -36,7 +42,7 @@ class UnsupervisedParsingSchema:
 @dataclass
 class ParsingTaskSchema(TaskSchemaBase):
     name: str = "parsing"
-    optimized_metric: str = "test/f1_sentence_best"
+    optimized_metric: str = "dev/f1_sentence"
     monitor_mode: str = "max"
     evaluates_checkpoint: bool = True
     datamodule: TreebankDataSchema = field(default_factory=TreebankDataSchema)

@@ -1,0 +1,186 @@
+"""The evidence report (``python -m tasks.report``): tables, verdicts and files from run folders.
+
+Synthetic run folders with hand-chosen metrics: each expected mean, standard deviation and
+verdict below is worked out by hand in the comments.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks.report import load_runs, main, write_report
+
+
+def fake_run(folder: Path, config: dict, metrics: dict | None, history: list[dict] = (), tables: dict = None) -> Path:
+    """A run folder as train.py leaves it: .hydra/config.yaml, csv/metrics.csv, tables/, done.json
+    (left out when ``metrics`` is None: an unfinished run)."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    if history:
+        (folder / "csv").mkdir()
+        keys = sorted({k for row in history for k in row})
+        with open(folder / "csv" / "metrics.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(history)
+    for name, rows in (tables or {}).items():
+        (folder / "tables").mkdir(exist_ok=True)
+        with open(folder / "tables" / f"{name}.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    if metrics is not None:
+        record = {"finished": "2026-11-30T20:00:00+00:00", "commit": "abc123", "metrics": metrics,
+                  "machine": {"device": "Test CPU", "torch": "2.13.0", "threads": "1"}}
+        (folder / "done.json").write_text(json.dumps(record))
+    return folder
+
+
+def lm_config(arch: str, seed: int, **extra) -> dict:
+    return {"seed": seed, "model": {"arch": arch, "n_layers": 2}, "task": {"name": "lm"}, **extra}
+
+
+def lm_sweep(root: Path, onlstm: list[float], lstm: list[float]) -> Path:
+    sweep = root / "lm"
+    for arch, ppls in (("onlstm", onlstm), ("lstm", lstm)):
+        for seed, ppl in enumerate(ppls, start=1):
+            history = [{"step": 10, "val/ppl": 400.0, "time/cpu_minutes": 5.0},
+                       {"step": 20, "val/ppl": ppl + 3, "time/cpu_minutes": 10.0}]
+            fake_run(sweep / f"{arch}_seed{seed}", lm_config(arch, seed),
+                     {"test/ppl": ppl, "val/ppl_best": ppl + 3, "model/parameters": 1000.0}, history)
+    return sweep
+
+
+def test_lm_claim_supported_with_mean_sd_per_seed_and_files(tmp_path):
+    # ON-LSTM 100, 102, 104: mean 102, sd 2; LSTM 110, 112, 114: mean 112, sd 2.
+    # Standard error of the difference sqrt(4/3 + 4/3) = 1.63; LSTM - ON-LSTM = 10 > 2 x 1.63.
+    sweep = lm_sweep(tmp_path, [100, 102, 104], [110, 112, 114])
+    fake_run(sweep / "onlstm_seed4", lm_config("onlstm", 4), None,
+             [{"step": 5, "val/ppl": 900.0, "time/cpu_minutes": 2.5}])  # interrupted: no done.json
+    markdown = write_report([sweep], tmp_path / "out" / "evidence", "cmd")
+    text = markdown.read_text()
+    assert markdown == tmp_path / "out" / "evidence.md"
+    assert "| ON-LSTM | 3 | 102.0 ± 2.0 (n=3) | 1: 100.0, 2: 102.0, 3: 104.0 |" in text
+    assert "| LSTM | 3 | 112.0 ± 2.0 (n=3) |" in text
+    assert "**Verdict: supported.**" in text and "LSTM minus ON-LSTM = 10.0, standard error 1.6" in text
+    assert "Unfinished runs (left out of every table): lm/onlstm_seed4 (CPU minutes at last validation: 2.5)" in text
+    assert "2026-11-30" in text and "abc123" in text and "Test CPU" in text
+    rows = list(csv.reader(open(tmp_path / "out" / "evidence" / "lm_perplexity.csv")))
+    assert rows[1][:3] == ["ON-LSTM", "3", "102.0 ± 2.0 (n=3)"]
+    assert (tmp_path / "out" / "evidence" / "lm_validation_curves.png").stat().st_size > 1000
+
+
+def test_lm_claim_contradicted_and_not_shown(tmp_path):
+    # ON-LSTM worse by 20 with standard error 1.63: contradicted
+    text = write_report([lm_sweep(tmp_path / "a", [120, 122, 124], [100, 102, 104])], tmp_path / "a" / "e", "c")
+    assert "**Verdict: contradicted.**" in text.read_text()
+    # worse by 1 (102 vs 101), standard error 1.63: within noise
+    text = write_report([lm_sweep(tmp_path / "b", [100, 102, 104], [99, 101, 103])], tmp_path / "b" / "e", "c")
+    assert "not shown at this scale (ON-LSTM worse on average" in text.read_text()
+    # two seeds per model are not enough for a verdict
+    text = write_report([lm_sweep(tmp_path / "c", [100, 102], [110, 112])], tmp_path / "c" / "e", "c")
+    assert "**Not shown yet**: fewer than 3 finished seeds (ON-LSTM 2, LSTM 2)" in text.read_text()
+
+
+def parsing_run(sweep: Path, seed: int, weights: str, f1: float, wsj10: float, layer: int) -> None:
+    metrics = {"test/f1_sentence": f1, "test/wsj10/f1_sentence": wsj10, "test/chosen_layer": layer,
+               "test/f1_sentence_right_branching": 0.40, "test/wsj10/f1_sentence_right_branching": 0.60,
+               "test/f1_sentence_left_branching": 0.10, "test/wsj10/f1_sentence_left_branching": 0.20,
+               "dev/f1_sentence_layer1": 0.3, "dev/f1_sentence_layer2": 0.5, "test/f1_sentence_layer1": 0.3,
+               "test/f1_sentence_layer2": f1}
+    config = {"seed": seed, "lm_weights": weights, "model": {"arch": "onlstm", "n_layers": 2},
+              "task": {"name": "parsing"}}
+    fake_run(sweep / f"onlstm_seed{seed}_{weights}", config, metrics)
+
+
+def test_parsing_claim_against_right_branching_and_the_untrained_control(tmp_path):
+    sweep = tmp_path / "parsing"
+    for seed, (f1, wsj10) in enumerate([(0.50, 0.58), (0.52, 0.60), (0.54, 0.62)], start=1):
+        parsing_run(sweep, seed, "best", f1, wsj10, 2)
+        parsing_run(sweep, seed, "initial", 0.20 + seed / 100, 0.30, 1)
+    text = write_report([sweep], tmp_path / "e", "c").read_text()
+    # all lengths: mean 52.0, sd 2.0, standard error 2/sqrt(3) = 1.15; 52 - 40 = 12 > 2.3
+    assert "| ON-LSTM, trained (layer chosen on dev) | 3 | 52.0 ± 2.0 (n=3) | 60.0 ± 2.0 (n=3) |" in text
+    assert "| right-branching | 3 | 40.0 ± 0.0 (n=3) | 60.0 ± 0.0 (n=3) |" in text
+    assert "**Verdict (all lengths): supported.** Trained ON-LSTM 52.0 against right-branching 40.0" in text
+    assert "untrained 22.0, so training adds +30.0" in text
+    # <= 10 words: 60.0 against 60.0: no difference
+    assert "**Verdict (<= 10 words): not shown at this scale.**" in text
+    assert "1: 2, 2: 2, 3: 2" in text  # chosen layers
+
+
+def logic_run(sweep: Path, arch: str, seed: int, val_acc: float, long_acc: float) -> None:
+    metrics = {"val/acc_best": val_acc, **{f"test/acc_ops{n}": 0.99 for n in range(7)},
+               **{f"test/acc_ops{n}": long_acc for n in range(7, 21)}}
+    history = [{"step": 100, "epoch": 1, "val/acc": val_acc, "time/cpu_minutes": 40.0}]
+    fake_run(sweep / f"{arch}_seed{seed}", {"seed": seed, "model": {"arch": arch}, "task": {"name": "logic"}},
+             metrics, history)
+
+
+def test_logic_verdict_needs_the_precondition(tmp_path):
+    met = tmp_path / "met"
+    for seed, (on, lstm) in enumerate([(0.80, 0.60), (0.82, 0.62), (0.84, 0.64)], start=1):
+        logic_run(met, "onlstm", seed, 0.97, on)
+        logic_run(met, "lstm", seed, 0.96, lstm)
+    text = write_report([met], tmp_path / "met_report", "c").read_text()
+    assert "| 7 | 0.820 ± 0.020 (n=3) | 0.620 ± 0.020 (n=3) |" in text
+    assert "**Verdict: supported.** Mean accuracy over 7-20 operators: ON-LSTM 0.820, LSTM 0.620" in text
+
+    unmet = tmp_path / "unmet"
+    for seed in (1, 2, 3):
+        logic_run(unmet, "onlstm", seed, 0.97, 0.8)
+        logic_run(unmet, "lstm", seed, 0.90, 0.6)
+    text = write_report([unmet], tmp_path / "unmet_report", "c").read_text()
+    assert "**Verdict: not shown at this scale.** The precondition is not met" in text
+    assert "LSTM seed 1: 0.900" in text
+    assert "For the record: Mean accuracy over 7-20 operators" in text
+
+
+def syneval_run(sweep: Path, arch: str, seed: int, accuracy: float) -> None:
+    rows = [{"dependency": d, "phenomenon": "Subject-verb agreement", "test": t, "comparison": "good_vs_bad",
+             "items": "100", "items_with_oov": "3", "accuracy": str(a)}
+            for d, t, a in (("short-term", "Simple", 0.9), ("long-term", "Across a prepositional phrase", accuracy),
+                            ("long-term", "Across a subject relative clause", accuracy))]
+    config = {"seed": seed, "model": {"arch": arch}, "task": {"name": "lm"}, "evaluate_after": {"syneval": {}}}
+    fake_run(sweep / f"{arch}_seed{seed}", config, {"val/ppl_best": 300.0, "test/acc": 0.5},
+             tables={"syneval_table3": rows})
+
+
+def test_syneval_says_when_both_models_are_at_chance(tmp_path):
+    sweep = tmp_path / "syneval"
+    for seed in (1, 2, 3):
+        syneval_run(sweep, "onlstm", seed, 0.50 + seed / 100)
+        syneval_run(sweep, "lstm", seed, 0.49)
+    text = write_report([sweep], tmp_path / "e", "c").read_text()
+    assert "| long-term | Subject-verb agreement | Across a prepositional phrase (good vs bad) | 100 | 3 |" in text
+    assert "0.520 ± 0.010 (n=3) | 0.490 ± 0.000 (n=3) |" in text
+    assert "both models are at chance" in text
+
+
+def test_runs_are_found_in_sweeps_and_bad_folders_are_named(tmp_path, capsys):
+    sweep = lm_sweep(tmp_path, [100, 102, 104], [110, 112, 114])
+    assert len(load_runs([sweep])) == 6 and len(load_runs([sweep / "lstm_seed2"])) == 1
+    with pytest.raises(FileNotFoundError, match="no such run or multirun folder"):
+        load_runs([tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no run folder"):
+        load_runs([tmp_path / "empty"])
+    main([str(sweep), "--out", str(tmp_path / "cli")])
+    assert "wrote" in capsys.readouterr().out and (tmp_path / "cli.md").is_file()
+
+
+def test_tuning_runs_and_sweeps_not_run_yet_are_listed(tmp_path):
+    sweep = lm_sweep(tmp_path, [100, 102, 104], [110, 112, 114])
+    tuning = tmp_path / "tuning"
+    config = {"seed": 141, "model": {"arch": "onlstm"}, "task": {"name": "logic", "optimized_metric": "val/acc"}}
+    fake_run(tuning / "a", config, {"val/acc_best": 0.91}, [{"step": 5, "time/cpu_minutes": 10.0}])
+    (tuning / "a" / ".hydra" / "overrides.yaml").write_text(
+        yaml.safe_dump(["experiment=evidence_logic", "test=false", "model.hidden_size=128"]))
+    text = write_report([sweep, tmp_path / "logic"], tmp_path / "e", "c", tuning=[tuning]).read_text()
+    assert f"Not found (sweeps not run yet?): {tmp_path / 'logic'}." in text
+    assert "| logic | model.hidden_size=128 | val/acc_best | 0.9100 | 10.0 | yes |" in text

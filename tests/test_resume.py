@@ -1,0 +1,101 @@
+"""Resumable runs and sweeps (``resume=true``, :mod:`tasks.resume`): what ``make evidence`` relies
+on when the machine is reclaimed mid-sweep and the same command is run again."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import train
+from tasks import resume
+from tests.cli import LM_TINY_RUN, cli_env, logged_metrics, run_train
+from tests.conftest import ROOT, requires_data
+
+# experiment=evidence_lm as a seconds-long sweep of one ON-LSTM job: a fixed number of steps
+# instead of the CPU-time budget (which would stop two attempts at different steps)
+TINY_SWEEP = [
+    "-m", "experiment=evidence_lm", *LM_TINY_RUN[:-3], "task.datamodule.train_fraction=0.05",
+    "hydra.sweeper.params.seed=7", "hydra.sweeper.params.model=onlstm", "~callbacks.cpu_time_budget",
+    "++trainer.max_steps=60", "trainer.max_epochs=10", "callbacks.last_checkpoint.every_n_train_steps=20",
+    "trainer.val_check_interval=20", "+trainer.limit_val_batches=4", "+trainer.limit_test_batches=4",
+    "trainer.num_sanity_val_steps=0",
+]
+
+
+def logged_rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "csv" / "metrics.csv", newline="") as handle:
+        return [{k: v for k, v in row.items() if v} for row in csv.DictReader(handle)]
+
+
+def sweep_args(folder: Path) -> list[str]:
+    return [*TINY_SWEEP, f"hydra.sweep.dir={folder}"]
+
+
+@requires_data("ptb/train.txt", "ptb/valid.txt", "ptb/test.txt")
+def test_interrupted_sweep_continues_and_a_finished_one_is_skipped(tmp_path):
+    """Guards make evidence's resume: a sweep killed mid-run (SIGKILL, as when a machine is
+    reclaimed), started again, continues its job from last.ckpt in the same folder and ends with
+    the metrics of an uninterrupted sweep; the rows logged before the kill are kept; a third start
+    finds done.json and trains nothing."""
+    reference = tmp_path / "reference"
+    run_train(sweep_args(reference))
+    expected = json.loads((reference / "onlstm_seed7" / resume.DONE_FILE).read_text())["metrics"]
+
+    sweep = tmp_path / "sweep"
+    job = sweep / "onlstm_seed7"
+    proc = subprocess.Popen([sys.executable, "train.py", *sweep_args(sweep)], cwd=ROOT, env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while not (job / "checkpoints" / "last.ckpt").is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its joblib workers
+    proc.wait()
+    assert (job / "checkpoints" / "last.ckpt").is_file() and not (job / resume.DONE_FILE).exists()
+    rows_before = logged_rows(job)
+
+    run_train(sweep_args(sweep))
+    assert "continuing the interrupted run" in (job / "train.log").read_text()
+    metrics = json.loads((job / resume.DONE_FILE).read_text())["metrics"]
+    for key in ("val/ppl", "val/ppl_best", "test/ppl", "train/loss_step"):  # (the epoch mean covers this attempt)
+        assert metrics[key] == expected[key], key
+    rows_after = logged_rows(job)
+    assert rows_before and rows_after[: len(rows_before)] == rows_before  # the first attempt's rows are kept
+    assert len(rows_after) > len(rows_before)
+    assert logged_metrics(job)["test/ppl"] == pytest.approx(expected["test/ppl"])
+
+    stamp = (job / resume.DONE_FILE).stat().st_mtime_ns
+    started = time.time()
+    run_train(sweep_args(sweep))
+    assert (job / resume.DONE_FILE).stat().st_mtime_ns == stamp
+    assert "already holds a finished run (done.json): skipped" in (job / "train.log").read_text()
+    assert time.time() - started < 60
+
+
+def test_done_record_names_commit_machine_and_metrics(tmp_path):
+    path = resume.mark_done(tmp_path, {"val/ppl": 12.5}, "abc123", time.time() - 3)
+    record = json.loads(path.read_text())
+    assert record["metrics"] == {"val/ppl": 12.5} and record["commit"] == "abc123"
+    assert record["machine"]["torch"] and record["machine"]["device"] and record["wall_seconds_last_attempt"] >= 3
+    assert resume.finished_metrics(tmp_path) == {"val/ppl": 12.5}
+    assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file, then renamed
+    path.write_text("{truncated")
+    with pytest.raises(ValueError, match=rf"{path}: not a run record .* delete it to run this job again"):
+        resume.finished_metrics(tmp_path)
+    assert resume.finished_metrics(tmp_path / "nothing") is None
+
+
+def test_a_run_that_builds_on_an_unfinished_one_refuses_to_start(make_cfg, tmp_path):
+    lm_run = tmp_path / "lm_run"
+    (lm_run / "checkpoints").mkdir(parents=True)
+    cfg = make_cfg(["task=parsing", "train=false", f"ckpt_path={lm_run}/checkpoints/best.ckpt",
+                    f"requires_finished_runs=[{lm_run}]"])
+    with pytest.raises(FileNotFoundError, match=rf"{lm_run} holds no finished run .*evidence_lm before"):
+        train.train(cfg)
