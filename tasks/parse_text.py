@@ -35,7 +35,6 @@ from tqdm import tqdm
 from onlstm.text import detect_style, encode, normalize
 from onlstm.trees import Tree, split_tree, to_bracketed
 from tasks.checkpoints import CheckpointError, load_language_model
-from tasks.unsupervised_parsing import gate_figure, word_gate_distances
 
 PROG = "onlstm-parse"
 EOS = "<eos>"
@@ -179,6 +178,10 @@ def batches(sentences: Sequence[Sentence], batch_size: int) -> Iterator[list[Sen
 
 def compute_distances(model, sentences: Sequence[Sentence], batch_size: int, progress: bool, err=None) -> None:
     """Each sentence's (layers, words) distances, in padded batches of ``batch_size``."""
+    # imported here: tasks.unsupervised_parsing brings Lightning (seconds), which --help and the
+    # input errors do not need
+    from tasks.unsupervised_parsing import word_gate_distances
+
     bar = tqdm(total=len(sentences), desc=PROG, unit="sentence", file=err or sys.stderr, disable=not progress)
     with bar:
         for group in batches(sentences, batch_size):
@@ -234,6 +237,8 @@ def distance_table(sentence: Sentence) -> str:
 
 
 def write_figure(folder: Path, sentence: Sentence) -> Path:
+    from tasks.unsupervised_parsing import gate_figure  # see compute_distances
+
     path = folder / f"line{sentence.line:05d}.png"
     figure = gate_figure(sentence.words, sentence.distances, sentence.distances_in, f"line {sentence.line}: {sentence.text}")
     figure.savefig(path, dpi=100, bbox_inches="tight")

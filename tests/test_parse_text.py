@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import tasks.parse_text as parse_text
+import tasks.unsupervised_parsing as unsupervised_parsing
 from onlstm import BackboneConfig, RNNLanguageModel
 from onlstm.inference import sequence_gate_distances
 from onlstm.text import TextStyle, detect_style, encode, normalize
@@ -198,14 +199,14 @@ def test_standard_input(capsys, checkpoints, monkeypatch, file_arg):
 
 def test_batched_equals_one_sentence_at_a_time(capsys, checkpoints, monkeypatch):
     calls = []
-    original = parse_text.word_gate_distances
+    original = unsupervised_parsing.word_gate_distances
 
     def counting(model, ids):
         calls.append(len(ids))
         return original(model, ids)
 
     one_by_one = records(capsys, checkpoints["ptb"], *SENTENCES, "--batch-size", "1")
-    monkeypatch.setattr(parse_text, "word_gate_distances", counting)
+    monkeypatch.setattr(unsupervised_parsing, "word_gate_distances", counting)
     batched = records(capsys, checkpoints["ptb"], *SENTENCES, "--batch-size", "2")
     assert calls == [2, 2, 1]  # five sentences in three padded batches
     for a, b in zip(one_by_one, batched):
