@@ -57,15 +57,52 @@ def detect_style(vocab: Collection[str]) -> TextStyle:
     )
 
 
-def tokenize(text: str) -> list[str]:
-    """Penn Treebank tokens of one sentence (nltk imported here: ``onlstm`` works without it)."""
+SPECIAL = re.compile(r"<[^<>\s]+>")  # <unk>, <eos>: vocabulary words the tokenizer would cut apart
+CLOSING = {"''", "'", '"', ")", "]", "}"}
+
+
+def tokenize(text: str, keep: Collection[str] = ()) -> list[str]:
+    """Penn Treebank tokens of one sentence; a ``<word>`` of ``keep`` (a vocabulary's ``<unk>``)
+    stays one token. (nltk is imported here: the rest of ``onlstm`` works without it.)"""
     from nltk.tokenize import TreebankWordTokenizer
 
-    return TreebankWordTokenizer().tokenize(text)
+    # a placeholder of letters, which the tokenizer leaves whole, stands in for each <word>
+    specials = {f"onlstmspecial{i}x": w for i, w in enumerate(dict.fromkeys(SPECIAL.findall(text))) if w in keep}
+    for placeholder, word in specials.items():
+        text = text.replace(word, f" {placeholder} ")
+    return [specials.get(token, token) for token in TreebankWordTokenizer().tokenize(text)]
 
 
 def _is_punctuation(token: str) -> bool:
     return not any(ch.isalnum() for ch in token)
+
+
+def _repair(tokens: list[str], text: str, vocab: Collection[str], spell) -> list[str]:
+    """Undo cuts of the tokenizer where the vocabulary has the whole word: ``AT&T`` (written
+    ``AT & T``; PTB's ``at&t``, ``s&p``), ``C$`` (``C $``; PTB's ``c$``), and an abbreviation
+    that ends the sentence (the string's final point is cut off: ``the U.S.`` -> ``U.S .``;
+    PTB's ``u.s.``; the point stays after it)."""
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        if tokens[i] == "&" and out and i + 1 < len(tokens):
+            joined = f"{out[-1]}&{tokens[i + 1]}"
+            if joined in text and spell(joined) in vocab:
+                out[-1] = joined
+                i += 2
+                continue
+        if tokens[i] == "$" and out and f"{out[-1]}$" in text and spell(f"{out[-1]}$") in vocab:
+            out[-1] += "$"  # C$, US$
+            i += 1
+            continue
+        out.append(tokens[i])
+        i += 1
+    last = len(out) - 1
+    while last > 0 and out[last] in CLOSING:
+        last -= 1
+    if last > 0 and out[last] == "." and spell(out[last - 1]) not in vocab and spell(out[last - 1] + ".") in vocab:
+        out[last - 1] += "."
+    return out
 
 
 def normalize(text: str, style: TextStyle, vocab: Collection[str] = ()) -> list[str]:
@@ -73,9 +110,14 @@ def normalize(text: str, style: TextStyle, vocab: Collection[str] = ()) -> list[
 
     ``vocab`` decides which punctuation-only tokens a punctuation-dropping style keeps (those
     that are words of it, such as PTB's ``$``); with no vocabulary every such token is dropped.
+    A token that is a word of the vocabulary as written (``N``, ``<unk>``) is never lower-cased.
     """
+
+    def spell(token: str) -> str:
+        return token.lower() if style.lowercase and token not in vocab else token
+
     words: list[str] = []
-    for token in tokenize(text):
+    for token in _repair(tokenize(text, vocab), text, vocab, spell):
         if style.apostrophe_t and token.lower() == "n't" and words:
             # the Treebank's "do n't" / "ca n't" / "wo n't" are WikiText's "don 't" / "can 't" / "won 't"
             words[-1] += token[0]
@@ -87,12 +129,8 @@ def normalize(text: str, style: TextStyle, vocab: Collection[str] = ()) -> list[
             continue
         if not style.keep_punctuation and _is_punctuation(token) and token not in vocab:
             continue
-        if style.lowercase:
-            token = token.lower()
-        if style.at_marks:
-            words.extend(_at_split(token))
-        else:
-            words.append(token)
+        token = spell(token)
+        words.extend(_at_split(token) if style.at_marks else [token])
     return words
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from dataclasses import asdict, replace
@@ -102,6 +103,45 @@ def test_wikitext_spelling_keeps_case_punctuation_and_at_marks():
         "The", "role", "@-@", "playing", "cat", "(", "3", "@.@", "5", '"', "lives", '"', ")", "didn", "'t", "sit",
         "on", "1", "@,@", "000", "mats", ".",
     ]  # fmt: skip
+
+
+def test_words_the_tokenizer_would_cut_are_kept_whole():
+    vocab = [*PTB_WORDS, "at&t", "c$", "u.s.", "N"]
+    text = "AT&T paid C$5 for <unk> in the U.S."
+    assert normalize(text, PTB_STYLE, vocab) == ["at&t", "paid", "c$", "N", "for", "<unk>", "in", "the", "u.s."]
+    # not words of the vocabulary: cut as the Treebank cuts them
+    assert normalize("AT&T in the U.S.", PTB_STYLE, PTB_WORDS) == ["at", "&", "t", "in", "the", "u.s"]
+
+
+@requires_data("ptb")
+def test_ptb_text_read_as_raw_text_comes_back_unchanged():
+    """Mikolov's own lines, given as raw sentences, are spelt exactly as they are written: the
+    normalisation agrees with the corpus (numbers, contractions, abbreviations, $, &, <unk>)."""
+    vocab = set((DATA_DIR / "ptb" / "train.txt").read_text().split()) | {"<eos>"}
+    lines = [line.split() for line in (DATA_DIR / "ptb" / "valid.txt").read_text().splitlines() if line.strip()]
+    style = detect_style(vocab)
+    changed = [(line, words) for line in lines if (words := normalize(" ".join(line), style, vocab)) != line]
+    assert not changed, f"{len(changed)} of {len(lines)} lines spelt differently, e.g. {changed[:2]}"
+
+
+@requires_data("wikitext-2")
+def test_wikitext_text_detokenised_comes_back_unchanged():
+    """WikiText-2 lines without <unk>, written back as plain text (role-playing, 1,000, 3.5, don't),
+    are spelt as the corpus writes them."""
+    vocab = set((DATA_DIR / "wikitext-2" / "train.txt").read_text(encoding="utf-8").split()) | {"<eos>"}
+    lines = [
+        line.split() for line in (DATA_DIR / "wikitext-2" / "valid.txt").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("=") and "<unk>" not in line
+    ]  # fmt: skip
+    assert len(lines) > 100
+
+    def plain(words: list[str]) -> str:
+        text = " ".join(words).replace(" @-@ ", "-").replace(" @,@ ", ",").replace(" @.@ ", ".")
+        return re.sub(r"(\w) '(t|s|re|ve|ll|d|m)\b", r"\1'\2", text)
+
+    style = detect_style(vocab)
+    changed = [(line, words) for line in lines if (words := normalize(plain(line), style, vocab)) != line]
+    assert not changed, f"{len(changed)} of {len(lines)} lines spelt differently, e.g. {changed[:1]}"
 
 
 def test_encode_reads_unknown_words_as_unk_and_lists_them():
