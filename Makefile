@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 ONLSTM_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(CURDIR)/data)
 export ONLSTM_DATA_DIR
 ARGS ?=
+# Pins the CPU build of torch (see constraints.txt); `make install CONSTRAINTS=` keeps the torch
+# an existing environment has (VENV=that environment).
+CONSTRAINTS ?= constraints.txt
 
 .PHONY: help install train test test-full bench lint clean
 
@@ -16,8 +19,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e ".[dev,launchers]"
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(BIN)/pip install $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[dev,launchers]"
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install the package with its test and launcher extras
