@@ -100,7 +100,9 @@ def test_console_scripts_installed_into_an_environment_answer_help(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-    (site / "base_environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # every site folder this interpreter sees (also those an environment layered like this one adds)
+    sites = dict.fromkeys([sysconfig.get_paths()["purelib"], *(p for p in sys.path if p.endswith("site-packages"))])
+    (site / "base_environment.pth").write_text("".join(f"{p}\n" for p in sites))
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet", "--no-deps",
          "--no-index", "--no-build-isolation", "--disable-pip-version-check", "-e", str(ROOT)],
