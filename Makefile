@@ -9,6 +9,9 @@ ARGS ?=
 # extra overrides for every evidence sweep, e.g. EVIDENCE_ARGS="trainer=gpu hydra.launcher.n_jobs=1"
 EVIDENCE_ARGS ?=
 EVIDENCE_SWEEPS := lm parsing logic syneval
+# Pins the CPU build of torch (see constraints.txt); `make install CONSTRAINTS=` keeps the torch
+# an existing environment has (VENV=that environment).
+CONSTRAINTS ?= constraints.txt
 
 .PHONY: help install train test test-full evidence evidence-report bench lint clean
 
@@ -19,8 +22,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e ".[dev,launchers]"
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(BIN)/pip install $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[dev,launchers]"
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install the package with its test and launcher extras
