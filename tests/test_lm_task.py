@@ -5,14 +5,19 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 from omegaconf import open_dict
 from torch.nn import functional as F
+from torch.utils.data import DataLoader
 
 import train as entry
 from datamodules.text_corpus import TextCorpusDataModule, batchify, segment_schedule
+from onlstm.lm import LMOutput
 from tasks.checkpoints import load_language_model
+from tasks.language_modeling import LanguageModelingTask
 from tests.conftest import DATA_DIR, ROOT, TINY_MODEL, requires_data
 
 pytestmark = requires_data("ptb/train.txt")
@@ -191,3 +196,129 @@ def test_every_experiment_config_runs_one_batch(make_cfg, experiment):
     with open_dict(cfg):
         cfg.trainer.enable_model_summary = False
     entry.train(cfg)
+
+
+# ----------------------------------------------------------------------------- the training recipe
+def _tiny_task(**kwargs) -> LanguageModelingTask:
+    """A 1-layer LM task over a 5-word vocabulary, no dropout (so nothing random)."""
+    model = {"emb_size": 4, "hidden_size": 8, "n_layers": 1, "chunk_size": 2, "dropout": 0.0, "dropouth": 0.0,
+             "dropouti": 0.0, "dropoute": 0.0, "wdrop": 0.0}
+    torch.manual_seed(0)
+    return LanguageModelingTask(model=model, vocab=["a", "b", "c", "d", "<eos>"], **kwargs)
+
+
+def _batch(rows: int, lr_scale: float = 1.0, columns: int = 2) -> dict:
+    tokens = torch.arange(rows * columns).remainder(5).view(rows, columns)
+    return {"input": tokens, "target": tokens.roll(-1, 0), "lr_scale": lr_scale}
+
+
+def _fit_on(module: LanguageModelingTask, batches: list[dict], epochs: int = 1, callbacks=()) -> None:
+    """Lightning's training loop over these batches (no validation, no checkpoint, no logger)."""
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                         callbacks=list(callbacks))
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+
+
+def _record_backward(module: LanguageModelingTask) -> list[float]:
+    losses: list[float] = []
+    backward = module.manual_backward
+
+    def recording(loss, *args, **kwargs):
+        losses.append(loss.item())
+        return backward(loss, *args, **kwargs)
+
+    module.manual_backward = recording
+    return losses
+
+
+def test_training_loss_is_cross_entropy_plus_ar_on_dropped_and_tar_on_raw_output():
+    """Guards how the training loss is built: cross-entropy + alpha * mean(dropped last-layer
+    output ** 2) (AR) + beta * mean((raw last-layer output[t+1] - [t]) ** 2) (TAR). The model
+    returns known tensors: logits 0 over 5 words (CE = log 5); the dropped last output is 2
+    everywhere (AR term 4); the raw last output is 0, 1, 3 over time (TAR term (1 + 4) / 2 = 2.5,
+    while AR on it would be 10 / 3); the first layer's tensors are 100 (wrong layer: huge).
+    With alpha = 2, beta = 1: log 5 + 8 + 2.5; swapped weights give log 5 + 4 + 5."""
+    module = _tiny_task(alpha=2.0, beta=1.0)
+
+    def known_outputs(tokens, hidden=None):
+        zero = module.model.decoder.bias.sum() * 0.0  # in the graph, so that backward runs
+        steps, batch = tokens.shape
+        raw_last = torch.tensor([0.0, 1.0, 3.0]).view(3, 1, 1).expand(steps, batch, 4) + zero
+        first = torch.full((steps, batch, 8), 100.0) + zero
+        return LMOutput(torch.zeros(steps, batch, 5) + zero, module.model.init_hidden(batch), [first, raw_last],
+                        [first, torch.full((steps, batch, 4), 2.0) + zero], None, None)
+
+    module.model.forward = known_outputs
+    losses = _record_backward(module)
+    _fit_on(module, [_batch(rows=3)])
+    assert losses == [pytest.approx(math.log(5) + 2.0 * 4.0 + 1.0 * 2.5, rel=1e-6)]
+
+
+def test_learning_rate_is_scaled_by_segment_length_over_bptt_for_that_batch_only():
+    """Guards AWD-LSTM's per-batch learning rate: lr * seq_len / bptt during the batch's step, the
+    base lr again after it. The dataset gives lr_scale = nominal length / bptt (35 / 70 = 0.5 and
+    140 / 70 = 2, the nominal length even when the segment is cut short at the end); the task
+    steps with 30 * 2 = 60, then 30 * 0.5 = 15, and is back at 30 after each batch."""
+    from datamodules.text_corpus import SegmentDataset
+
+    segments = SegmentDataset(torch.arange(100).view(50, 2), [(0, 35, 35), (35, 14, 140)], bptt=70)
+    assert [segments[i]["lr_scale"] for i in range(2)] == [0.5, 2.0]
+    assert segments[1]["input"].shape == (14, 2)
+
+    class LearningRates(pl.Callback):
+        def __init__(self):
+            self.at_step, self.after = [], []
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            self.at_step.append(optimizer.param_groups[0]["lr"])
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.after.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    module, lrs = _tiny_task(lr=30.0), LearningRates()
+    _fit_on(module, [_batch(rows=4, lr_scale=2.0), _batch(rows=4, lr_scale=0.5)], callbacks=[lrs])
+    assert lrs.at_step == [60.0, 15.0]
+    assert lrs.after == [30.0, 30.0]
+
+
+def test_hidden_state_is_carried_across_training_batches_and_reset_each_epoch():
+    """Guards truncated BPTT: batch k + 1 starts from the (detached) hidden state batch k ended
+    with, not from zeros; each epoch starts from zeros (AWD-LSTM). Two epochs of two batches."""
+    module = _tiny_task()
+    forward, seen = module.model.forward, []
+
+    def recording(tokens, hidden=None):
+        out = forward(tokens, hidden)
+        seen.append((hidden, out.hidden))
+        return out
+
+    module.model.forward = recording
+    _fit_on(module, [_batch(rows=3), _batch(rows=3)], epochs=2)
+    assert len(seen) == 4
+    for index, (given, _) in enumerate(seen):
+        if index % 2 == 0:  # the first batch of an epoch: zeros
+            assert all(not h.any() and not c.any() for h, c in given)
+        else:  # the state the previous batch ended with (not zero), detached
+            ended = seen[index - 1][1]
+            assert all(h.abs().sum() > 0 for h, _ in ended)
+            for (h, c), (h_end, c_end) in zip(given, ended):
+                assert torch.equal(h, h_end) and torch.equal(c, c_end) and not h.requires_grad
+
+
+def test_variable_bptt_lengths_follow_awd_lstm_distribution():
+    """Guards the segment-length distribution: the nominal length is N(bptt, 5) with probability
+    0.95 and N(bptt / 2, 5) otherwise, truncated to an int, at least 5. Over ~14,500 segments of
+    bptt 70, the short mode's share is 0.05 within 5 binomial sd (0.009); the long mode's mean is
+    70 - 0.5 (int() truncates) within 5 sd of a mean (0.21) and its sd 5 within 0.2. With bptt 8
+    (modes 8 and 4, sd 5), no length is under 5 and a quarter or more are exactly 5."""
+    lengths = np.array([nominal for _, _, nominal in segment_schedule(rows=1_000_001, bptt=70, seed=3, epoch=0)])
+    short = lengths < (70 + 35) / 2  # the modes are 7 sd apart: the cut misclassifies ~2e-4
+    n = lengths.size
+    assert abs(short.mean() - 0.05) <= 5 * math.sqrt(0.05 * 0.95 / n)
+    long = lengths[~short]
+    assert abs(long.mean() - 69.5) <= 5 * 5 / math.sqrt(long.size)
+    assert abs(long.std() - 5.0) < 0.2
+    assert abs(lengths[short].mean() - 34.5) <= 5 * 5 / math.sqrt(short.sum())
+    small = np.array([nominal for _, _, nominal in segment_schedule(rows=20_000, bptt=8, seed=3, epoch=0)])
+    assert small.min() == 5 and (small == 5).mean() > 0.25
