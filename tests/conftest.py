@@ -36,6 +36,11 @@ TINY_MODEL = [
     "model.chunk_size=4",
 ]
 
+# the Marvin & Linzen suite with limit_per_condition=1 (data README, section 4): 8 files with 2
+# conditions, 14 with 4, in 15 reporting groups
+SYNEVAL_ITEMS_ONE_PER_CONDITION = 8 * 2 + 14 * 4
+SYNEVAL_GROUPS = 15
+
 
 def requires_data(*relative: str):
     missing = [p for p in relative if not (DATA_DIR / p).exists()]
