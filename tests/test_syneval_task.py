@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from hydra.errors import ConfigCompositionException
 
 import train as entry
 from datamodules.minimal_pairs import MinimalPairsDataModule
@@ -189,8 +190,9 @@ def test_end_to_end_through_train_py(make_cfg, tmp_path):
 
 
 def test_schema_rejects_a_typo_and_training_is_refused(make_cfg, tmp_path):
-    with pytest.raises(Exception, match="skip_oovv"):
+    with pytest.raises(ConfigCompositionException) as info:
         make_cfg(["task=syneval", "task.datamodule.skip_oovv=true"])
+    assert "Key 'skip_oovv' not in 'MinimalPairsDataSchema'" in str(info.value.__cause__)
     ckpt = save_checkpoint(unigram_model({}), tmp_path / "lm.ckpt")
     cfg = make_cfg(["task=syneval", f"ckpt_path={ckpt}", f"paths.data_dir={write_suite(tmp_path / 'data')}", "logger=csv"])
     with pytest.raises(RuntimeError, match="train=false"):
