@@ -261,12 +261,8 @@ def test_resume_after_the_ntasgd_switch_equals_an_uninterrupted_run(make_cfg):
     assert resumed_metrics["val/ppl"] == full_metrics["val/ppl"]
 
 
-# syneval_wikitext2 takes ~27 s, 12 of them in tasks/runner.py handing WikiText-2's 33,278-word
-# vocabulary to hydra.utils.instantiate (converted to an OmegaConf list): slow until that is fixed
-EXPERIMENTS = [
-    pytest.param(name, marks=pytest.mark.slow) if name == "syneval_wikitext2" else name
-    for name in sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
-]
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+
 # metrics a one-batch run must report, per task
 RUN_METRICS = {"lm": {"train/loss", "val/loss", "val/ppl", "test/ppl"}, "logic": {"train/loss", "val/acc", "test/acc"}}
 
