@@ -36,6 +36,11 @@ TINY_MODEL = [
     "model.chunk_size=4",
 ]
 
+# the Marvin & Linzen suite with limit_per_condition=1 (data README, section 4): 8 files with 2
+# conditions, 14 with 4, in 15 reporting groups
+SYNEVAL_ITEMS_ONE_PER_CONDITION = 8 * 2 + 14 * 4
+SYNEVAL_GROUPS = 15
+
 
 def requires_data(*relative: str):
     missing = [p for p in relative if not (DATA_DIR / p).exists()]
@@ -44,7 +49,9 @@ def requires_data(*relative: str):
 
 @pytest.fixture(autouse=True)
 def _fast_torch():
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # OMP_NUM_THREADS when set: two threads on two busy cores spin in oneDNN's barriers (a tiny
+    # LM run measured 53 s with 2 threads, 2.5 s with 1, while other jobs held the cores)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or min(2, os.cpu_count() or 1)))
     yield
 
 

@@ -183,8 +183,75 @@ def test_lm_implementations_from_the_config_compute_the_same_logits():
     torch.testing.assert_close(models["fused"](tokens).logits, models["reference"](tokens).logits, rtol=1e-4, atol=1e-5)
 
 
-def test_lm_dropout_is_off_in_eval_mode():
-    cfg = BackboneConfig(emb_size=8, hidden_size=16, n_layers=2, chunk_size=4)
-    model = RNNLanguageModel(30, cfg).eval()
+def test_lm_in_eval_mode_is_the_dropout_free_model():
+    """Guards: eval mode turns every dropout off (embedding dropout, locked dropout on the input,
+    between layers and on the output). The eval logits of a model with all rates at 0.5 equal those
+    of the same weights with all rates at 0 (DropConnect is 0 here: its eval weight is the expected
+    one, tested above), whatever the RNG; in training mode they differ."""
+    rates = {"dropout": 0.5, "dropouth": 0.5, "dropouti": 0.5, "dropoute": 0.5, "wdrop": 0.0}
+    cfg = BackboneConfig(emb_size=8, hidden_size=16, n_layers=2, chunk_size=4, **rates)
+    torch.manual_seed(0)
+    model = RNNLanguageModel(30, cfg)
+    plain = RNNLanguageModel(30, replace(cfg, **{name: 0.0 for name in rates}))
+    plain.load_state_dict(model.state_dict())
     tokens = torch.randint(0, 30, (6, 2))
-    torch.testing.assert_close(model(tokens).logits, model(tokens).logits)
+    expected = plain.eval()(tokens).logits
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        torch.testing.assert_close(model.eval()(tokens).logits, expected, rtol=0, atol=0)
+    assert not torch.allclose(model.train()(tokens).logits, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32_c_mask", "float64_torch_mask"])
+@pytest.mark.parametrize("p", [0.2, 0.45])
+def test_dropconnect_drops_each_weight_with_probability_p(dtype, p):
+    """Guards: DropConnect zeroes each hidden-to-hidden weight with probability ``p`` (not 1 - p),
+    keeps the others unscaled, and uses ``(1 - p) * W`` in eval, on both paths: the C mask every
+    float32 CPU run takes and torch's mask (float64 here). p != 0.5, where p and 1 - p differ.
+    Rate over 5 draws of 20,000 weights (n = 100,000), within 5 binomial sd (0.8% at p = 0.45)."""
+    from onlstm import cpu_kernel
+    from onlstm.regularizers import _hashed_mask_applies
+
+    layer = LinearDropConnect(200, 100, dropout=p).to(dtype).train()
+    with torch.no_grad():
+        layer.weight.fill_(3.0)
+    if dtype == torch.float32:
+        if cpu_kernel.library() is None:
+            pytest.skip("no C compiler: the float32 C mask is not built")
+        assert _hashed_mask_applies(layer.weight)
+    torch.manual_seed(0)
+    draws = torch.stack([layer.sampled_weight().detach() for _ in range(5)])
+    assert set(draws.unique().tolist()) == {0.0, 3.0}  # kept weights are not rescaled
+    n = draws.numel()
+    assert abs((draws == 0).double().mean().item() - p) <= 5 * math.sqrt(p * (1 - p) / n)
+    assert not torch.equal(draws[0], draws[1])  # a new mask per sequence
+    layer.eval()
+    torch.testing.assert_close(layer.sampled_weight(), torch.full_like(layer.weight, 3.0 * (1 - p)), rtol=0, atol=1e-6)
+
+
+def test_embedding_dropout_drops_whole_word_types_and_rescales_the_others():
+    """Guards ``embedded_dropout``: a word type is dropped with probability p at every position it
+    occurs in the batch (its whole vector zero), a kept type's vector is divided by 1 - p, and eval
+    is the plain embedding. Every one of 1,000 types occurs twice (two rows of the batch), 20 draws:
+    dropped rate within 5 binomial sd of p over 20,000 type draws."""
+    from onlstm.regularizers import embedded_dropout
+
+    p, vocab = 0.3, 1000
+    embed = nn.Embedding(vocab, 4)
+    with torch.no_grad():
+        embed.weight.copy_(torch.arange(1.0, vocab * 4 + 1).view(vocab, 4))  # no zero entry
+    words = torch.stack([torch.arange(vocab), torch.arange(vocab).flip(0)])  # (time 2, batch 1000)
+    torch.manual_seed(0)
+    dropped = []
+    for _ in range(20):
+        out = embedded_dropout(embed, words, p, training=True)
+        zero = out == 0  # (2, 1000, 4): per position and feature
+        assert torch.equal(zero, zero[..., :1].expand_as(zero))  # whole vectors, not features
+        assert zero.any() and not zero.all()
+        torch.testing.assert_close(out[~zero], (embed.weight[words] / (1 - p))[~zero])  # kept: rescaled
+        by_type = zero[0, :, 0]  # row 0 holds type i at column i
+        assert torch.equal(zero[1, :, 0].flip(0), by_type)  # the same type, the same fate
+        dropped.append(by_type)
+    rate = torch.stack(dropped).double().mean().item()
+    assert abs(rate - p) <= 5 * math.sqrt(p * (1 - p) / (20 * vocab))
+    assert torch.equal(embedded_dropout(embed, words, p, training=False), embed.weight[words])

@@ -185,3 +185,37 @@ def test_hashed_dropconnect_repeats_under_a_seed_and_masks_the_gradient():
     grad = torch.randn(40, 30)
     first.backward(grad)
     assert torch.equal(layer.weight.grad, grad * kept)  # the backward regenerates the same mask
+
+
+@needs_compiler
+def test_cpu_kernels_at_the_paper_sizes_match_reference():
+    """Guards the kernels at the shapes every paper number comes from: layers 400-1150-1150-400,
+    chunk 10 (115 and 40 chunks, not multiples of the vector width), batch 20, dropout and
+    DropConnect 0.45 in training; 10 steps make 200 rows, so the layer-2/3 input projections cross
+    ONEDNN_MIN_MACS (200 x 1150 x 4830 > 1e9) and the 1150-unit W_hh takes the prepacked backward,
+    at their real thresholds. One forward and backward (same masks): outputs, distances, final
+    state and every gradient == the reference's, gradients to 1e-4 of their largest entry (sums
+    over 200 rows in another order)."""
+    from onlstm import cpu_recurrence
+
+    sizes, rows = [400, 1150, 1150, 400], 4 * 1150 + 2 * 115
+    assert cpu_recurrence.uses_onednn(200, 1150, rows) and not cpu_recurrence.uses_onednn(200, 400, rows)
+    assert 1150 * rows >= cpu_recurrence.PREPACK_BACKWARD_MIN_WEIGHTS > 400 * (4 * 400 + 2 * 40)
+    torch.manual_seed(0)
+    stacks = {name: ONLSTMStack(sizes, 10, dropout=0.45, dropconnect=0.45, implementation=name).train()
+              for name in ("reference", "fused_cpu")}  # fmt: skip
+    stacks["fused_cpu"].load_state_dict(stacks["reference"].state_dict())
+    x = torch.randn(10, 20, 400)
+    results = {}
+    for name, stack in stacks.items():
+        torch.manual_seed(1)
+        out = stack(x)
+        loss = out.output.pow(2).sum() + out.distances.sum() + sum(h.sum() + c.pow(2).sum() for h, c in out.hidden)
+        loss.backward()
+        values = [out.output, out.distances, out.distances_in, *(t for pair in out.hidden for t in pair)]
+        results[name] = (values, {n: p.grad for n, p in stack.named_parameters()})
+    (expected, expected_grads), (actual, grads) = results["reference"], results["fused_cpu"]
+    for e, a in zip(expected, actual):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-5)
+    for name, e in expected_grads.items():
+        torch.testing.assert_close(grads[name], e, rtol=1e-4, atol=1e-4 * e.abs().max().item(), msg=name)

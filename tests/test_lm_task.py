@@ -5,15 +5,20 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 from omegaconf import open_dict
 from torch.nn import functional as F
+from torch.utils.data import DataLoader
 
 import train as entry
 from datamodules.text_corpus import TextCorpusDataModule, batchify, segment_schedule
+from onlstm.lm import LMOutput
 from tasks.checkpoints import load_language_model
-from tests.conftest import DATA_DIR, ROOT, TINY_MODEL, requires_data
+from tasks.language_modeling import LanguageModelingTask
+from tests.conftest import DATA_DIR, ROOT, SYNEVAL_GROUPS, SYNEVAL_ITEMS_ONE_PER_CONDITION, TINY_MODEL, requires_data
 
 pytestmark = requires_data("ptb/train.txt")
 
@@ -48,18 +53,48 @@ def test_batchify_columns_are_contiguous_slices():
     assert data[:, 1].tolist() == [5, 6, 7, 8, 9]
 
 
-def test_vocabulary_and_token_counts_match_the_data_readme():
-    dm = TextCorpusDataModule(str(DATA_DIR))
-    assert len(dm.vocab) == 10000
-    assert (dm.splits.train.numel(), dm.splits.valid.numel(), dm.splits.test.numel()) == (929589, 73760, 82430)
+@pytest.mark.parametrize(
+    "corpus,words,tokens",
+    [("ptb", 10_000, (929_589, 73_760, 82_430)), ("wikitext-2", 33_278, (2_088_628, 217_646, 245_569))],
+)
+def test_vocabulary_and_token_counts_match_the_data_readme(corpus, words, tokens):
+    """Guards the reader: one <eos> per line (blank lines too), the vocabulary of the training
+    split; the counts are /work/shared/data/README.md's."""
+    if not (DATA_DIR / corpus / "train.txt").exists():
+        pytest.skip(f"{corpus} not found under {DATA_DIR}")
+    dm = TextCorpusDataModule(str(DATA_DIR), corpus=corpus)
+    assert len(dm.vocab) == words
+    assert (dm.splits.train.numel(), dm.splits.valid.numel(), dm.splits.test.numel()) == tokens
 
 
-def test_short_run_lowers_validation_perplexity(make_cfg):
-    cfg = make_cfg([*SMALL_RUN, "+trainer.limit_train_batches=30", "+trainer.limit_val_batches=10", "test=false",
-                    "trainer.num_sanity_val_steps=10", "task.module.lr=20"])
+def _successor_corpus(root: Path, words: int = 40, line: int = 12) -> Path:
+    """A corpus where context decides: each line is ``line`` consecutive words w_k, w_k+1, ...
+    (mod ``words``) from a random start. Returns the data root (``<root>/ptb/{train,valid,test}.txt``)."""
+    rng = np.random.default_rng(0)
+    folder = root / "ptb"
+    folder.mkdir(parents=True)
+    for split, lines in (("train", 2000), ("valid", 200), ("test", 200)):
+        starts = rng.integers(0, words, lines)
+        text = "".join(" ".join(f"w{(k + i) % words}" for i in range(line)) + "\n" for k in starts)
+        (folder / f"{split}.txt").write_text(text)
+    return root
+
+
+def test_short_run_learns_what_no_context_free_model_can(make_cfg, tmp_path):
+    """Guards that the recipe (SGD, clipping, dropouts, AR/TAR, variable BPTT, carried state)
+    learns from context. On the successor corpus (40 words, lines of 12 consecutive words, then
+    <eos>) a context-free model scores at best the validation unigram entropy: <eos> is 1/13 of the
+    tokens, the words 12/13 spread evenly, H = -(1/13) ln(1/13) - (12/13) ln(12/(13 * 40)) = 3.68
+    nats, perplexity 39.5. With context every word but a line's first is predictable (ideal
+    perplexity 40 ** (1/13) = 1.33). The bar, 8, is 5x under what a context-free model can reach."""
+    data = _successor_corpus(tmp_path / "data")
+    cfg = make_cfg([*SMALL_RUN, f"paths.data_dir={data}", "task.datamodule.train_fraction=1.0",
+                    "model.emb_size=32", "model.hidden_size=64", "model.chunk_size=8",
+                    "model.dropout=0.1", "model.dropouth=0.1", "model.dropouti=0.1", "model.dropoute=0.05",
+                    "model.wdrop=0.1", "task.datamodule.batch_size=16", "trainer.max_epochs=2", "test=false",
+                    "trainer.num_sanity_val_steps=0"])  # fmt: skip
     metrics = entry.train(cfg)
-    # vocabulary of 10,000 words: an untrained model sits near 10,000
-    assert metrics["val/ppl"] < 3000
+    assert metrics["val/ppl"] < 8.0, metrics  # 4.0 measured
 
 
 @pytest.mark.slow
@@ -90,9 +125,10 @@ def test_run_learns_far_below_unigram_perplexity(make_cfg):
     assert Path(cfg.paths.output_dir, "csv", "metrics.csv").is_file()
 
 
-def _hand_perplexity(model, stream: torch.Tensor, batch_size: int, bptt: int) -> float:
+def _hand_perplexity(model, stream: torch.Tensor, batch_size: int, bptt: int) -> tuple[float, float]:
+    """exp(total NLL / tokens) over the split, and the wrong answer exp(mean of per-batch NLL means)."""
     data = batchify(stream, batch_size)
-    hidden, total, count = None, 0.0, 0
+    hidden, total, count, means = None, 0.0, 0, []
     model.eval()
     with torch.no_grad():
         for start in range(0, data.size(0) - 1, bptt):
@@ -100,21 +136,33 @@ def _hand_perplexity(model, stream: torch.Tensor, batch_size: int, bptt: int) ->
             out = model(data[start : start + length], hidden)
             hidden = out.hidden
             target = data[start + 1 : start + 1 + length]
-            total += F.cross_entropy(out.logits.reshape(-1, out.logits.size(-1)), target.reshape(-1), reduction="sum").item()
+            nll = F.cross_entropy(out.logits.reshape(-1, out.logits.size(-1)), target.reshape(-1), reduction="sum")
+            total += nll.item()
             count += target.numel()
-    return math.exp(total / count)
+            means.append(nll.item() / target.numel())
+    return math.exp(total / count), math.exp(sum(means) / len(means))
 
 
-def test_task_perplexity_equals_a_hand_loop_over_the_whole_split(make_cfg):
-    cfg = make_cfg([*SMALL_RUN, "trainer.max_epochs=1", "+trainer.limit_train_batches=3", "test=false",
-                    "task.datamodule.eval_batch_size=40"])
+def test_task_perplexity_equals_a_hand_loop_over_the_whole_split(make_cfg, tmp_path):
+    """Guards exact evaluation: val/ppl is exp(total NLL / total tokens) over every token of the
+    validation split once, hidden state carried. The successor corpus's validation split (200
+    lines of 13 tokens = 2,600) in 10 columns is 260 rows; bptt 43 cuts them into 6 segments of
+    43 rows and a last one of 1 row (10 tokens), which a mean of per-batch means would weigh 1/7
+    instead of 10/2,590: the test checks that this wrong answer lies over 100 tolerances away, then
+    that the task is within the tolerance (1e-5; float32 sums)."""
+    data = _successor_corpus(tmp_path / "data")
+    cfg = make_cfg([*SMALL_RUN, f"paths.data_dir={data}", "task.datamodule.train_fraction=1.0",
+                    "+trainer.limit_train_batches=5", "test=false", "trainer.num_sanity_val_steps=0",
+                    "task.datamodule.eval_batch_size=10", "task.datamodule.bptt=43"])  # fmt: skip
     metrics = entry.train(cfg)
     # last.ckpt holds the weights the end-of-epoch validation used
     lm = load_language_model(Path(cfg.paths.output_dir, "checkpoints", "last.ckpt"))
-    dm = TextCorpusDataModule(str(DATA_DIR))
-    # the whole validation split, every token once, hidden state carried across segments
-    expected = _hand_perplexity(lm.model, dm.splits.valid, batch_size=40, bptt=20)
-    assert metrics["val/ppl"] == pytest.approx(expected, rel=1e-4)
+    valid = TextCorpusDataModule(str(data)).splits.valid
+    assert valid.numel() == 2600 and 260 - 1 == 6 * 43 + 1
+    expected, mean_of_batch_means = _hand_perplexity(lm.model, valid, batch_size=10, bptt=43)
+    rel = 1e-5
+    assert abs(mean_of_batch_means / expected - 1) > 100 * rel
+    assert metrics["val/ppl"] == pytest.approx(expected, rel=rel)
 
 
 def test_resume_from_checkpoint_equals_uninterrupted_run(make_cfg):
@@ -185,11 +233,190 @@ def test_asgd_checkpoint_holds_averaged_weights_and_raw_ones_for_resuming(make_c
     torch.testing.assert_close(lm.model.stack.cells[0].hh.weight, averaged[name])
 
 
-@pytest.mark.parametrize("experiment", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")))
+def test_resume_after_the_ntasgd_switch_equals_an_uninterrupted_run(make_cfg):
+    """Guards resuming once averaged SGD has taken over: the checkpoint of epoch 2 (SGD in epoch 1,
+    switched to ASGD after it, ASGD in epoch 2) resumed for a third epoch ends exactly where an
+    uninterrupted 3-epoch run ends: same raw and averaged weights (ASGD's average included), same
+    validation perplexity. A resume that restarted with SGD, or with a fresh average, differs."""
+    common = [*SMALL_RUN, "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=3", "test=false",
+              "model.dropout=0.3", "model.wdrop=0.2", "+callbacks.force._target_=tests.fault_injection.ForceASGDSwitch"]
+    full = make_cfg([*common, "trainer.max_epochs=3"], subdir="full")
+    full_metrics = entry.train(full)
+    first = make_cfg([*common, "trainer.max_epochs=2"], subdir="first")
+    entry.train(first)
+    middle = torch.load(Path(first.paths.output_dir, "checkpoints", "last.ckpt"), weights_only=True)
+    assert middle["asgd_active"] is True and int(middle["optimizer_states"][0]["state"][0]["step"]) == 4
+    resumed = make_cfg(
+        [*common, "trainer.max_epochs=3", f"ckpt_path={Path(first.paths.output_dir, 'checkpoints', 'last.ckpt')}"],
+        subdir="resumed",
+    )
+    resumed_metrics = entry.train(resumed)
+    a = torch.load(Path(full.paths.output_dir, "checkpoints", "last.ckpt"), weights_only=True)
+    b = torch.load(Path(resumed.paths.output_dir, "checkpoints", "last.ckpt"), weights_only=True)
+    assert a["global_step"] == b["global_step"] == 12 and b["asgd_active"] is True
+    for part in ("state_dict", "raw_state_dict"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            torch.testing.assert_close(b[part][key], a[part][key], rtol=0, atol=0, msg=f"{part} {key}")
+    assert resumed_metrics["val/ppl"] == full_metrics["val/ppl"]
+
+
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+
+# metrics a one-batch run must report, per task
+RUN_METRICS = {"lm": {"train/loss", "val/loss", "val/ppl", "test/ppl"}, "logic": {"train/loss", "val/acc", "test/acc"}}
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_config_runs_one_batch(make_cfg, experiment):
+    """Guards every experiment config: it composes, builds and runs one batch of fit, validation
+    and test (fast_dev_run), and the run reports its task's metrics, finite. fast_dev_run skips
+    ``evaluate_after``; the experiment that scores the syntactic suite after fitting on WikiText-2
+    runs here one training batch (of 16 columns, not 128) and one validation batch, then the suite
+    on the new checkpoint, one item per (file, condition): 72 items in 15 reporting groups (the data README)."""
     if experiment == "evidence_parsing":
         pytest.skip("parses with the LMs of a finished evidence_lm sweep: tests/test_evidence_configs.py")
-    cfg = make_cfg([f"experiment={experiment}", "debug=fdr"])
+    if experiment == "syneval_wikitext2":
+        overrides = ["trainer.max_epochs=1", "+trainer.limit_train_batches=1", "task.datamodule.batch_size=16",
+                     "+trainer.limit_val_batches=1", "test=false", "evaluate_after.syneval.datamodule.limit_per_condition=1",
+                     "trainer.enable_progress_bar=false", "~logger", "trainer.num_sanity_val_steps=0"]
+    else:
+        overrides = ["debug=fdr"]
+    cfg = make_cfg([f"experiment={experiment}", *overrides])
     with open_dict(cfg):
         cfg.trainer.enable_model_summary = False
-    entry.train(cfg)
+    metrics = entry.train(cfg)
+    expected = {key for key in RUN_METRICS[cfg.task.name] if cfg.test or not key.startswith("test/")}
+    if experiment == "syneval_wikitext2":
+        expected |= {"test/acc", "test/items"}
+    assert expected <= set(metrics), sorted(metrics)
+    assert all(math.isfinite(metrics[key]) for key in expected)
+    if experiment == "syneval_wikitext2":
+        assert metrics["test/items"] == SYNEVAL_ITEMS_ONE_PER_CONDITION
+        assert sum(key.count("/") == 2 and key.startswith("test/acc/") for key in metrics) == SYNEVAL_GROUPS
+
+
+# ----------------------------------------------------------------------------- the training recipe
+def _tiny_task(**kwargs) -> LanguageModelingTask:
+    """A 1-layer LM task over a 5-word vocabulary, no dropout (so nothing random)."""
+    model = {"emb_size": 4, "hidden_size": 8, "n_layers": 1, "chunk_size": 2, "dropout": 0.0, "dropouth": 0.0,
+             "dropouti": 0.0, "dropoute": 0.0, "wdrop": 0.0}
+    torch.manual_seed(0)
+    return LanguageModelingTask(model=model, vocab=["a", "b", "c", "d", "<eos>"], **kwargs)
+
+
+def _batch(rows: int, lr_scale: float = 1.0, columns: int = 2) -> dict:
+    tokens = torch.arange(rows * columns).remainder(5).view(rows, columns)
+    return {"input": tokens, "target": tokens.roll(-1, 0), "lr_scale": lr_scale}
+
+
+def _fit_on(module: LanguageModelingTask, batches: list[dict], epochs: int = 1, callbacks=()) -> None:
+    """Lightning's training loop over these batches (no validation, no checkpoint, no logger)."""
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                         callbacks=list(callbacks))
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+
+
+def _record_backward(module: LanguageModelingTask) -> list[float]:
+    losses: list[float] = []
+    backward = module.manual_backward
+
+    def recording(loss, *args, **kwargs):
+        losses.append(loss.item())
+        return backward(loss, *args, **kwargs)
+
+    module.manual_backward = recording
+    return losses
+
+
+def test_training_loss_is_cross_entropy_plus_ar_on_dropped_and_tar_on_raw_output():
+    """Guards how the training loss is built: cross-entropy + alpha * mean(dropped last-layer
+    output ** 2) (AR) + beta * mean((raw last-layer output[t+1] - [t]) ** 2) (TAR). The model
+    returns known tensors: logits 0 over 5 words (CE = log 5); the dropped last output is 2
+    everywhere (AR term 4); the raw last output is 0, 1, 3 over time (TAR term (1 + 4) / 2 = 2.5,
+    while AR on it would be 10 / 3); the first layer's tensors are 100 (wrong layer: huge).
+    With alpha = 2, beta = 1: log 5 + 8 + 2.5; swapped weights give log 5 + 4 + 5."""
+    module = _tiny_task(alpha=2.0, beta=1.0)
+
+    def known_outputs(tokens, hidden=None):
+        zero = module.model.decoder.bias.sum() * 0.0  # in the graph, so that backward runs
+        steps, batch = tokens.shape
+        raw_last = torch.tensor([0.0, 1.0, 3.0]).view(3, 1, 1).expand(steps, batch, 4) + zero
+        first = torch.full((steps, batch, 8), 100.0) + zero
+        return LMOutput(torch.zeros(steps, batch, 5) + zero, module.model.init_hidden(batch), [first, raw_last],
+                        [first, torch.full((steps, batch, 4), 2.0) + zero], None, None)
+
+    module.model.forward = known_outputs
+    losses = _record_backward(module)
+    _fit_on(module, [_batch(rows=3)])
+    assert losses == [pytest.approx(math.log(5) + 2.0 * 4.0 + 1.0 * 2.5, rel=1e-6)]
+
+
+def test_learning_rate_is_scaled_by_segment_length_over_bptt_for_that_batch_only():
+    """Guards AWD-LSTM's per-batch learning rate: lr * seq_len / bptt during the batch's step, the
+    base lr again after it. The dataset gives lr_scale = nominal length / bptt (35 / 70 = 0.5 and
+    140 / 70 = 2, the nominal length even when the segment is cut short at the end); the task
+    steps with 30 * 2 = 60, then 30 * 0.5 = 15, and is back at 30 after each batch."""
+    from datamodules.text_corpus import SegmentDataset
+
+    segments = SegmentDataset(torch.arange(100).view(50, 2), [(0, 35, 35), (35, 14, 140)], bptt=70)
+    assert [segments[i]["lr_scale"] for i in range(2)] == [0.5, 2.0]
+    assert segments[1]["input"].shape == (14, 2)
+
+    class LearningRates(pl.Callback):
+        def __init__(self):
+            self.at_step, self.after = [], []
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            self.at_step.append(optimizer.param_groups[0]["lr"])
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.after.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    module, lrs = _tiny_task(lr=30.0), LearningRates()
+    _fit_on(module, [_batch(rows=4, lr_scale=2.0), _batch(rows=4, lr_scale=0.5)], callbacks=[lrs])
+    assert lrs.at_step == [60.0, 15.0]
+    assert lrs.after == [30.0, 30.0]
+
+
+def test_hidden_state_is_carried_across_training_batches_and_reset_each_epoch():
+    """Guards truncated BPTT: batch k + 1 starts from the (detached) hidden state batch k ended
+    with, not from zeros; each epoch starts from zeros (AWD-LSTM). Two epochs of two batches."""
+    module = _tiny_task()
+    forward, seen = module.model.forward, []
+
+    def recording(tokens, hidden=None):
+        out = forward(tokens, hidden)
+        seen.append((hidden, out.hidden))
+        return out
+
+    module.model.forward = recording
+    _fit_on(module, [_batch(rows=3), _batch(rows=3)], epochs=2)
+    assert len(seen) == 4
+    for index, (given, _) in enumerate(seen):
+        if index % 2 == 0:  # the first batch of an epoch: zeros
+            assert all(not h.any() and not c.any() for h, c in given)
+        else:  # the state the previous batch ended with (not zero), detached
+            ended = seen[index - 1][1]
+            assert all(h.abs().sum() > 0 for h, _ in ended)
+            for (h, c), (h_end, c_end) in zip(given, ended):
+                assert torch.equal(h, h_end) and torch.equal(c, c_end) and not h.requires_grad
+
+
+def test_variable_bptt_lengths_follow_awd_lstm_distribution():
+    """Guards the segment-length distribution: the nominal length is N(bptt, 5) with probability
+    0.95 and N(bptt / 2, 5) otherwise, truncated to an int, at least 5. Over ~14,500 segments of
+    bptt 70, the short mode's share is 0.05 within 5 binomial sd (0.009); the long mode's mean is
+    70 - 0.5 (int() truncates) within 5 sd of a mean (0.21) and its sd 5 within 0.2. With bptt 8
+    (modes 8 and 4, sd 5), no length is under 5 and a quarter or more are exactly 5."""
+    lengths = np.array([nominal for _, _, nominal in segment_schedule(rows=1_000_001, bptt=70, seed=3, epoch=0)])
+    short = lengths < (70 + 35) / 2  # the modes are 7 sd apart: the cut misclassifies ~2e-4
+    n = lengths.size
+    assert abs(short.mean() - 0.05) <= 5 * math.sqrt(0.05 * 0.95 / n)
+    long = lengths[~short]
+    assert abs(long.mean() - 69.5) <= 5 * 5 / math.sqrt(long.size)
+    assert abs(long.std() - 5.0) < 0.2
+    assert abs(lengths[short].mean() - 34.5) <= 5 * 5 / math.sqrt(short.sum())
+    small = np.array([nominal for _, _, nominal in segment_schedule(rows=20_000, bptt=8, seed=3, epoch=0)])
+    assert small.min() == 5 and (small == 5).mean() > 0.25

@@ -20,6 +20,7 @@ import train as entry
 from datamodules.files import DataError
 from datamodules.text_corpus import TextCorpusDataModule, load_corpus
 from tasks.checkpoints import CheckpointError, load_language_model, read_checkpoint
+from tests.cli import cli_env
 from tests.conftest import ROOT, TINY_MODEL, requires_data
 
 TINY_LM = [
@@ -72,16 +73,45 @@ def test_non_utf8_byte_names_file_line_and_column(tmp_path):
         load_corpus(folder)
 
 
-def test_unknown_config_key_names_the_key(make_cfg):
+def test_unknown_config_key_on_the_command_line_prints_the_key_and_its_schema():
+    """Guards what a user sees for a misspelt override (``python train.py model.hiden_size=3``):
+    exit status 1 and Hydra's message naming the key and the schema it is not in (struct mode
+    alone would say "is not in struct"), before anything is built."""
+    proc = subprocess.run([sys.executable, "train.py", "model.hiden_size=3"], cwd=ROOT, env=cli_env(),
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 1
+    assert "Could not override 'model.hiden_size'." in proc.stderr
+    assert "Key 'hiden_size' not in 'BackboneConfig'" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "yaml,message",
+    [
+        ("model:\n  hiden_size: 3\n", "Key 'hiden_size' not in 'BackboneConfig'"),
+        ("task:\n  module:\n    lrr: 3.0\n", "Key 'lrr' not in 'LanguageModelingSchema'"),
+        ("task:\n  datamodule:\n    bpt: 35\n", "Key 'bpt' not in 'TextCorpusDataSchema'"),
+    ],
+    ids=["model", "task.module", "task.datamodule"],
+)
+def test_typo_inside_a_config_file_names_the_file_the_key_and_the_schema(make_cfg, tmp_path, yaml, message):
+    """Guards the typed schemas: a key misspelt inside a YAML file (an experiment, conf/local)
+    is merged silently by Hydra's struct mode, which only checks command-line overrides; with
+    the schemas composition fails, naming the file and the key."""
+    folder = tmp_path / "extra" / "experiment"
+    folder.mkdir(parents=True)
+    (folder / "typo.yaml").write_text("# @package _global_\n" + yaml)
     with pytest.raises(ConfigCompositionException) as info:
-        make_cfg(["model.hiden_size=3"])
-    assert "hiden_size" in str(info.value.__cause__ or info.value)
+        make_cfg([f"hydra.searchpath=[file://{tmp_path / 'extra'}]", "experiment=typo"])
+    assert "In 'experiment/typo'" in str(info.value) and message in str(info.value)
 
 
 def test_wrong_config_type_names_the_key(make_cfg):
+    """Guards the schemas' types: a string for an int field fails at composition, naming the key."""
     with pytest.raises(ConfigCompositionException) as info:
         make_cfg(["model.hidden_size=large"])
-    assert "hidden_size" in str(info.value.__cause__ or info.value)
+    cause = str(info.value.__cause__)
+    assert "Value 'large' of type 'str' could not be converted to Integer" in cause
+    assert "full_key: model.hidden_size" in cause
 
 
 def test_chunk_size_that_does_not_divide_the_layers(make_cfg):
@@ -133,6 +163,36 @@ def test_checkpoint_with_pickled_code_is_refused(tmp_path):
     torch.save({"state_dict": {}, "payload": Payload()}, evil)
     with pytest.raises(CheckpointError, match="refused to load"):
         read_checkpoint(evil)
+
+
+class TouchPayload:
+    """Unpickling this creates ``marker``: the proof that the checkpoint's code ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@requires_data("ptb/train.txt")
+@pytest.mark.parametrize(
+    "overrides", [TINY_LM, [*TINY_LM, "train=false", "test=true"], ["task=syneval", "train=false"]],
+    ids=["resume_fit", "test_only", "syneval"],
+)
+def test_train_py_refuses_a_checkpoint_with_pickled_code_before_running_it(tiny_checkpoint, make_cfg, tmp_path, overrides):
+    """Guards the paths a user takes with ckpt_path: resuming a fit, testing a checkpoint
+    (train=false) and scoring it (task=syneval): a checkpoint that also carries a pickled object
+    is refused with the file named and the reason, and its code never runs (no marker file)."""
+    marker = tmp_path / "code_ran"
+    checkpoint = torch.load(tiny_checkpoint, weights_only=True)
+    checkpoint["payload"] = TouchPayload(marker)
+    evil = tmp_path / "evil.ckpt"
+    torch.save(checkpoint, evil)
+    cfg = make_cfg([*overrides, f"ckpt_path={evil}"])
+    with pytest.raises(CheckpointError, match=r"evil.ckpt: refused to load: it holds more than tensors"):
+        entry.train(cfg)
+    assert not marker.exists()
 
 
 @requires_data("ptb/train.txt")

@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from hydra.errors import ConfigCompositionException
 
 import train as entry
 from datamodules.minimal_pairs import MinimalPairsDataModule
 from onlstm import BackboneConfig, RNNLanguageModel
 from onlstm.inference import sequence_log_probs
 from tasks.syntactic_evaluation import SyntacticEvaluationTask, last_layer_states
+from tests.conftest import SYNEVAL_GROUPS, SYNEVAL_ITEMS_ONE_PER_CONDITION
 
 WORDS = ["<eos>", "<unk>", "the", "author", "authors", "laughs", "laugh", "no", "most", "have", "ever", "been", "popular"]
 CFG = BackboneConfig(arch="onlstm", emb_size=8, hidden_size=12, n_layers=2, chunk_size=4, tie_weights=False)
@@ -37,10 +39,10 @@ RECORDS = {
 }  # fmt: skip
 
 
-def write_suite(root: Path) -> Path:
+def write_suite(root: Path, suite: dict = RECORDS) -> Path:
     folder = root / "syneval"
     folder.mkdir(parents=True, exist_ok=True)
-    for name, records in RECORDS.items():
+    for name, records in suite.items():
         (folder / f"{name}.jsonl").write_text("".join(json.dumps({"category": name, **r}) + "\n" for r in records))
     return root
 
@@ -64,10 +66,10 @@ def unigram_model(bias: dict[str, float]) -> RNNLanguageModel:
     return model
 
 
-def run_suite(tmp_path: Path, model: RNNLanguageModel, **datamodule_kwargs) -> SyntacticEvaluationTask:
+def run_suite(tmp_path: Path, model: RNNLanguageModel, suite: dict = RECORDS, **datamodule_kwargs) -> SyntacticEvaluationTask:
     ckpt = save_checkpoint(model, tmp_path / "lm.ckpt")
     module = SyntacticEvaluationTask(model={}, checkpoint=str(ckpt))
-    datamodule = MinimalPairsDataModule(str(write_suite(tmp_path)), **datamodule_kwargs)
+    datamodule = MinimalPairsDataModule(str(write_suite(tmp_path, suite)), **datamodule_kwargs)
     datamodule.use_vocabulary(module.vocab)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     trainer.test(module, datamodule=datamodule)
@@ -102,6 +104,42 @@ def test_hand_set_weights_give_the_known_scores_and_accuracies(tmp_path):
     assert table3[1] == "short-term,Subject-verb agreement,Simple,good_vs_bad,2,0,0.5"
     assert [row.split(",")[2] for row in table3[2:]] == [
         "Simple (grammatical vs. intrusive)", "Simple (intrusive vs. ungrammatical)", "Simple (grammatical vs. ungrammatical)"
+    ]  # fmt: skip
+
+
+NPI_RECORDS = {
+    "simple_npi_anim": [
+        {"group": "simple_npi", "condition": "past", "good": "no authors have ever been popular",
+         "bad": "most authors have ever been popular", "intrusive": "the authors have ever been popular"},
+        {"group": "simple_npi", "condition": "future", "good": "no author have ever laughed",
+         "bad": "every author have ever laughed", "intrusive": "the author have ever laughed"},
+    ],
+}  # fmt: skip
+
+
+def test_npi_comparisons_are_each_made_on_their_own_pair_of_sentences(tmp_path):
+    """Guards Marvin & Linzen's three NPI comparisons (good > bad, good > intrusive, intrusive > bad):
+    each one compares its own two sentences and is reported under its own name. A unigram model
+    scores each sentence by its determiner (the rest is shared): <unk> 5 > no 3 > most 2 > the 1.
+    Item 1 (no / most / the): good > bad > intrusive, outcomes (gb, gi, ib) = (1, 1, 0); item 2
+    ("every" is <unk>): bad > good > intrusive, (0, 1, 0). Accuracies 1/2, 2/2, 0/2: all three
+    differ, so any comparison made on another pair, or reported under another name, shows."""
+    bias = {"<unk>": 5.0, "no": 3.0, "most": 2.0, "the": 1.0}
+    module = run_suite(tmp_path, unigram_model(bias), suite=NPI_RECORDS)
+    npi = module.results.by_group["simple_npi"]
+    assert [(npi[c].correct, npi[c].total) for c in ("good_vs_bad", "good_vs_intrusive", "intrusive_vs_bad")] == [
+        (1, 2), (2, 2), (0, 2)
+    ]  # fmt: skip
+    metrics = module.trainer.callback_metrics
+    assert metrics["test/acc/simple_npi"].item() == 0.5
+    assert metrics["test/acc/simple_npi/good_vs_intrusive"].item() == 1.0
+    assert metrics["test/acc/simple_npi/intrusive_vs_bad"].item() == 0.0
+    assert metrics["test/acc_cond/simple_npi_anim/past"].item() == 1.0
+    assert metrics["test/acc_cond/simple_npi_anim/future"].item() == 0.0
+    table3 = (tmp_path / "tables" / "syneval_table3.csv").read_text().splitlines()[1:]
+    assert [(row.split(",")[2], float(row.split(",")[-1])) for row in table3] == [
+        ("Simple (grammatical vs. intrusive)", 1.0), ("Simple (intrusive vs. ungrammatical)", 0.0),
+        ("Simple (grammatical vs. ungrammatical)", 0.5),
     ]  # fmt: skip
 
 
@@ -152,8 +190,9 @@ def test_end_to_end_through_train_py(make_cfg, tmp_path):
 
 
 def test_schema_rejects_a_typo_and_training_is_refused(make_cfg, tmp_path):
-    with pytest.raises(Exception, match="skip_oovv"):
+    with pytest.raises(ConfigCompositionException) as info:
         make_cfg(["task=syneval", "task.datamodule.skip_oovv=true"])
+    assert "Key 'skip_oovv' not in 'MinimalPairsDataSchema'" in str(info.value.__cause__)
     ckpt = save_checkpoint(unigram_model({}), tmp_path / "lm.ckpt")
     cfg = make_cfg(["task=syneval", f"ckpt_path={ckpt}", f"paths.data_dir={write_suite(tmp_path / 'data')}", "logger=csv"])
     with pytest.raises(RuntimeError, match="train=false"):
@@ -166,6 +205,9 @@ def test_experiment_trains_then_scores_the_suite(make_cfg):
                     "evaluate_after.syneval.datamodule.limit_per_condition=1", "+trainer.limit_train_batches=2",
                     "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false"])
     metrics = entry.train(cfg)
-    assert "val/ppl" in metrics
-    assert 0.0 <= metrics["test/acc"] <= 1.0
-    assert any(key.startswith("test/acc/") for key in metrics)
+    assert math.isfinite(metrics["val/ppl"])
+    # the whole suite at one item per (file, condition), every reporting group scored
+    assert metrics["test/items"] == SYNEVAL_ITEMS_ONE_PER_CONDITION
+    groups = {key for key in metrics if key.startswith("test/acc/") and key.count("/") == 2}
+    assert len(groups) == SYNEVAL_GROUPS and all(0.0 <= metrics[key] <= 1.0 for key in groups)
+    assert metrics["test/acc"] == pytest.approx(sum(metrics[key] for key in groups) / SYNEVAL_GROUPS)
