@@ -63,30 +63,48 @@ def test_submitit_local_multirun_gives_each_job_a_complete_folder(tmp_path):
     for job, chunk in zip(jobs, (4, 8)):
         assert job_config(job)["model"]["chunk_size"] == chunk
         metrics = logged_metrics(job)
-        assert metrics["val/ppl"] > 1 and metrics["test/ppl"] > 1
         [ckpt] = list((job / "checkpoints").glob("epoch_*.ckpt"))
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         assert state["hyper_parameters"]["model"]["chunk_size"] == chunk  # its own weights, not the other job's
+        # the job's logged validation perplexity is the score its own best checkpoint was kept for
+        [score] = [v["best_model_score"] for k, v in state["callbacks"].items()
+                   if k.startswith("ModelCheckpoint") and v.get("best_model_score") is not None]
+        assert float(score) == pytest.approx(metrics["val/ppl"], rel=1e-6)
         assert (job / "train.log").is_file()
     assert len(list((sweep / ".submitit").iterdir())) >= 2  # submitit's own job folders
     assert logged_metrics(jobs[0])["val/ppl"] != logged_metrics(jobs[1])["val/ppl"]
 
 
-@requires_data("logic/train0", "logic/test1")
+# a logic job that learns formulas of 0-1 operators in a few seconds (tests/test_logic_task.py)
+LOGIC_LEARNING_JOB = [
+    "task=logic", "model.emb_size=32", "model.hidden_size=64", "model.n_layers=1", "model.chunk_size=8",
+    "model.tie_weights=false", "model.dropouth=0", "model.dropouti=0", "model.dropoute=0", "model.wdrop=0",
+    "task.module.mlp_hidden=64", "task.datamodule.train_ops=[0,1]", "task.datamodule.test_ops=[0,1]",
+    "task.datamodule.batch_size=32", "trainer.max_epochs=3", "trainer.enable_progress_bar=false",
+    "trainer.num_sanity_val_steps=0",
+]
+
+
+@requires_data("logic/train0", "logic/train1", "logic/test0", "logic/test1")
 def test_optuna_sweep_of_two_trials_receives_what_main_returns(tmp_path):
+    """Guards that the Optuna sweeper optimises what train.py's main returns (val/acc_best): of two
+    trials, one with learning rate 0 (it cannot learn: the majority rate) and one with 3e-3 (it
+    learns: tests/test_logic_task.py), the sweeper must report the second as best, with its value."""
     sweep = tmp_path / "optuna"
+    # the other searched settings pinned to one value each, so that the trials differ in lr alone
+    space = ('hydra.sweeper.params={task.module.lr:"choice(0.0,0.003)",task.module.mlp_dropout:"choice(0.0)",'
+             'model.dropout:"choice(0.0)",model.chunk_size:"choice(8)"}')
     run_train(["hparams_search=logic_optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",
-               *LOGIC_JOB, f"hydra.sweep.dir={sweep}"])
+               "hydra.sweeper.sampler.seed=0", space, *LOGIC_LEARNING_JOB, f"hydra.sweep.dir={sweep}"])
     jobs = job_folders(sweep)
     assert len(jobs) == 2
-    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    values = [logged_metrics(job)["val/acc_best"] for job in jobs]
-    assert results["best_value"] == pytest.approx(max(values))
-    # each trial ran with the parameters the sampler drew for it, recorded in its own folder
-    params = [yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) for job in jobs]
     lrs = [job_config(job)["task"]["module"]["lr"] for job in jobs]
+    assert sorted(lrs) == [0.0, 0.003]  # the seeded sampler drew both values (else: pick another seed)
+    values = [logged_metrics(job)["val/acc_best"] for job in jobs]
+    learned, frozen = values[lrs.index(0.003)], values[lrs.index(0.0)]
+    assert learned > frozen + 0.1
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["best_params"]["task.module.lr"] == 0.003
+    assert results["best_value"] == pytest.approx(learned)
+    params = [yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) for job in jobs]
     assert all(any(o.startswith("task.module.lr=") for o in p) for p in params)
-    assert lrs[0] != lrs[1]
-    if values[0] != values[1]:
-        best = jobs[values.index(max(values))]
-        assert results["best_params"]["task.module.lr"] == pytest.approx(job_config(best)["task"]["module"]["lr"])
