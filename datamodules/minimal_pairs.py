@@ -344,13 +344,13 @@ class MinimalPairsDataModule(pl.LightningDataModule):
     def __init__(
         self,
         data_dir: str,
-        folder: str = "syneval",
-        categories: list[str] | None = None,
-        limit_per_condition: int | None = None,
-        casing: str = "auto",
-        final_period: bool | None = None,
-        skip_oov: bool = False,
-        batch_size: int = 256,
+        folder: str = "syneval",  # under data_dir: one JSONL file per test case + counts.json
+        categories: list[str] | None = None,  # test-case files to score (file stems); None = all
+        limit_per_condition: int | None = None,  # first N items of each (case, condition); None = all
+        casing: str = "auto",  # auto | lower | sentence (capitalise the first word)
+        final_period: bool | None = None,  # append " ."; None = when "." is in the LM's vocabulary
+        skip_oov: bool = False,  # skip pairs with a word outside the vocabulary (else it reads as <unk>)
+        batch_size: int = 256,  # distinct sentences per padded batch
     ):
         super().__init__()
         if casing not in CASINGS:

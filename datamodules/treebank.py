@@ -161,12 +161,16 @@ class TreebankDataModule(pl.LightningDataModule):
     def __init__(
         self,
         data_dir: str,
-        treebank: str = "treebank/combined",
-        file_pattern: str = DEFAULT_PATTERN,
-        sections: list[int] | None = None,
-        dev_sections: list[int] | None = None,
-        max_length: int = 10,
-        batch_size: int = 64,
+        treebank: str = "treebank/combined",  # folder of .mrg files under data_dir (the free NLTK WSJ sample)
+        file_pattern: str = DEFAULT_PATTERN,  # regex over each file's path relative to that folder (whole path)
+        # WSJ sections of the test set (the NLTK sample's second half, wsj_0100-0199; [23] for WSJ
+        # test); None: every matching file
+        sections: list[int] | None = (1,),
+        # WSJ sections of the development set, where the layer is chosen (the sample's first half,
+        # wsj_0001-0099; [22] with the full WSJ); None: no development set (then fix the layer)
+        dev_sections: list[int] | None = (0,),
+        max_length: int = 10,  # the short-sentence set: at most this many words (WSJ10 protocol)
+        batch_size: int = 64,  # sentences per test batch (padded; results do not depend on it)
     ):
         super().__init__()
         if max_length < 1 or batch_size < 1:
@@ -184,7 +188,9 @@ class TreebankDataModule(pl.LightningDataModule):
                     "the layer must be chosen on trees it is not scored on"
                 )
         self.folder = Path(data_dir) / treebank
-        self.file_pattern, self.sections, self.dev_sections = file_pattern, sections, dev_sections
+        self.file_pattern = file_pattern
+        self.sections = None if sections is None else list(sections)
+        self.dev_sections = None if dev_sections is None else list(dev_sections)
         self.max_length, self.batch_size = max_length, batch_size
         self.vocab: Vocabulary | None = None
         self._sentences: list[TreebankSentence] | None = None

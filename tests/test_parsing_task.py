@@ -43,6 +43,10 @@ BAD = """\
 """
 
 
+# the hand-written treebanks below are one section: every file a test file, no development set
+ALL_FILES_AS_TEST = {"sections": None, "dev_sections": None}
+
+
 def write_treebank(root: Path, files: dict[str, str]) -> Path:
     for name, text in files.items():
         path = root / "tb" / name
@@ -54,7 +58,7 @@ def write_treebank(root: Path, files: dict[str, str]) -> Path:
 # ----------------------------------------------------------------------------- datamodule
 def test_reader_keeps_words_builds_gold_and_encodes(tmp_path):
     write_treebank(tmp_path, {"wsj_0001.mrg": GOOD, "README": "not a tree"})
-    dm = TreebankDataModule(data_dir=str(tmp_path), treebank="tb", max_length=3, batch_size=8)
+    dm = TreebankDataModule(data_dir=str(tmp_path), treebank="tb", max_length=3, batch_size=8, **ALL_FILES_AS_TEST)
     assert [s.words for s in dm.sentences] == [
         ["the", "cat", "sat", "on", "the", "mat"],
         ["mr.", "smith", "paid", "N.N"],
@@ -75,14 +79,14 @@ def test_reader_keeps_words_builds_gold_and_encodes(tmp_path):
 
 
 def test_vocabulary_needs_eos_and_unk(tmp_path):
-    dm = TreebankDataModule(data_dir=str(tmp_path), treebank="tb")
+    dm = TreebankDataModule(data_dir=str(tmp_path), treebank="tb", **ALL_FILES_AS_TEST)
     with pytest.raises(ValueError, match="<unk>"):
         dm.use_vocabulary(["<eos>", "the"])
 
 
 def test_batches_cover_every_sentence_once(tmp_path):
     write_treebank(tmp_path, {"wsj_0001.mrg": GOOD * 3})
-    dm = TreebankDataModule(data_dir=str(tmp_path), treebank="tb", batch_size=4)
+    dm = TreebankDataModule(data_dir=str(tmp_path), treebank="tb", batch_size=4, **ALL_FILES_AS_TEST)
     dm.use_vocabulary(["<eos>", "<unk>"])
     batches = list(dm.test_dataloader())
     assert [len(b["index"]) for b in batches] == [4, 2]

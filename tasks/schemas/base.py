@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import collections.abc
+import functools
+import inspect
+import operator
+import types
+import typing
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
+
+from omegaconf import MISSING
 
 
 @dataclass
@@ -17,3 +25,37 @@ class TaskSchemaBase:
     trainer_kwargs: dict[str, Any] = field(default_factory=dict)
     # True: the task evaluates the LM at ckpt_path (parsing, syneval) instead of resuming from it
     evaluates_checkpoint: bool = False
+
+
+def _config_type(annotation: Any) -> Any:
+    """The structured-config type of a signature's annotation: sequences become lists (what a
+    YAML list is), the rest stays as written."""
+    origin = typing.get_origin(annotation)
+    if origin in (types.UnionType, typing.Union):
+        args = [_config_type(a) for a in typing.get_args(annotation)]
+        return functools.reduce(operator.or_, args)
+    if origin in (list, tuple, collections.abc.Sequence):
+        args = typing.get_args(annotation)
+        return list[args[0]] if args else list
+    return annotation
+
+
+def signature_schema(target: type, exclude: tuple[str, ...] = ()) -> type:
+    """A typed config schema of ``target``'s constructor: one field per keyword argument, with the
+    type and default of the signature, which is the one place a default is written; ``_target_``
+    names ``target`` for ``hydra.utils.instantiate``. ``exclude``: arguments the runner passes
+    itself (the model config, what the datamodule tells the module)."""
+    hints = typing.get_type_hints(target.__init__)
+    fields: list[tuple] = [("_target_", str, f"{target.__module__}.{target.__qualname__}")]
+    for name, parameter in inspect.signature(target.__init__).parameters.items():
+        if name == "self" or name in exclude or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        kind = _config_type(hints.get(name, Any))
+        default = parameter.default
+        if default is inspect.Parameter.empty:
+            fields.append((name, kind, field(default=MISSING)))  # "???": the config must set it
+        elif isinstance(default, (list, tuple)):
+            fields.append((name, kind, field(default_factory=functools.partial(list, default))))
+        else:
+            fields.append((name, kind, default))
+    return make_dataclass(f"{target.__name__}Schema", fields)

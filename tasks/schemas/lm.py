@@ -1,4 +1,8 @@
-"""Schemas of the backbone (group ``model``) and of the language-modeling task."""
+"""Schemas of the backbone (group ``model``) and of the language-modeling task.
+
+The fields, types and defaults are those of the classes' signatures (:func:`signature_schema`):
+``onlstm.BackboneConfig`` for the model, the datamodule's and the module's constructors for the task.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +10,13 @@ from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
+from datamodules.text_corpus import TextCorpusDataModule
 from onlstm.lm import BackboneConfig
-from tasks.schemas.base import TaskSchemaBase
+from tasks.language_modeling import LanguageModelingTask
+from tasks.schemas.base import TaskSchemaBase, signature_schema
 
-
-@dataclass
-class TextCorpusDataSchema:
-    _target_: str = "datamodules.text_corpus.TextCorpusDataModule"
-    data_dir: str = "???"
-    corpus: str = "ptb"
-    batch_size: int = 20
-    eval_batch_size: int = 10
-    test_batch_size: int = 1
-    bptt: int = 70
-    variable_bptt: bool = True
-    seed: int = 141
-    train_fraction: float = 1.0
-
-
-@dataclass
-class LanguageModelingSchema:
-    _target_: str = "tasks.language_modeling.LanguageModelingTask"
-    optimizer: str = "sgd"
-    lr: float = 30.0
-    weight_decay: float = 1.2e-6
-    clip: float = 0.25
-    alpha: float = 2.0
-    beta: float = 1.0
-    asgd: bool = True
-    plateau_factor: float | None = None
-    plateau_patience: int = 0
+TextCorpusDataSchema = signature_schema(TextCorpusDataModule)
+LanguageModelingSchema = signature_schema(LanguageModelingTask, exclude=("model", "vocab"))
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Schema of the logical-inference task (Bowman et al. propositional logic)."""
+"""Schema of the logical-inference task (Bowman et al. propositional logic): the fields, types and
+defaults of the datamodule's and the module's signatures (:func:`signature_schema`)."""
 
 from __future__ import annotations
 
@@ -6,40 +7,15 @@ from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
-from tasks.schemas.base import TaskSchemaBase
+from datamodules.propositional_logic import PropositionalLogicDataModule
+from tasks.logical_inference import LogicalInferenceTask
+from tasks.schemas.base import TaskSchemaBase, signature_schema
 
-
-@dataclass
-class PropositionalLogicDataSchema:
-    _target_: str = "datamodules.propositional_logic.PropositionalLogicDataModule"
-    data_dir: str = "???"  # the folder of train0..train12 / test0..test12
-    test_dir: str | None = None  # testN files from elsewhere (e.g. `python -m onlstm.logic`); default data_dir
-    train_ops: list[int] = field(default_factory=lambda: list(range(7)))
-    test_ops: list[int] = field(default_factory=lambda: list(range(13)))
-    val_every: int = 10
-    batch_size: int = 128
-    eval_batch_size: int = 256
-    train_fraction: float = 1.0
-    val_fraction: float = 1.0
-    test_fraction: float = 1.0
-    bucket: bool = True
-    seed: int = 141
-    num_workers: int = 0
-    # longer test formulas from the project's generator: pairs per number of operators, seed
-    generated_test_ops: list[int] = field(default_factory=list)
-    generated_test_count: int = 300
-    generated_test_seed: int = 0
-
-
-@dataclass
-class LogicalInferenceSchema:
-    _target_: str = "tasks.logical_inference.LogicalInferenceTask"
-    lr: float = 1e-3
-    weight_decay: float = 1.2e-6
-    mlp_hidden: int = 400
-    mlp_dropout: float = 0.2
-    plateau_factor: float = 0.5
-    plateau_patience: int = 2
+PropositionalLogicDataSchema = signature_schema(PropositionalLogicDataModule)
+# the vocabulary, relations and operator counts come from the datamodule (module_kwargs)
+LogicalInferenceSchema = signature_schema(
+    LogicalInferenceTask, exclude=("model", "vocab_size", "relations", "train_ops", "test_ops", "pad_id")
+)
 
 
 @dataclass

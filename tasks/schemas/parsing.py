@@ -1,4 +1,5 @@
-"""Schema of the unsupervised-parsing task (``conf/task/parsing.yaml``)."""
+"""Schema of the unsupervised-parsing task (``conf/task/parsing.yaml``): the fields, types and
+defaults of the datamodule's and the module's signatures (:func:`signature_schema`)."""
 
 from __future__ import annotations
 
@@ -6,37 +7,15 @@ from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
-from tasks.schemas.base import TaskSchemaBase
+from datamodules.treebank import TreebankDataModule
+from tasks.schemas.base import TaskSchemaBase, signature_schema
+from tasks.unsupervised_parsing import UnsupervisedParsingTask
 
-
-@dataclass
-class TreebankDataSchema:
-    _target_: str = "datamodules.treebank.TreebankDataModule"
-    data_dir: str = "???"
-    # folder of .mrg files under data_dir (the free NLTK WSJ sample by default)
-    treebank: str = "treebank/combined"
-    # regex over each file's path relative to that folder (whole path must match)
-    file_pattern: str = r"(?i)(.*/)?wsj_[0-9]+\.mrg"
-    # WSJ sections of the test set (the NLTK sample's second half, wsj_0100-0199; [23] for WSJ test);
-    # null: every matching file
-    sections: list[int] | None = field(default_factory=lambda: [1])
-    # WSJ sections of the development set, where the layer is chosen (the sample's first half,
-    # wsj_0001-0099; [22] with the full WSJ); null: no development set (then set module.layer)
-    dev_sections: list[int] | None = field(default_factory=lambda: [0])
-    # the short-sentence set: at most this many words (WSJ10 protocol)
-    max_length: int = 10
-    # sentences per test batch (padded; results do not depend on it)
-    batch_size: int = 64
-
-
-@dataclass
-class UnsupervisedParsingSchema:
-    _target_: str = "tasks.unsupervised_parsing.UnsupervisedParsingTask"
-    # the layer whose trees are reported; null: the best layer on the development set
-    layer: int | None = None
-    n_figures: int = 4
-    seed: int = 141
-    labels: list[str] = field(default_factory=lambda: ["NP", "VP", "PP", "SBAR", "ADJP", "ADVP", "INTJ"])
+TreebankDataSchema = signature_schema(TreebankDataModule)
+# the checkpoint is ckpt_path; the short-sentence limit and the development set come from the datamodule
+UnsupervisedParsingSchema = signature_schema(
+    UnsupervisedParsingTask, exclude=("model", "checkpoint", "max_length", "has_dev_set")
+)
 
 
 @dataclass

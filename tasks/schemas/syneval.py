@@ -1,4 +1,5 @@
-"""Schema of the targeted syntactic evaluation task (``conf/task/syneval.yaml``)."""
+"""Schema of the targeted syntactic evaluation task (``conf/task/syneval.yaml``): the fields, types
+and defaults of the datamodule's and the module's signatures (:func:`signature_schema`)."""
 
 from __future__ import annotations
 
@@ -6,25 +7,12 @@ from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
-from tasks.schemas.base import TaskSchemaBase
+from datamodules.minimal_pairs import MinimalPairsDataModule
+from tasks.schemas.base import TaskSchemaBase, signature_schema
+from tasks.syntactic_evaluation import SyntacticEvaluationTask
 
-
-@dataclass
-class MinimalPairsDataSchema:
-    _target_: str = "datamodules.minimal_pairs.MinimalPairsDataModule"
-    data_dir: str = "???"
-    folder: str = "syneval"  # under data_dir: one JSONL file per test case + counts.json
-    categories: list[str] | None = None  # test-case files to score (file stems); null = all
-    limit_per_condition: int | None = None  # first N items of each (case, condition); null = all
-    casing: str = "auto"  # auto | lower | sentence (capitalise the first word)
-    final_period: bool | None = None  # append " ."; null = when "." is in the LM's vocabulary
-    skip_oov: bool = False  # skip pairs with a word outside the vocabulary (else it reads as <unk>)
-    batch_size: int = 256  # distinct sentences per padded batch
-
-
-@dataclass
-class SyntacticEvaluationSchema:
-    _target_: str = "tasks.syntactic_evaluation.SyntacticEvaluationTask"
+MinimalPairsDataSchema = signature_schema(MinimalPairsDataModule)
+SyntacticEvaluationSchema = signature_schema(SyntacticEvaluationTask, exclude=("model", "checkpoint"))
 
 
 @dataclass
