@@ -13,7 +13,7 @@ from tasks.schemas.base import TaskSchemaBase
 class PropositionalLogicDataSchema:
     _target_: str = "datamodules.propositional_logic.PropositionalLogicDataModule"
     data_dir: str = "???"  # the folder of train0..train12 / test0..test12
-    test_dir: str | None = None  # testN files from elsewhere (e.g. `python -m onlstm.logic`); default data_dir
+    test_dir: str | None = None  # testN files from elsewhere (e.g. `python -m datamodules.logic_formulas`); default data_dir
     train_ops: list[int] = field(default_factory=lambda: list(range(7)))
     test_ops: list[int] = field(default_factory=lambda: list(range(13)))
     val_every: int = 10

@@ -1,6 +1,6 @@
-"""The ON-LSTM layer for GPUs: one Triton kernel per time step for everything but the matmul.
+"""The layer op for GPUs: one Triton kernel per time step for everything but the matmul.
 
-On a GPU the fused aten path (:mod:`onlstm.fused`) is bound by kernel launches: a dozen pointwise
+On a GPU the aten path (:mod:`onlstm.ops.aten`) is bound by kernel launches: a dozen pointwise
 kernels per step forward and twenty backward, each doing microseconds of work. Here each step is
 
 * forward: one cuBLAS ``addmm`` (``h_{t-1} W_hh^T`` into the step's gate row) and ONE Triton
@@ -10,16 +10,16 @@ kernels per step forward and twenty backward, each doing microseconds of work. H
   and softmax backward included) and ``dc_{t-1}``, then one ``addmm`` for ``dh_{t-1}``.
 
 Weight and bias gradients are one matmul / reduction over all steps after the loop, as in the
-aten path. Written by hand rather than with ``torch.compile`` because the kernels are the point
+aten path. Both halves are registered ops (``torch.library.triton_op``, so ``torch.compile`` can
+trace into the kernels): ``onlstm::triton_layer_forward``, whose autograd formula calls
+``onlstm::triton_layer_backward``. Written by hand rather than with ``torch.compile`` because the kernels are the point
 of this module: each program handles one batch row as an (n_chunks, chunk_size) tile, so the
 chunk sums of Eqs. 10-11's backward and the cumax scans are register reductions, and there is no
 compile step beyond Triton's own (about a second per kernel, cached on disk).
 
 The same arithmetic as :func:`onlstm.stack.onlstm_layer_reference` (tested against it, and run
-by the tests on a CPU through Triton's interpreter, ``TRITON_INTERPRET=1``). Float32 only.
-
-Layout of the gate rows (as in :class:`onlstm.cell.ONLSTMCell`): [master input logits (n),
-master forget logits (n), output (H), cell (H), input (H), forget (H)], n = H // chunk_size.
+by the tests on a CPU through Triton's interpreter, ``TRITON_INTERPRET=1``). Float32 only. Gate
+row layout: :mod:`onlstm.ops.shared`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from torch.library import wrap_triton
 
-from onlstm.fused import master_grad_from_distances
+from onlstm.ops.shared import LayerResult, check_tensor, layer_sizes, master_grad_from_distances
 
 
 @triton.jit
@@ -145,9 +146,30 @@ def _meta(hidden: int, n: int) -> dict:
     return {"CHUNK": chunk, "BLOCK_N": triton.next_power_of_2(n), "BLOCK_C": triton.next_power_of_2(chunk)}
 
 
-def _forward(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: int):
-    steps, batch, rows = wx.shape
-    hidden = h0.size(-1)
+_FORWARD = "onlstm::triton_layer_forward"
+_BACKWARD = "onlstm::triton_layer_backward"
+
+
+def _check_forward(wx, h0, c0, w_hh, b_hh, n_chunk) -> tuple[int, int, int, int]:
+    steps, batch, hidden, rows = layer_sizes(_FORWARD, wx, h0, n_chunk)
+    device = wx.device.type
+    check_tensor(_FORWARD, "wx", wx, (steps, batch, rows), device=device)
+    check_tensor(_FORWARD, "h0", h0, (batch, hidden), device=device)
+    check_tensor(_FORWARD, "c0", c0, (batch, hidden), device=device)
+    check_tensor(_FORWARD, "w_hh", w_hh, (rows, hidden), device=device)
+    check_tensor(_FORWARD, "b_hh", b_hh, (rows,) if b_hh.dim() else (), device=device)
+    return steps, batch, hidden, rows
+
+
+@torch.library.triton_op(_FORWARD, mutates_args=())
+def triton_layer_forward(
+    wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n_chunk: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Run a layer from its input projection ``wx`` (T, B, R) (without b_hh), h0 and c0 (B, H),
+    w_hh (R, H), b_hh (R,) or a 0-d zero. Returns (hs = [h_0, ..., h_T], c_T, distance_forget,
+    distance_input, then what the backward reads: the activated gates and c_0..c_T)."""
+    steps, batch, hidden, rows = _check_forward(wx, h0, c0, w_hh, b_hh, n_chunk)
+    n = n_chunk
     meta = _meta(hidden, n)
     gates = torch.add(wx, b_hh).contiguous()  # (T, B, rows): activated in place step by step
     w_t = w_hh.t()  # a transposed view: cuBLAS takes it without a copy
@@ -156,59 +178,97 @@ def _forward(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: 
     master = wx.new_empty(steps, batch, 2, n)
     hs[0].copy_(h0)
     cells[0].copy_(c0)
+    step = wrap_triton(_forward_step)
     for t in range(steps):
         gates[t].addmm_(hs[t], w_t)
-        _forward_step[(batch,)](gates[t], cells[t], cells[t + 1], hs[t + 1], master[t], rows, hidden, n, **meta)
+        step[(batch,)](gates[t], cells[t], cells[t + 1], hs[t + 1], master[t], rows, hidden, n, **meta)
     means = master.mean(-1)  # (T, B, 2)
     dist_input = means[..., 0].contiguous()
     dist_forget = torch.rsub(means[..., 1], 1.0)
-    return hs, cells, dist_forget, dist_input, gates
+    return hs, cells[-1].clone(), dist_forget, dist_input, gates, cells
 
 
-class TritonONLSTMLayer(torch.autograd.Function):
-    """Same signature and outputs as :class:`onlstm.fused._ONLSTMLayer`."""
+@torch.library.triton_op(_BACKWARD, mutates_args=())
+def triton_layer_backward(
+    d_hs: Tensor | None,
+    d_c_last: Tensor | None,
+    d_dist_f: Tensor | None,
+    d_dist_i: Tensor | None,
+    gates: Tensor,
+    hs: Tensor,
+    cells: Tensor,
+    w_hh: Tensor,
+    n_chunk: int,
+    needs: list[bool],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The gradients (d_wx, d_h0, d_c0, d_w_hh, d_b_hh) of :func:`triton_layer_forward` from those
+    of its four differentiable outputs (None: unused). ``needs`` (five flags) says which to
+    compute; the others come back empty."""
+    steps, batch, hidden, rows = layer_sizes(_BACKWARD, gates, hs[0], n_chunk)
+    device = gates.device.type
+    for name, t, shape in (
+        ("gates", gates, (steps, batch, rows)), ("hs", hs, (steps + 1, batch, hidden)),
+        ("cells", cells, (steps + 1, batch, hidden)),
+    ):  # fmt: skip
+        check_tensor(_BACKWARD, name, t, shape, device=device, contiguous=True)
+    check_tensor(_BACKWARD, "w_hh", w_hh, (rows, hidden), device=device)
+    for name, t, shape in (
+        ("d_hs", d_hs, (steps + 1, batch, hidden)), ("d_c_last", d_c_last, (batch, hidden)),
+        ("d_dist_f", d_dist_f, (steps, batch)), ("d_dist_i", d_dist_i, (steps, batch)),
+    ):  # fmt: skip
+        if t is not None:
+            check_tensor(_BACKWARD, name, t, shape, device=device)
+    if len(needs) != 5:
+        raise ValueError(f"{_BACKWARD}: needs must hold 5 flags (wx, h0, c0, w_hh, b_hh), got {len(needs)}")
+    n = n_chunk
+    meta = _meta(hidden, n)
+    d_gates = torch.empty_like(gates)
+    d_master = master_grad_from_distances(d_dist_f, d_dist_i, n, gates)
+    dh = gates.new_zeros(batch, hidden) if d_hs is None else d_hs[-1].clone()
+    dc = gates.new_zeros(batch, hidden) if d_c_last is None else d_c_last.clone()
+    step = wrap_triton(_backward_step)
+    for t in range(steps - 1, -1, -1):
+        if t < steps - 1:  # dh_t = d output_t + d gates_{t+1} W_hh
+            if d_hs is None:
+                torch.mm(d_gates[t + 1], w_hh, out=dh)
+            else:
+                torch.addmm(d_hs[t + 1], d_gates[t + 1], w_hh, out=dh)
+        step[(batch,)](
+            gates[t], d_gates[t], cells[t], cells[t + 1], dh, dc,
+            d_master[t] if d_master is not None else dc,  # unused pointer without HAS_D_MASTER
+            rows, hidden, n, HAS_D_MASTER=d_master is not None, **meta,
+        )  # fmt: skip
+    empty = gates.new_empty(0)
+    flat = d_gates.view(steps * batch, rows)
+    d_h0 = empty.clone()
+    if needs[1]:
+        d_h0 = torch.mm(d_gates[0], w_hh)
+        if d_hs is not None:
+            d_h0 += d_hs[0]
+    d_w = torch.mm(flat.t(), hs[:-1].reshape(steps * batch, hidden)) if needs[3] else empty.clone()
+    d_b = flat.sum(0) if needs[4] else empty.clone()
+    return d_gates if needs[0] else empty, d_h0, dc if needs[2] else empty.clone(), d_w, d_b
 
-    @staticmethod
-    def forward(ctx, wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: int):
-        hs, cells, dist_f, dist_i, gates = _forward(wx, h0, c0, w_hh, b_hh, n)
-        ctx.n = n
-        ctx.save_for_backward(gates, hs, cells, w_hh)
-        ctx.set_materialize_grads(False)
-        return hs[1:], hs[-1].clone(), cells[-1].clone(), dist_f, dist_i
 
-    @staticmethod
-    def backward(ctx, d_out, d_h_last, d_c_last, d_dist_f, d_dist_i):
-        gates, hs, cells, w_hh = ctx.saved_tensors
-        n = ctx.n
-        steps, batch, rows = gates.shape
-        hidden = hs.size(-1)
-        meta = _meta(hidden, n)
-        d_gates = torch.empty_like(gates)
-        d_master = master_grad_from_distances(d_dist_f, d_dist_i, n, gates)
-        dh = gates.new_zeros(batch, hidden) if d_out is None else d_out[-1].clone()
-        if d_h_last is not None:
-            dh += d_h_last
-        dc = gates.new_zeros(batch, hidden) if d_c_last is None else d_c_last.clone()
-        for t in range(steps - 1, -1, -1):
-            if t < steps - 1:  # dh_t = d output_t + d gates_{t+1} W_hh
-                if d_out is None:
-                    torch.mm(d_gates[t + 1], w_hh, out=dh)
-                else:
-                    torch.addmm(d_out[t], d_gates[t + 1], w_hh, out=dh)
-            _backward_step[(batch,)](
-                gates[t], d_gates[t], cells[t], cells[t + 1], dh, dc,
-                d_master[t] if d_master is not None else dc,  # unused pointer without HAS_D_MASTER
-                rows, hidden, n, HAS_D_MASTER=d_master is not None, **meta,
-            )
-        needs = ctx.needs_input_grad
-        flat = d_gates.view(steps * batch, rows)
-        d_h0 = torch.mm(d_gates[0], w_hh) if needs[1] else None
-        d_w = torch.mm(flat.t(), hs[:-1].reshape(steps * batch, hidden)) if needs[3] else None
-        d_b = flat.sum(0) if needs[4] else None
-        return d_gates if needs[0] else None, d_h0, dc if needs[2] else None, d_w, d_b, None
+def _forward_setup(ctx, inputs, output) -> None:
+    ctx.n_chunk = inputs[-1]
+    hs, _, _, _, gates, cells = output
+    ctx.save_for_backward(gates, hs, cells, inputs[3])
+    ctx.mark_non_differentiable(gates, cells)  # saved for the backward only
+    ctx.set_materialize_grads(False)
 
 
-def inference_forward(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: int):
-    """No-grad forward: (hs, c_last, dist_forget, dist_input) like :func:`onlstm.fused._forward`."""
-    hs, cells, dist_f, dist_i, _ = _forward(wx, h0, c0, w_hh, b_hh, n)
-    return hs, cells[-1].clone(), dist_f, dist_i
+def _forward_backward(ctx, d_hs, d_c_last, d_dist_f, d_dist_i, *_):
+    needs = list(ctx.needs_input_grad[:5])
+    grads = torch.ops.onlstm.triton_layer_backward(d_hs, d_c_last, d_dist_f, d_dist_i, *ctx.saved_tensors, ctx.n_chunk, needs)
+    return (*(g if need else None for g, need in zip(grads, needs)), None)
+
+
+triton_layer_forward.register_autograd(_forward_backward, setup_context=_forward_setup)
+
+
+def layer(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: int) -> LayerResult:
+    """A whole layer through :func:`triton_layer_forward` (training and inference alike: the
+    buffers it keeps are the ones the forward needs anyway)."""
+    hs, c_last, dist_f, dist_i, _, _ = torch.ops.onlstm.triton_layer_forward(wx, h0, c0, w_hh, b_hh, n)
+    return LayerResult(hs[1:], hs[-1].clone(), c_last, dist_f, dist_i)
