@@ -52,8 +52,8 @@ class LinearDropConnect(nn.Linear):
             # keep each entry with probability 1 - dropout
             if cpu_ops.hashed_mask_applies(self.weight):
                 return cpu_ops.dropconnect(self.weight, 1.0 - self.dropout)
-            # uniform < p instead of bernoulli_: the same distribution, about half the time on a
-            # CPU (benchmarks/results/dropconnect_cpu.md)
+            # uniform < p instead of bernoulli_: the same distribution, faster
+            # (docs/performance.md, benchmarks/results/dropconnect_cpu.md)
             keep = torch.rand_like(self.weight) < 1.0 - self.dropout
             return self.weight * keep.to(self.weight.dtype)
         return self.weight * (1.0 - self.dropout)

@@ -43,7 +43,7 @@ def _zero_cell_with_biases(bias: list[float]) -> ONLSTMCell:
 
 def test_cell_matches_hand_computed_step():
     # rows: [master input (2), master forget (2), output (2), cell (2), input (2), forget (2)]
-    # All weights zero, so every gate is its bias. By hand (Eqs. 6-12):
+    # All weights zero, so every gate is its bias. By hand (Eqs. 9-14):
     #   f~ = cumax([0, 0]) = [.5, 1];  i~ = 1 - cumax([0, 0]) = [.5, 0];  w = f~ i~ = [.25, 0]
     #   f = i = o = sigmoid(0) = .5;  c^ = tanh(atanh(.5)) = .5
     #   f^ = f w + (f~ - w) = [.375, 1];  i^ = i w + (i~ - w) = [.375, 0]

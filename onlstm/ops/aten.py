@@ -47,8 +47,8 @@ def recurrence(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n
         # unbind makes all per-step views in one C++ call; without ``keep`` every step reuses row 0
         return list(buf.unbind(0)) if keep else [buf[0]] * steps
 
-    # tanh(x) = 2 sigmoid(2x) - 1. On CPU torch.tanh / exp-based kernels (MKL VML, softmax) are
-    # several times slower than sigmoid at these sizes and open parallel regions that stall when
+    # tanh(x) = 2 sigmoid(2x) - 1. On CPU torch.tanh / exp-based kernels (MKL VML, softmax) were
+    # several times slower than sigmoid at these sizes (docs/performance.md) and open parallel regions that stall when
     # other processes hold the cores; so the cell-gate rows are doubled once here (exact: a power
     # of two) and one sigmoid kernel per step covers all four gates.
     cell_rows = slice(2 * n + hidden, 2 * n + 2 * hidden)
@@ -59,10 +59,10 @@ def recurrence(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n
     recurrent = RepeatedMatmul(w_fwd, batch)  # h_{t-1} W_hh^T
     # [softmax, cumax] of the master logits, each (2, n) for [input, forget]; softmax kept for backward
     prob_cumax = torch.empty(kept, batch, 2, 2, n, **opts)
-    master = torch.empty(steps, batch, 2, n, **opts)  # [1 - cumax(input), cumax(forget)] (Eqs. 7-8)
-    overlap = torch.empty(kept, batch, n, **opts)  # Eq. 9
-    mix = torch.empty(kept, batch, 2, hidden, **opts)  # the effective [input, forget] gates (Eqs. 10-11)
-    # cand_cell[t] = [tanh(cell gate)_t, c_{t-1}]: the two factors multiplied by mix[t] in Eq. 12,
+    master = torch.empty(steps, batch, 2, n, **opts)  # [master input, master forget] gates
+    overlap = torch.empty(kept, batch, n, **opts)  # their overlap w
+    mix = torch.empty(kept, batch, 2, hidden, **opts)  # the ON-LSTM [input, forget] gates i^, f^
+    # cand_cell[t] = [tanh(cell gate)_t, c_{t-1}]: the two factors multiplied by mix[t] in the cell update,
     # stored side by side so the backward gets d(mix) with a single multiply.
     cand_cell = torch.empty(steps + 1 if keep else 1, batch, 2, hidden, **opts)
     tanh_c = torch.empty(kept, batch, hidden, **opts)
@@ -109,16 +109,16 @@ def recurrence(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n
         torch.addcmul(offset, sign, pc_v[t][:, :, 1], out=m)
         torch.mul(m[:, 0], m[:, 1], out=ov)
         torch.sub(m, ov[:, None], out=mix_minus)
-        # Eqs. 10-11 for both gates at once: sigmoid(gate) * w + (master - w)
+        # i^ and f^ at once: sigmoid(gate) * w + (master - w)
         torch.addcmul(mix_minus[..., None], pair_v[t], ov[:, None, :, None], out=mx.unflatten(-1, (n, cs)))
         torch.mul(mx[:, 0], cc[:, 0], out=in_times_cand)
         c_new = cc_v[t + 1][:, 1]
-        torch.addcmul(in_times_cand, mx[:, 1], cc[:, 1], out=c_new)  # Eq. 12
+        torch.addcmul(in_times_cand, mx[:, 1], cc[:, 1], out=c_new)  # the cell update
         tc = tanh_c_v[t]
         torch.mul(c_new, 2.0, out=tc)
         tc.sigmoid_()
         torch.add(minus_one, tc, alpha=2, out=tc)  # tanh(c)
-        torch.mul(out_v[t], tanh_c_v[t], out=hs_v[t + 1])  # Eq. 5
+        torch.mul(out_v[t], tanh_c_v[t], out=hs_v[t + 1])  # h_t = o_t tanh(c_t)
 
     means = master.mean(-1)  # (T, B, 2): all steps at once, outside the loop
     dist_input = means[..., 0].contiguous()

@@ -4,7 +4,8 @@ On a GPU the aten path (:mod:`onlstm.ops.aten`) is bound by kernel launches: a d
 kernels per step forward and twenty backward, each doing microseconds of work. Here each step is
 
 * forward: one cuBLAS ``addmm`` (``h_{t-1} W_hh^T`` into the step's gate row) and ONE Triton
-  kernel computing the cumax master gates, the four gate nonlinearities, Eqs. 9-12 and
+  kernel computing the cumax master gates, the four gate nonlinearities, the overlap, the ON-LSTM
+  input and forget gates, the cell update (each named in ``ONLSTMCell.step``) and
   ``h_t = o * tanh(c_t)``;
 * backward: ONE Triton kernel giving the pre-activation gradient of every gate row (the cumax
   and softmax backward included) and ``dc_{t-1}``, then one ``addmm`` for ``dh_{t-1}``.
@@ -14,7 +15,7 @@ aten path. Both halves are registered ops (``torch.library.triton_op``, so ``tor
 trace into the kernels): ``onlstm::triton_layer_forward``, whose autograd formula calls
 ``onlstm::triton_layer_backward``. Written by hand rather than with ``torch.compile`` because the kernels are the point
 of this module: each program handles one batch row as an (n_chunks, chunk_size) tile, so the
-chunk sums of Eqs. 10-11's backward and the cumax scans are register reductions, and there is no
+chunk sums of the gate mixes' backward and the cumax scans are register reductions, and there is no
 compile step beyond Triton's own (about a second per kernel, cached on disk).
 
 The same arithmetic as :func:`onlstm.stack.onlstm_layer_reference` (tested against it, and run
@@ -54,9 +55,9 @@ def _forward_step(gates, c_prev, c_out, h_out, master, rows, hidden, n,
     p_in = p_in / tl.sum(p_in, 0)
     p_fg = tl.exp(z_fg - tl.max(z_fg, 0))
     p_fg = p_fg / tl.sum(p_fg, 0)
-    master_in = 1.0 - tl.cumsum(p_in, 0)  # Eq. 8
-    master_fg = tl.cumsum(p_fg, 0)  # Eq. 7
-    overlap = master_in * master_fg  # Eq. 9
+    master_in = 1.0 - tl.cumsum(p_in, 0)  # the gate names: onlstm/cell.py
+    master_fg = tl.cumsum(p_fg, 0)
+    overlap = master_in * master_fg  # w
     tl.store(row + k, p_in, mask=k_ok)
     tl.store(row + n + k, p_fg, mask=k_ok)
     tl.store(master + b * 2 * n + k, master_in, mask=k_ok)
@@ -74,11 +75,11 @@ def _forward_step(gates, c_prev, c_out, h_out, master, rows, hidden, n,
     tl.store(gate + 2 * hidden, i, mask=ok)
     tl.store(gate + 3 * hidden, f, mask=ok)
     w = overlap[:, None]
-    i_hat = i * w + (master_in[:, None] - w)  # Eq. 11
-    f_hat = f * w + (master_fg[:, None] - w)  # Eq. 10
-    c = f_hat * tl.load(c_prev + b * hidden + j, mask=ok, other=0.0) + i_hat * g  # Eq. 12
+    i_hat = i * w + (master_in[:, None] - w)
+    f_hat = f * w + (master_fg[:, None] - w)
+    c = f_hat * tl.load(c_prev + b * hidden + j, mask=ok, other=0.0) + i_hat * g  # the cell update
     tl.store(c_out + b * hidden + j, c, mask=ok)
-    tl.store(h_out + b * hidden + j, o * _tanh(c), mask=ok)  # Eq. 5
+    tl.store(h_out + b * hidden + j, o * _tanh(c), mask=ok)  # h_t
 
 
 @triton.jit
