@@ -1,11 +1,11 @@
 """The large products of a CPU training step: torch.mm (MKL) against oneDNN's matmul.
 
 Every layer's input projection for all steps, its input gradient and both weight gradients are
-one large product each (``onlstm.cpu_recurrence``). This times them at the shapes of the two
+one large product each (``onlstm.ops.cpu``). This times them at the shapes of the two
 benchmark configurations, as ``torch.mm`` and as oneDNN's matmul (``mkldnn._linear_pointwise``
 after ``mkldnn._reorder_linear_weight``, the reorder timed with it), with contiguous operands and
 with the transposed operands the weight gradients have (``d_gates^T @ inputs``); interleaved
-medians of --repeats calls. ``onlstm.cpu_recurrence.ONEDNN_MIN_MACS`` is set from this table.
+medians of --repeats calls. ``onlstm.ops.cpu.ONEDNN_MIN_MACS`` is set from this table.
 
     python benchmarks/large_matmul.py [--repeats 9]
 """
@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import interleaved_medians, parse_repeats, print_title  # noqa: E402  (after the sys.path line)
-from onlstm.fused import _RepeatedMatmul  # noqa: E402
+from onlstm.ops.shared import RepeatedMatmul  # noqa: E402
 
 # (product, m, k, n): an (m x k) @ (k x n) product of a training step
 SHAPES = [
@@ -40,7 +40,7 @@ SHAPES = [
 
 def onednn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a @ b as oneDNN's matmul: linear(a, b^T), b^T reordered in the call."""
-    return _RepeatedMatmul(b.t(), a.size(0))(a)
+    return RepeatedMatmul(b.t(), a.size(0))(a)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ reference, the fused layer with aten ops, the fused layer with the compiled C st
 replayed as a CUDA graph (``torch.cuda.make_graphed_callables``), and nn.LSTM is cuDNN.
 
 Table 2: batched inference: master-gate distances of the whole NLTK treebank sample through
-``onlstm.inference.sequence_gate_distances`` at the paper's size, padded batches vs a batch-1 loop.
+``onlstm.parsing.inference.sequence_gate_distances`` at the paper's size, padded batches vs a batch-1 loop.
 
     python benchmarks/recurrence.py [--quick] [--device cpu|cuda]
 """
@@ -33,8 +33,8 @@ sys.path.insert(0, str(REPO))  # runnable from a checkout without installing the
 
 from benchmarks.machine import header, interleaved_medians, synchronizer, timed  # noqa: E402  (after the sys.path line)
 from onlstm import BackboneConfig, ONLSTMStack, RNNLanguageModel  # noqa: E402
-from onlstm.cuda_graphs import GraphedStack  # noqa: E402
-from onlstm.inference import sequence_gate_distances  # noqa: E402
+from onlstm.stack import GraphedStack  # noqa: E402
+from onlstm.parsing.inference import sequence_gate_distances  # noqa: E402
 
 # (name, layer sizes, chunk size, bptt, batch)
 CONFIGS = [
@@ -59,7 +59,7 @@ class StackedLSTM(nn.Module):
 
 
 class GraphedOutput(nn.Module):
-    """The stack through ``onlstm.cuda_graphs.GraphedStack`` (what ``model.cuda_graphs=true`` runs),
+    """The stack through ``onlstm.stack.GraphedStack`` (what ``model.cuda_graphs=true`` runs),
     returning the output tensor; a module so that ``train_step`` finds the parameters."""
 
     def __init__(self, stack: ONLSTMStack):

@@ -1,7 +1,7 @@
 """The per-step matmul of the CPU recurrence: torch.mm against oneDNN's prepacked matmul.
 
 Each step of a layer multiplies a (batch x hidden) state by the same hidden weight
-(``onlstm.fused._RepeatedMatmul``). This times, for the shapes of the benchmarks and of parsing,
+(``onlstm.ops.shared.RepeatedMatmul``). This times, for the shapes of the benchmarks and of parsing,
 ``torch.mm`` against ``mkldnn._linear_pointwise`` on a weight reordered once
 (``mkldnn._reorder_linear_weight``), forward (h W^T) and backward (dgates W), and the reorder
 itself: of W, of the transposed view W^T (PyTorch copies it), and of W^T copied first by the C
@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import interleaved_medians, parse_repeats, print_title  # noqa: E402  (after the sys.path line)
-from onlstm.cpu_recurrence import transposed  # noqa: E402
+from onlstm.ops.cpu import transposed  # noqa: E402
 
 # (what, batch, hidden, gate rows)
 SHAPES = [

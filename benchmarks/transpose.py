@@ -1,5 +1,5 @@
 """Transposing copies of the CPU backward: PyTorch's strided copy against the C kernels' blocked
-transpose (``onlstm.cpu_recurrence.transposed``, one thread and torch's thread count).
+transpose (``onlstm.ops.cpu.transposed``, one thread and torch's thread count).
 
 The backward's oneDNN products need transposed operands as contiguous matrices: the gate
 gradients of all steps (rows x T*B), W_hh^T for the prepacked per-step product, W_ih^T for the
@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import interleaved_medians, parse_repeats, print_title  # noqa: E402  (after the sys.path line)
-from onlstm import cpu_kernel  # noqa: E402
+from onlstm.ops import cpu_build  # noqa: E402
 
 # (what, rows, cols): the matrix that is transposed
 SHAPES = [
@@ -32,7 +32,7 @@ SHAPES = [
 
 
 def c_transpose(x: torch.Tensor, out: torch.Tensor, threads: int) -> None:
-    cpu_kernel.require().onlstm_transpose(x.size(0), x.size(1), x.data_ptr(), out.data_ptr(), threads)
+    cpu_build.require().onlstm_transpose(x.size(0), x.size(1), x.data_ptr(), out.data_ptr(), threads)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Bowman et al. (2015) propositional-logic pairs: ``trainN`` / ``testN`` files -> padded id batches.
 
-Each line is ``LABEL<TAB>PREMISE<TAB>HYPOTHESIS`` (see :mod:`onlstm.logic` for the formula
+Each line is ``LABEL<TAB>PREMISE<TAB>HYPOTHESIS`` (see :mod:`datamodules.logic_formulas` for the formula
 grammar and the seven labels). Training uses ``train{N}`` for N in ``train_ops``; every
 ``val_every``-th example of each of those files (its 10th, 20th, ... line) is held out for
 validation, as in the paper. Testing uses ``test{N}`` for N in ``test_ops``, all in one
@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datamodules.files import DataError, read_lines, require_dir
-from onlstm.logic import RELATIONS, SYMBOLS, random_example
+from datamodules.logic_formulas import RELATIONS, SYMBOLS, random_example
 
 PAD = "<pad>"
 TOKENS = (PAD,) + SYMBOLS  # id 0 is padding
@@ -89,7 +89,7 @@ def read_pairs(path: Path, ops: int) -> list[LogicExample]:
 
 def generated_pairs(n_operators: int, count: int, seed: int) -> list[LogicExample]:
     """``count`` pairs whose larger formula has ``n_operators`` operators, from the generator
-    (:func:`onlstm.logic.random_example`), seeded by ``(seed, n_operators)``."""
+    (:func:`datamodules.logic_formulas.random_example`), seeded by ``(seed, n_operators)``."""
     rng = random.Random(f"{seed}:{n_operators}")
     where = Path(f"<generated, {n_operators} operators, seed {seed}>")
     examples = []
@@ -202,7 +202,7 @@ class PropositionalLogicDataModule(pl.LightningDataModule):
         bucket: bool = True,  # length-bucketed training batches (less padding, same examples)
         seed: int = 141,
         num_workers: int = 0,
-        # test formulas longer than Bowman's files, drawn by onlstm.logic's generator (exact labels):
+        # test formulas longer than Bowman's files, drawn by datamodules.logic_formulas' generator (exact labels):
         # generated_test_count pairs per number of operators, from generated_test_seed (the same
         # formulas for every model and training seed)
         generated_test_ops: Sequence[int] = (),

@@ -3,7 +3,7 @@
 Reads the bracketed trees with nltk's ``BracketParseCorpusReader``, keeps the words whose POS tag
 is one of the 36 word tags (punctuation, ``#``, ``$``, ``-NONE-`` dropped), normalizes them the
 way the Mikolov PTB LM text is spelled (lower case, digit runs -> ``N``) and builds the gold
-trees (:func:`onlstm.trees.from_labeled`). After :meth:`TreebankDataModule.use_vocabulary` (the
+trees (:func:`onlstm.parsing.trees.from_labeled`). After :meth:`TreebankDataModule.use_vocabulary` (the
 runner passes the checkpoint's vocabulary) every sentence is encoded as ``<eos> words <eos>``,
 unknown words mapped to ``<unk>``, as the LM saw its training text.
 
@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from datamodules.files import DataError, require_dir
 from datamodules.vocabulary import EOS, UNK, Vocabulary
-from onlstm.trees import from_labeled, labeled_spans, labeled_words
+from onlstm.parsing.trees import from_labeled, labeled_spans, labeled_words
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,13 @@
 """The ON-LSTM cell: the paper's equations, one time step at a time.
 
 Shen, Tan, Sordoni, Courville, "Ordered Neurons: Integrating Tree Structures into Recurrent
-Neural Networks", ICLR 2019. Equation numbers below refer to that paper.
+Neural Networks", ICLR 2019. Equation numbers below are those of the ICLR version: the master
+forget and input gates are Eqs. 9 and 10, their overlap Eq. 11, the ON-LSTM forget and input gates
+Eqs. 12 and 13, the cell update Eq. 14; the output h_t = o_t * tanh(c_t) is the LSTM's Eq. 5.
 
 This per-step implementation is the *reference*: it mirrors the official code's arithmetic so
-that faster paths (see ``onlstm/fused.py``) can be tested against it.
+that the fast paths (``onlstm/ops/``) can be tested against it. They cite this file rather than
+the paper, so the numbering lives in one place.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from onlstm.regularizers import LinearDropConnect
 
 
 def cumax(x: Tensor, dim: int = -1) -> Tensor:
-    """cumax(x) = cumsum(softmax(x)) (Eq. 6): monotone non-decreasing, values in [0, 1]."""
+    """cumax(x) = cumsum(softmax(x)) (Sec. 4.1): monotone non-decreasing, values in [0, 1]."""
     return torch.cumsum(F.softmax(x, dim=dim), dim=dim)
 
 
@@ -67,17 +70,17 @@ class ONLSTMCell(nn.Module):
         master_in_logits, master_forget_logits = gates[:, : 2 * n].chunk(2, 1)
         out_gate, cell_in, in_gate, forget_gate = gates[:, 2 * n :].view(batch, 4 * n, cs).chunk(4, 1)
 
-        master_forget = cumax(master_forget_logits)  # Eq. 7: f~ = cumax(...)
-        master_in = 1.0 - cumax(master_in_logits)  # Eq. 8: i~ = 1 - cumax(...)
+        master_forget = cumax(master_forget_logits)  # Eq. 9: f~ = cumax(...)
+        master_in = 1.0 - cumax(master_in_logits)  # Eq. 10: i~ = 1 - cumax(...)
         distance_forget = 1.0 - master_forget.mean(-1)  # Sec. 5.2: d^f = 1 - mean_k f~_k
         distance_input = master_in.mean(-1)  # d^i = mean_k i~_k
 
         master_forget = master_forget[:, :, None]
         master_in = master_in[:, :, None]
-        overlap = master_forget * master_in  # Eq. 9: w = f~ * i~
-        forget = torch.sigmoid(forget_gate) * overlap + (master_forget - overlap)  # Eq. 10
-        inp = torch.sigmoid(in_gate) * overlap + (master_in - overlap)  # Eq. 11
-        c_new = forget * c.view(batch, n, cs) + inp * torch.tanh(cell_in)  # Eq. 12
+        overlap = master_forget * master_in  # Eq. 11: w = f~ * i~
+        forget = torch.sigmoid(forget_gate) * overlap + (master_forget - overlap)  # Eq. 12: f^
+        inp = torch.sigmoid(in_gate) * overlap + (master_in - overlap)  # Eq. 13: i^
+        c_new = forget * c.view(batch, n, cs) + inp * torch.tanh(cell_in)  # Eq. 14
         h_new = torch.sigmoid(out_gate) * torch.tanh(c_new)  # Eq. 5
         return StepOutput(h_new.reshape(batch, -1), c_new.reshape(batch, -1), distance_forget, distance_input)
 

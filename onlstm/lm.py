@@ -8,9 +8,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from onlstm.cuda_graphs import GraphedStack
 from onlstm.regularizers import LockedDropout, embedded_dropout
-from onlstm.stack import Hidden, LSTMStack, ONLSTMStack, StackOutput
+from onlstm.stack import GraphedStack, Hidden, LSTMStack, ONLSTMStack, StackOutput
 
 
 @dataclass
@@ -28,7 +27,7 @@ class BackboneConfig:
     dropoute: float = 0.1  # embedding dropout (whole word types)
     wdrop: float = 0.45  # DropConnect on hidden-to-hidden weights
     tie_weights: bool = True  # decoder weight = embedding weight (last layer size = emb_size)
-    cuda_graphs: bool = False  # replay training steps of the stack as CUDA graphs (onlstm/cuda_graphs.py)
+    cuda_graphs: bool = False  # replay training steps of the stack as CUDA graphs (onlstm/ops/cuda_graphs.py)
     implementation: str = "fused"  # the ON-LSTM recurrence: ONLSTMStack.IMPLEMENTATIONS (docs/performance.md)
 
     def validate(self) -> None:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from onlstm import cpu_kernel
+from onlstm.ops import cpu as cpu_ops
 
 
 class LockedDropout(nn.Module):
@@ -50,46 +50,16 @@ class LinearDropConnect(nn.Linear):
             return self.weight
         if self.training:
             # keep each entry with probability 1 - dropout
-            if _hashed_mask_applies(self.weight):
-                return HashedDropConnect.apply(self.weight, 1.0 - self.dropout)
-            # uniform < p instead of bernoulli_: the same distribution, about half the time on a
-            # CPU (benchmarks/results/dropconnect_cpu.md)
+            if cpu_ops.hashed_mask_applies(self.weight):
+                return cpu_ops.dropconnect(self.weight, 1.0 - self.dropout)
+            # uniform < p instead of bernoulli_: the same distribution, faster
+            # (docs/performance.md, benchmarks/results/dropconnect_cpu.md)
             keep = torch.rand_like(self.weight) < 1.0 - self.dropout
             return self.weight * keep.to(self.weight.dtype)
         return self.weight * (1.0 - self.dropout)
 
     def forward(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
         return F.linear(x, self.sampled_weight() if weight is None else weight, self.bias)
-
-
-def _hashed_mask_applies(weight: Tensor) -> bool:
-    cpu32 = weight.device.type == "cpu" and weight.dtype == torch.float32 and weight.is_contiguous()
-    return cpu32 and cpu_kernel.library() is not None
-
-
-class HashedDropConnect(torch.autograd.Function):
-    """``weight * mask`` for contiguous float32 CPU weights, each entry kept with probability
-    ``keep``, the mask drawn by the C kernels (``onlstm_dropconnect`` in onlstm/csrc/onlstm_cpu.c)
-    from a seed taken from PyTorch's generator (so ``torch.manual_seed`` makes runs repeat). The
-    same distribution as ``rand_like(w) < keep``, forward and backward 2.7x faster at the paper's W_hh
-    (benchmarks/results/dropconnect_cpu.md); the backward regenerates the mask from the seed
-    instead of storing it."""
-
-    @staticmethod
-    def forward(ctx, weight: Tensor, keep: float) -> Tensor:
-        seed = int(torch.randint(0, 2**63 - 1, (1,), dtype=torch.int64))
-        ctx.keep, ctx.seed = keep, seed
-        return _apply_mask(weight, keep, seed)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return _apply_mask(grad.contiguous(), ctx.keep, ctx.seed), None
-
-
-def _apply_mask(x: Tensor, keep: float, seed: int) -> Tensor:
-    out = torch.empty_like(x)
-    cpu_kernel.require().onlstm_dropconnect(x.numel(), seed, keep, x.data_ptr(), out.data_ptr())
-    return out
 
 
 def embedded_dropout(embed: nn.Embedding, words: Tensor, dropout: float, training: bool) -> Tensor:

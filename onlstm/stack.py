@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from onlstm.cell import ONLSTMCell
+from onlstm.ops import LayerResult, onlstm_layer
+from onlstm.ops.cuda_graphs import GraphCache
 from onlstm.regularizers import LinearDropConnect, LockedDropout
 
 Hidden = list[tuple[Tensor, Tensor]]
@@ -26,14 +28,6 @@ class StackOutput(NamedTuple):
     outputs: list[Tensor]  # per layer after the between-layer dropout; last layer == output (for AR)
     distances: Tensor | None  # (layers, time, batch): 1 - mean master forget gate; None for LSTM
     distances_in: Tensor | None  # (layers, time, batch): mean master input gate; None for LSTM
-
-
-class LayerResult(NamedTuple):
-    output: Tensor  # (time, batch, hidden)
-    h: Tensor
-    c: Tensor
-    distance_forget: Tensor | None  # (time, batch)
-    distance_input: Tensor | None
 
 
 def onlstm_layer_reference(cell: ONLSTMCell, x: Tensor, h: Tensor, c: Tensor, w_hh: Tensor) -> LayerResult:
@@ -114,11 +108,10 @@ class ONLSTMStack(_RecurrentStack):
     [400, 1150, 1150, 400]. ``chunk_size`` must divide every layer size. ``dropout`` is the
     locked dropout between layers, ``dropconnect`` the DropConnect rate of the hidden-to-hidden
     weights. ``implementation`` picks the recurrence: "fused" (the fast default: one autograd
-    node per layer, run by :mod:`onlstm.triton_recurrence`'s kernels on float32 CUDA tensors when
-    Triton is installed, by :mod:`onlstm.cpu_recurrence`'s compiled C step kernels on float32
-    CPU tensors when a C compiler built them, and by :mod:`onlstm.fused`'s aten ops otherwise),
-    "fused_aten", "fused_cpu" or "fused_triton" to force one of the three, or "reference" (the
-    per-step loop above). All compute the same numbers.
+    node per layer, run by :func:`onlstm.ops.onlstm_layer` on the backend that fits the tensors:
+    Triton kernels on float32 CUDA tensors, compiled C step kernels on float32 CPU tensors,
+    PyTorch ops otherwise), "fused_aten", "fused_cpu" or "fused_triton" to force one of the three,
+    or "reference" (the per-step loop above). All compute the same numbers.
     """
 
     IMPLEMENTATIONS = {
@@ -151,9 +144,8 @@ class ONLSTMStack(_RecurrentStack):
         cell = self.cells[index]
         backend = self.IMPLEMENTATIONS[self.implementation]
         if backend is not None:
-            from onlstm.fused import onlstm_layer_fused  # fused.py imports LayerResult from here
-
-            return onlstm_layer_fused(cell, x, h, c, cell.hh.sampled_weight(), backend)
+            w_hh = cell.hh.sampled_weight()
+            return onlstm_layer(x, cell.ih.weight, cell.ih.bias, h, c, w_hh, cell.hh.bias, cell.n_chunk, backend)
         return onlstm_layer_reference(cell, x, h, c, cell.hh.sampled_weight())
 
 
@@ -191,3 +183,58 @@ class LSTMStack(_RecurrentStack):
 
     def _run_layer(self, index: int, x: Tensor, h: Tensor, c: Tensor) -> LayerResult:
         return self.layers[index](x, h, c)
+
+
+# ----------------------------------------------------------------------------- CUDA graphs
+def flatten_output(out: StackOutput) -> tuple[Tensor, ...]:
+    """A stack's output as the flat tuple of tensors a CUDA graph returns (:func:`unflatten_output`
+    inverts it)."""
+    flat = [out.output, *(t for pair in out.hidden for t in pair), *out.raw_outputs, *out.outputs[:-1]]
+    if out.distances is not None:
+        flat += [out.distances, out.distances_in]
+    return tuple(flat)
+
+
+def unflatten_output(flat: Sequence[Tensor], layers: int) -> StackOutput:
+    output = flat[0]
+    hidden = [(flat[1 + 2 * i], flat[2 + 2 * i]) for i in range(layers)]
+    rest = flat[1 + 2 * layers :]
+    raw_outputs = list(rest[:layers])
+    outputs = list(rest[layers : 2 * layers - 1]) + [output]
+    distances = rest[2 * layers - 1 :]
+    return StackOutput(output, hidden, raw_outputs, outputs, *(distances if distances else (None, None)))
+
+
+class FlatStack(nn.Module):
+    """(x, h_1, c_1, ..., h_L, c_L) -> :func:`flatten_output` of the stack's output."""
+
+    def __init__(self, stack: nn.Module):
+        super().__init__()
+        self.stack = stack
+
+    def forward(self, x: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        hidden = [(state[i], state[i + 1]) for i in range(0, len(state), 2)]
+        return flatten_output(self.stack(x, hidden))
+
+
+class GraphedStack:
+    """Calls ``stack(x, hidden)`` through :class:`onlstm.ops.cuda_graphs.GraphCache`: one captured
+    CUDA graph per input signature (``model.cuda_graphs``; caveats in that module).
+
+    Not an ``nn.Module`` on purpose: the owner keeps ``stack`` as its registered submodule, so
+    state dicts and checkpoints are the same with and without graphs.
+    """
+
+    def __init__(self, stack: nn.Module):
+        self.stack = stack
+        self._cache = GraphCache(FlatStack(stack))
+
+    def __call__(self, x: Tensor, hidden: Hidden | None = None) -> StackOutput:
+        if hidden is None:
+            hidden = self.stack.init_hidden(x.size(1), like=x)
+        # the carried state is detached between BPTT segments; a graph input must not need grad
+        state = tuple(t.detach() for pair in hidden for t in pair)
+        return unflatten_output(self._cache(x, *state), len(hidden))
+
+    def __len__(self) -> int:
+        return len(self._cache)

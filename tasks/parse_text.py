@@ -6,13 +6,13 @@
     python -m tasks.parse_text ...      (the same, without the console script)
 
 One sentence per argument or per line (``--file``, or standard input when neither is given). Each
-is tokenised and spelt as the checkpoint's training text spells words (:mod:`onlstm.text`; or
+is tokenised and spelt as the checkpoint's training text spells words (:mod:`onlstm.parsing.text`; or
 taken as it is with ``--tokenized``), words outside the vocabulary are read as ``<unk>`` and
 listed, and the LM reads ``<eos> words <eos>`` exactly as ``task=parsing`` feeds treebank
 sentences (:func:`tasks.unsupervised_parsing.word_gate_distances`): the master-forget-gate
 distances of the chosen layer are split top-down into a binary tree
-(:func:`onlstm.trees.split_tree`). Sentences run in padded batches (``--batch-size``), which give
-the numbers of one sentence at a time (``onlstm.inference``).
+(:func:`onlstm.parsing.trees.split_tree`). Sentences run in padded batches (``--batch-size``), which give
+the numbers of one sentence at a time (``onlstm.parsing.inference``).
 
 The layer: ``--layer K`` (1-based, as the paper's "layer 2"), or ``--layer-from RUN`` for the
 layer a ``task=parsing`` run chose on development trees (``test/chosen_layer`` in
@@ -32,8 +32,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from onlstm.text import detect_style, encode, normalize
-from onlstm.trees import Tree, split_tree, to_bracketed
+from onlstm.parsing.text import detect_style, encode, normalize
+from onlstm.parsing.trees import Tree, split_tree, to_bracketed
 from tasks.checkpoints import CheckpointError, load_language_model
 
 PROG = "onlstm-parse"

@@ -3,8 +3,8 @@
 An evaluation task: ``python train.py task=parsing ckpt_path=/path/lm.ckpt train=false``. Each
 treebank sentence is fed to the LM as ``<eos> words <eos>``; the master forget gate's distance
 ``1 - mean(f~)`` at every word, for every layer, is split top-down into a binary tree
-(:func:`onlstm.trees.split_tree`) and scored against the gold tree with both F1 conventions of
-:mod:`onlstm.metrics`, on all sentences and on the short ones (WSJ10 protocol), beside
+(:func:`onlstm.parsing.trees.split_tree`) and scored against the gold tree with both F1 conventions of
+:mod:`onlstm.parsing.metrics`, on all sentences and on the short ones (WSJ10 protocol), beside
 left-/right-branching, balanced and random baselines.
 
 Which layer's trees are "the" parse is a choice made on the development set only (the layer
@@ -35,9 +35,9 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from onlstm.inference import sequence_gate_distances
-from onlstm.metrics import evaluate_trees
-from onlstm.trees import BASELINES, baseline_tree, split_tree, to_bracketed
+from onlstm.parsing.inference import sequence_gate_distances
+from onlstm.parsing.metrics import evaluate_trees
+from onlstm.parsing.trees import BASELINES, baseline_tree, split_tree, to_bracketed
 from tasks.checkpoints import load_language_model
 from tasks.reporting import log_figure, log_table
 

@@ -43,7 +43,7 @@ def _zero_cell_with_biases(bias: list[float]) -> ONLSTMCell:
 
 def test_cell_matches_hand_computed_step():
     # rows: [master input (2), master forget (2), output (2), cell (2), input (2), forget (2)]
-    # All weights zero, so every gate is its bias. By hand (Eqs. 6-12):
+    # All weights zero, so every gate is its bias. By hand (Eqs. 9-14):
     #   f~ = cumax([0, 0]) = [.5, 1];  i~ = 1 - cumax([0, 0]) = [.5, 0];  w = f~ i~ = [.25, 0]
     #   f = i = o = sigmoid(0) = .5;  c^ = tanh(atanh(.5)) = .5
     #   f^ = f w + (f~ - w) = [.375, 1];  i^ = i w + (i~ - w) = [.375, 0]
@@ -209,16 +209,16 @@ def test_dropconnect_drops_each_weight_with_probability_p(dtype, p):
     keeps the others unscaled, and uses ``(1 - p) * W`` in eval, on both paths: the C mask every
     float32 CPU run takes and torch's mask (float64 here). p != 0.5, where p and 1 - p differ.
     Rate over 5 draws of 20,000 weights (n = 100,000), within 5 binomial sd (0.8% at p = 0.45)."""
-    from onlstm import cpu_kernel
-    from onlstm.regularizers import _hashed_mask_applies
+    from onlstm.ops import cpu_build
+    from onlstm.ops.cpu import hashed_mask_applies
 
     layer = LinearDropConnect(200, 100, dropout=p).to(dtype).train()
     with torch.no_grad():
         layer.weight.fill_(3.0)
     if dtype == torch.float32:
-        if cpu_kernel.library() is None:
+        if cpu_build.library() is None:
             pytest.skip("no C compiler: the float32 C mask is not built")
-        assert _hashed_mask_applies(layer.weight)
+        assert hashed_mask_applies(layer.weight)
     torch.manual_seed(0)
     draws = torch.stack([layer.sampled_weight().detach() for _ in range(5)])
     assert set(draws.unique().tolist()) == {0.0, 3.0}  # kept weights are not rescaled

@@ -11,7 +11,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from tasks.schemas import lm, logic, parsing, syneval
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 CONF = ROOT / "conf"
 SCHEMAS = {

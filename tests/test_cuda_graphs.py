@@ -8,12 +8,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from onlstm import BackboneConfig, RNNLanguageModel
-from onlstm.cuda_graphs import _FlatStack, _unflatten
-from onlstm.stack import LSTMStack, ONLSTMStack
+from onlstm import RNNLanguageModel
+from onlstm.stack import FlatStack, LSTMStack, ONLSTMStack, unflatten_output
+from tests.helpers import NO_DROPOUT, tiny_backbone
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
-NO_DROPOUT = {"dropout": 0.0, "dropouth": 0.0, "dropouti": 0.0, "dropoute": 0.0, "wdrop": 0.0}
 
 
 def _values(out) -> dict[str, torch.Tensor | None]:
@@ -31,7 +30,7 @@ def test_flat_round_trip_rebuilds_the_stack_output(stack):
     x = torch.randn(4, 3, 5)
     hidden = stack.init_hidden(3)
     expected = _values(stack(x, hidden))
-    actual = _values(_unflatten(_FlatStack(stack)(x, *(t for pair in hidden for t in pair)), stack.num_layers))
+    actual = _values(unflatten_output(FlatStack(stack)(x, *(t for pair in hidden for t in pair)), stack.num_layers))
     assert actual.keys() == expected.keys()
     for name, value in expected.items():
         if value is None:
@@ -42,7 +41,7 @@ def test_flat_round_trip_rebuilds_the_stack_output(stack):
 
 def test_cuda_graphs_flag_is_a_no_op_on_cpu():
     torch.manual_seed(0)
-    model = RNNLanguageModel(20, BackboneConfig(emb_size=8, hidden_size=8, n_layers=2, chunk_size=2, cuda_graphs=True))
+    model = RNNLanguageModel(20, tiny_backbone(cuda_graphs=True))
     model(torch.randint(0, 20, (5, 2)))
     assert model._graphed_stack is None
 
@@ -64,9 +63,8 @@ def test_graphed_steps_equal_eager_steps(arch):
     """Without dropout both are deterministic: same losses, carried states and gradients over
     batches of two lengths (two graphs), each length replayed twice with new tokens."""
     torch.manual_seed(0)
-    cfg = dict(arch=arch, emb_size=16, hidden_size=24, n_layers=2, chunk_size=4, **NO_DROPOUT)
-    eager = RNNLanguageModel(50, BackboneConfig(**cfg)).cuda().train()
-    graphed = RNNLanguageModel(50, BackboneConfig(**cfg, cuda_graphs=True)).cuda().train()
+    eager = RNNLanguageModel(50, tiny_backbone(arch=arch, **NO_DROPOUT)).cuda().train()
+    graphed = RNNLanguageModel(50, tiny_backbone(arch=arch, cuda_graphs=True, **NO_DROPOUT)).cuda().train()
     graphed.load_state_dict(eager.state_dict())
     h_eager = h_graphed = None
     for length in (9, 6, 9, 6):
@@ -89,8 +87,7 @@ def test_graphed_steps_equal_eager_steps(arch):
 @needs_cuda
 def test_graph_replays_draw_fresh_dropout_masks():
     torch.manual_seed(0)
-    model = RNNLanguageModel(50, BackboneConfig(emb_size=16, hidden_size=24, n_layers=2, chunk_size=4,
-                                                cuda_graphs=True)).cuda().train()
+    model = RNNLanguageModel(50, tiny_backbone(cuda_graphs=True)).cuda().train()
     tokens = torch.randint(0, 50, (8, 4), device="cuda")
     first = model(tokens).logits.detach().clone()
     second = model(tokens).logits.detach().clone()

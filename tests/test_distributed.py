@@ -15,16 +15,12 @@ import torch
 from hydra.utils import instantiate
 
 from tasks.runner import build_module
-from tests.cli import LM_TINY_RUN, logged_metrics, run_train
-from tests.conftest import requires_data
+from tests.helpers import LM_TINY_RUN, logged_metrics, requires_data, run_train, tiny_model_overrides
 
-LOGIC_TINY_RUN = [
+# two layers (unlike tests/helpers.py's LOGIC_DDP_RUN), 0-2 operators, test lengths 0, 1, 12
+LOGIC_DDP_RUN = [
     "task=logic",
-    "model.emb_size=16",
-    "model.hidden_size=32",
-    "model.n_layers=2",
-    "model.chunk_size=4",
-    "model.tie_weights=false",
+    *tiny_model_overrides(tie_weights="false"),
     "task.datamodule.train_ops=[0,1,2]",
     "task.datamodule.test_ops=[0,1,12]",
     "task.datamodule.train_fraction=0.05",
@@ -81,13 +77,13 @@ def test_ddp_lm_validation_perplexity_equals_one_process_with_twice_the_batch(tm
 @requires_data("logic/train0", "logic/test12")
 def test_ddp_logic_run_tests_on_one_device_with_the_single_process_numbers(tmp_path, make_cfg):
     run_dir = tmp_path / "ddp"
-    run_train(["trainer=ddp_cpu", *LOGIC_TINY_RUN, f"hydra.run.dir={run_dir}"])
+    run_train(["trainer=ddp_cpu", *LOGIC_DDP_RUN, f"hydra.run.dir={run_dir}"])
     logged = logged_metrics(run_dir)
     assert "testing the best checkpoint on one device" in (run_dir / "train.log").read_text()
     ckpt = only_checkpoint(run_dir)
     assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 4
 
-    cfg = make_cfg(LOGIC_TINY_RUN, subdir="single")
+    cfg = make_cfg(LOGIC_DDP_RUN, subdir="single")
     datamodule = instantiate(cfg.task.datamodule, _convert_="all")
     module = build_module(cfg, datamodule)
     [single] = one_process_trainer(tmp_path / "single").test(

@@ -8,7 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from onlstm import BackboneConfig, RNNLanguageModel
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 SWEEPS = ("lm", "parsing", "logic", "syneval")
 

@@ -3,7 +3,7 @@
 import torch
 
 from onlstm import BackboneConfig, RNNLanguageModel
-from onlstm.inference import pad_batch, sequence_gate_distances, sequence_log_probs
+from onlstm.parsing.inference import pad_batch, sequence_gate_distances, sequence_log_probs
 
 
 def _model(arch="onlstm"):

@@ -18,7 +18,7 @@ from datamodules.text_corpus import TextCorpusDataModule, batchify, segment_sche
 from onlstm.lm import LMOutput
 from tasks.checkpoints import load_language_model
 from tasks.language_modeling import LanguageModelingTask
-from tests.conftest import DATA_DIR, ROOT, SYNEVAL_GROUPS, SYNEVAL_ITEMS_ONE_PER_CONDITION, TINY_MODEL, requires_data
+from tests.helpers import DATA_DIR, ROOT, SYNEVAL_GROUPS, SYNEVAL_ITEMS_ONE_PER_CONDITION, TINY_MODEL, requires_data
 
 pytestmark = requires_data("ptb/train.txt")
 

@@ -1,4 +1,4 @@
-"""onlstm.logic (formulas, truth tables, relations, generator) and the logic datamodule."""
+"""datamodules.logic_formulas (formulas, truth tables, relations, generator) and the logic datamodule."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from datamodules.propositional_logic import (
     read_pairs,
     split_holdout,
 )
-from onlstm.logic import (
+from datamodules.logic_formulas import (
     ALL_TRUE,
     RELATIONS,
     SYMBOLS,
@@ -33,7 +33,7 @@ from onlstm.logic import (
     to_string,
     truth_table,
 )
-from tests.conftest import DATA_DIR, requires_data
+from tests.helpers import DATA_DIR, requires_data
 
 LOGIC = "logic"
 
@@ -234,8 +234,8 @@ def test_relation_agrees_with_every_original_train_label():
 
 
 def test_generated_files_feed_the_test_split(tmp_path):
-    """`python -m onlstm.logic --ops 13 16 --out DIR` then task.datamodule.test_dir=DIR test_ops=[13,16]."""
-    from onlstm.logic import main as generate
+    """`python -m datamodules.logic_formulas --ops 13 16 --out DIR` then task.datamodule.test_dir=DIR test_ops=[13,16]."""
+    from datamodules.logic_formulas import main as generate
 
     generate(["--ops", "13", "16", "--count", "40", "--seed", "1", "--out", str(tmp_path / "gen")])
     dm = PropositionalLogicDataModule(str(tmp_path / "missing"), test_dir=str(tmp_path / "gen"), test_ops=[13, 16])

@@ -12,7 +12,7 @@ from hydra.errors import ConfigCompositionException
 from onlstm import BackboneConfig
 from tasks.logic_plot import main as plot_main
 from tasks.logical_inference import PairClassifier
-from tests.conftest import TINY_MODEL, requires_data
+from tests.helpers import TINY_MODEL, requires_data
 from train import train
 
 LOGIC_FILES = [f"logic/train{n}" for n in range(7)] + [f"logic/test{n}" for n in range(13)]

@@ -20,7 +20,7 @@ from datamodules.minimal_pairs import (
     resolve_style,
 )
 from datamodules.vocabulary import EOS, UNK, Vocabulary
-from tests.conftest import DATA_DIR, requires_data
+from tests.helpers import DATA_DIR, requires_data
 
 # items per reporting group, from the data README (section 4)
 README_GROUPS = {

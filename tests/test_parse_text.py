@@ -16,19 +16,17 @@ import torch
 import tasks.parse_text as parse_text
 import tasks.unsupervised_parsing as unsupervised_parsing
 from onlstm import BackboneConfig, RNNLanguageModel
-from onlstm.inference import sequence_gate_distances
-from onlstm.text import TextStyle, detect_style, encode, normalize
-from onlstm.trees import from_bracketed, split_tree
-from tests.cli import cli_env
-from tests.conftest import DATA_DIR, ROOT, requires_data
+from onlstm.parsing.inference import sequence_gate_distances
+from onlstm.parsing.text import TextStyle, detect_style, encode, normalize
+from onlstm.parsing.trees import from_bracketed, split_tree
+from tests.helpers import DATA_DIR, NO_DROPOUT, ROOT, cli_env, requires_data, tiny_backbone
 
 # a vocabulary written like Mikolov's PTB text, and one written like WikiText-2
 PTB_WORDS = ["<eos>", "<unk>", "the", "cat", "sat", "on", "mat", "N", "$", "'s", "do", "n't", "dogs", "bark", "a",
              "stocks", "fell", "monday", "they", "did", "mr.", "&", "'"]  # fmt: skip
 WIKI_WORDS = ["<eos>", "<unk>", "The", "the", "cat", "sat", "on", "mat", ".", ",", "(", ")", "@-@", "@.@", "@,@",
               "role", "playing", "3", "5", "don", "'t", "\"", "dogs"]  # fmt: skip
-TINY = BackboneConfig(emb_size=16, hidden_size=32, n_layers=2, chunk_size=4, dropout=0.0, dropouth=0.0, dropouti=0.0,
-                      dropoute=0.0, wdrop=0.0)  # fmt: skip
+TINY = tiny_backbone(**NO_DROPOUT)
 SENTENCES = ["The cat sat on the mat.", "Dogs bark.", "Stocks fell 3% on Monday, didn't they?", "A cat", "the dogs"]
 
 

@@ -16,10 +16,10 @@ import train
 from datamodules.files import DataError
 from datamodules.treebank import TreebankDataModule, read_treebank, select_files
 from onlstm import BackboneConfig, RNNLanguageModel
-from onlstm.trees import from_bracketed, leaves
+from onlstm.parsing.trees import from_bracketed, leaves
 from tasks.checkpoints import load_language_model
 from tasks.unsupervised_parsing import word_gate_distances
-from tests.conftest import DATA_DIR, TINY_MODEL, compose_config, requires_data
+from tests.helpers import DATA_DIR, TINY_MODEL, compose_config, requires_data, tiny_backbone
 
 GOOD = """\
 ( (S
@@ -147,7 +147,7 @@ def test_word_gate_distances_equal_the_reference_recurrence():
     """The task's batched, no-grad distances are the paper's per-step recurrence at the word
     positions of ``<eos> words <eos>`` (a wrong inference fast path would change every tree)."""
     torch.manual_seed(0)
-    model = RNNLanguageModel(60, BackboneConfig(emb_size=16, hidden_size=32, n_layers=2, chunk_size=4)).eval()
+    model = RNNLanguageModel(60, tiny_backbone()).eval()
     sequences = [[0, 5, 17, 33, 2, 8, 0], [0, 9, 0], [0, 41, 3, 3, 12, 0]]
     batched = word_gate_distances(model, sequences)
     model.stack.implementation = "reference"

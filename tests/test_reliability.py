@@ -20,8 +20,7 @@ import train as entry
 from datamodules.files import DataError
 from datamodules.text_corpus import TextCorpusDataModule, load_corpus
 from tasks.checkpoints import CheckpointError, load_language_model, read_checkpoint
-from tests.cli import cli_env
-from tests.conftest import ROOT, TINY_MODEL, requires_data
+from tests.helpers import ROOT, TINY_MODEL, cli_env, requires_data
 
 TINY_LM = [
     "task=lm",
@@ -135,7 +134,7 @@ def test_missing_checkpoint_path(make_cfg, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A real (tiny) LM checkpoint trained on a PTB slice."""
-    from tests.conftest import compose_config
+    from tests.helpers import compose_config
 
     out = tmp_path_factory.mktemp("tiny_lm")
     cfg = compose_config([*TINY_LM, "+trainer.limit_train_batches=3"], out)

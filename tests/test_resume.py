@@ -16,8 +16,7 @@ import pytest
 
 import train
 from tasks import resume
-from tests.cli import LM_TINY_RUN, cli_env, logged_metrics, run_train
-from tests.conftest import ROOT, requires_data
+from tests.helpers import LM_TINY_RUN, ROOT, cli_env, logged_metrics, requires_data, run_train
 
 # experiment=evidence_lm as a seconds-long sweep of one ON-LSTM job: a fixed number of steps
 # instead of the CPU-time budget (which would stop two attempts at different steps)

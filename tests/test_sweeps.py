@@ -12,8 +12,7 @@ import pytest
 import torch
 import yaml
 
-from tests.cli import LM_TINY_RUN, LOGIC_TINY_RUN, logged_metrics, run_train
-from tests.conftest import requires_data
+from tests.helpers import LM_TINY_RUN, LOGIC_TINY_RUN, logged_metrics, requires_data, run_train
 
 LM_JOB = [*LM_TINY_RUN, "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2"]
 LOGIC_JOB = [*LOGIC_TINY_RUN, "task.datamodule.batch_size=32"]

@@ -16,9 +16,9 @@ from hydra.errors import ConfigCompositionException
 import train as entry
 from datamodules.minimal_pairs import MinimalPairsDataModule
 from onlstm import BackboneConfig, RNNLanguageModel
-from onlstm.inference import sequence_log_probs
+from onlstm.parsing.inference import sequence_log_probs
 from tasks.syntactic_evaluation import SyntacticEvaluationTask, last_layer_states
-from tests.conftest import SYNEVAL_GROUPS, SYNEVAL_ITEMS_ONE_PER_CONDITION
+from tests.helpers import SYNEVAL_GROUPS, SYNEVAL_ITEMS_ONE_PER_CONDITION
 
 WORDS = ["<eos>", "<unk>", "the", "author", "authors", "laughs", "laugh", "no", "most", "have", "ever", "been", "popular"]
 CFG = BackboneConfig(arch="onlstm", emb_size=8, hidden_size=12, n_layers=2, chunk_size=4, tie_weights=False)

@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from tasks.tracking import CHECKPOINT_KEY, offline_run_folders, wandb_offline
-from tests.cli import LOGIC_TINY_RUN
-from tests.conftest import TINY_MODEL, requires_data
+from tests.helpers import LOGIC_TINY_RUN, TINY_MODEL, requires_data
 from train import train
 
 LM_RUN = [

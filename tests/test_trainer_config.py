@@ -9,8 +9,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from tests.cli import LM_TINY_RUN, run_train
-from tests.conftest import ROOT, requires_data
+from tests.helpers import LM_TINY_RUN, ROOT, requires_data, run_train
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 TRAINERS = sorted(p.stem for p in (ROOT / "conf" / "trainer").glob("*.yaml"))

@@ -7,7 +7,7 @@ import random
 import pytest
 from nltk import Tree
 
-from onlstm.metrics import (
+from onlstm.parsing.metrics import (
     CorpusF1,
     corpus_mean_depth,
     corpus_prf,
@@ -19,7 +19,7 @@ from onlstm.metrics import (
     sentence_prf,
     sentence_spans,
 )
-from onlstm.trees import (
+from onlstm.parsing.trees import (
     as_tree,
     balanced,
     baseline_tree,

@@ -8,7 +8,7 @@ A formula's meaning is its truth table over the 64 assignments of the six variab
 64-bit integer (bit k is the value under assignment k, where variable i is true iff bit i of k is
 set). The relation between two formulas is then a few set operations on those integers, so the
 labels of the data are computed exactly, not learned; :func:`random_formula` and
-:func:`random_example` make new examples with any number of operators (``python -m onlstm.logic``
+:func:`random_example` make new examples with any number of operators (``python -m datamodules.logic_formulas``
 writes them as data files).
 
 Pure Python: no torch, no Lightning.
@@ -218,7 +218,7 @@ def write_examples(path: str | Path, rng: random.Random, n_operators: int, count
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m onlstm.logic",
+        prog="python -m datamodules.logic_formulas",
         description="Write new test files testN (N = number of operators) in Bowman's format. "
         "Evaluate on them with task.datamodule.test_dir=OUT task.datamodule.test_ops=[N,...].",
     )

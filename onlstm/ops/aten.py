@@ -1,7 +1,8 @@
-"""A fast ON-LSTM layer: the whole recurrence as one hand-written ``torch.autograd.Function``.
+"""The layer op in PyTorch ops: the whole recurrence as one hand-written ``torch.autograd.Function``.
 
-Same arithmetic as :func:`onlstm.stack.onlstm_layer_reference` (the per-step loop over
-``ONLSTMCell.step``), but
+The fallback of every tensor the compiled kernels cannot take (float64, no C compiler, no
+Triton), on any device. Same arithmetic as :func:`onlstm.stack.onlstm_layer_reference` (the
+per-step loop over ``ONLSTMCell.step``, which names the paper's equations), but
 
 * autograd records one node per layer instead of ~25 per time step, so the per-step cost is the
   hidden-to-hidden matmul plus a dozen pointwise kernels writing into preallocated buffers
@@ -13,62 +14,27 @@ Same arithmetic as :func:`onlstm.stack.onlstm_layer_reference` (the per-step loo
   are one large matmul / reduction after the loop, and ``d wx`` is handed to autograd so the
   input projection's gradients are also one matmul over all steps.
 
-Why hand-written and not ``torch.compile``: compiling the whole stack was 2.2x faster than the
-per-step code but took ~3 minutes to compile on a 2-core CPU; this path starts at once.
-Device-agnostic (standard aten ops; on a CPU the per-step matmul uses oneDNN's prepacked form),
-so it also runs on CUDA tensors, where :mod:`onlstm.triton_recurrence` is the faster path.
+Not a registered op (unlike the C and Triton kernels): it is made of aten ops, each of which the
+profiler and ``torch.compile`` already see. Why hand-written and not ``torch.compile``: compiling
+the whole stack took minutes on a CPU, this path starts at once (docs/performance.md).
 
-Layout of the gate rows (as in the official code and :class:`onlstm.cell.ONLSTMCell`):
-[master input logits (n), master forget logits (n), output (H), cell (H), input (H), forget (H)],
-n = hidden // chunk_size. The input and forget rows are adjacent, so they are handled as one
-"pair" (B, 2, n, chunk) view, matched by the master gates as a (B, 2, n) pair [input, forget].
+The gate rows' input and forget blocks are adjacent (layout: :mod:`onlstm.ops.shared`), so they
+are handled as one "pair" (B, 2, n, chunk) view, matched by the master gates as a (B, 2, n) pair
+[input, forget].
 """
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import Tensor
 
-from onlstm import cpu_kernel  # light: builds the kernels only when first asked for
-from onlstm.cell import ONLSTMCell
-from onlstm.stack import LayerResult
+from onlstm.ops.shared import RepeatedMatmul, master_grad_from_distances
 
 _sigmoid_backward_out = torch.ops.aten.sigmoid_backward.grad_input
 _tanh_backward_out = torch.ops.aten.tanh_backward.grad_input
 
 
-class _RepeatedMatmul:
-    """``x @ weight.T`` for the many ``x`` of one recurrence, ``weight`` fixed for the call.
-
-    On a CPU the weight is reordered once into oneDNN's blocked layout and every step runs
-    oneDNN's prepacked matmul (PyTorch's ``mkldnn._linear_pointwise``, what its compiler uses for
-    CPU linear layers): measured 1.6x faster than ``torch.mm`` for the paper's (20 x 1150) @
-    (1150 x 4830) step and 1.1-1.3x for smaller ones, for about one step's time to reorder
-    (``docs/performance.md``). Elsewhere, with ``prepack=False``, or where the op is missing, a
-    plain matmul. ``bias``, if given, is added to every product.
-    """
-
-    def __init__(self, weight: Tensor, batch: int, bias: Tensor | None = None, prepack: bool = True):
-        self.weight, self.bias = weight, bias
-        self.packed = None
-        cpu32 = weight.device.type == "cpu" and weight.dtype == torch.float32
-        if prepack and cpu32 and torch.backends.mkldnn.is_available():
-            try:
-                self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch)
-            except (AttributeError, RuntimeError):  # a torch build without the op: plain matmul
-                self.packed = None
-
-    def __call__(self, x: Tensor) -> Tensor:
-        if self.packed is not None:
-            return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.packed, self.bias, "none", [], "")
-        if self.bias is not None:
-            return torch.addmm(self.bias, x, self.weight.t())
-        return torch.mm(x, self.weight.t())
-
-
-def _forward(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: int, keep: bool):
+def recurrence(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: int, keep: bool):
     """Run the recurrence. With ``keep`` every per-step intermediate lands in a (time, ...) buffer
     for the backward; without it (inference) one-step scratch buffers are reused."""
     steps, batch, _ = wx.shape
@@ -81,8 +47,8 @@ def _forward(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: 
         # unbind makes all per-step views in one C++ call; without ``keep`` every step reuses row 0
         return list(buf.unbind(0)) if keep else [buf[0]] * steps
 
-    # tanh(x) = 2 sigmoid(2x) - 1. On CPU torch.tanh / exp-based kernels (MKL VML, softmax) are
-    # several times slower than sigmoid at these sizes and open parallel regions that stall when
+    # tanh(x) = 2 sigmoid(2x) - 1. On CPU torch.tanh / exp-based kernels (MKL VML, softmax) were
+    # several times slower than sigmoid at these sizes (docs/performance.md) and open parallel regions that stall when
     # other processes hold the cores; so the cell-gate rows are doubled once here (exact: a power
     # of two) and one sigmoid kernel per step covers all four gates.
     cell_rows = slice(2 * n + hidden, 2 * n + 2 * hidden)
@@ -90,13 +56,13 @@ def _forward(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: 
     gates[..., cell_rows] *= 2.0
     w_fwd = w_hh.clone()
     w_fwd[cell_rows] *= 2.0
-    recurrent = _RepeatedMatmul(w_fwd, batch)  # h_{t-1} W_hh^T
+    recurrent = RepeatedMatmul(w_fwd, batch)  # h_{t-1} W_hh^T
     # [softmax, cumax] of the master logits, each (2, n) for [input, forget]; softmax kept for backward
     prob_cumax = torch.empty(kept, batch, 2, 2, n, **opts)
-    master = torch.empty(steps, batch, 2, n, **opts)  # [1 - cumax(input), cumax(forget)] (Eqs. 7-8)
-    overlap = torch.empty(kept, batch, n, **opts)  # Eq. 9
-    mix = torch.empty(kept, batch, 2, hidden, **opts)  # the effective [input, forget] gates (Eqs. 10-11)
-    # cand_cell[t] = [tanh(cell gate)_t, c_{t-1}]: the two factors multiplied by mix[t] in Eq. 12,
+    master = torch.empty(steps, batch, 2, n, **opts)  # [master input, master forget] gates
+    overlap = torch.empty(kept, batch, n, **opts)  # their overlap w
+    mix = torch.empty(kept, batch, 2, hidden, **opts)  # the ON-LSTM [input, forget] gates i^, f^
+    # cand_cell[t] = [tanh(cell gate)_t, c_{t-1}]: the two factors multiplied by mix[t] in the cell update,
     # stored side by side so the backward gets d(mix) with a single multiply.
     cand_cell = torch.empty(steps + 1 if keep else 1, batch, 2, hidden, **opts)
     tanh_c = torch.empty(kept, batch, hidden, **opts)
@@ -143,16 +109,16 @@ def _forward(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: 
         torch.addcmul(offset, sign, pc_v[t][:, :, 1], out=m)
         torch.mul(m[:, 0], m[:, 1], out=ov)
         torch.sub(m, ov[:, None], out=mix_minus)
-        # Eqs. 10-11 for both gates at once: sigmoid(gate) * w + (master - w)
+        # i^ and f^ at once: sigmoid(gate) * w + (master - w)
         torch.addcmul(mix_minus[..., None], pair_v[t], ov[:, None, :, None], out=mx.unflatten(-1, (n, cs)))
         torch.mul(mx[:, 0], cc[:, 0], out=in_times_cand)
         c_new = cc_v[t + 1][:, 1]
-        torch.addcmul(in_times_cand, mx[:, 1], cc[:, 1], out=c_new)  # Eq. 12
+        torch.addcmul(in_times_cand, mx[:, 1], cc[:, 1], out=c_new)  # the cell update
         tc = tanh_c_v[t]
         torch.mul(c_new, 2.0, out=tc)
         tc.sigmoid_()
         torch.add(minus_one, tc, alpha=2, out=tc)  # tanh(c)
-        torch.mul(out_v[t], tanh_c_v[t], out=hs_v[t + 1])  # Eq. 5
+        torch.mul(out_v[t], tanh_c_v[t], out=hs_v[t + 1])  # h_t = o_t tanh(c_t)
 
     means = master.mean(-1)  # (T, B, 2): all steps at once, outside the loop
     dist_input = means[..., 0].contiguous()
@@ -162,24 +128,12 @@ def _forward(wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: 
     return hs, c_last, dist_forget, dist_input, saved
 
 
-def master_grad_from_distances(d_dist_f: Tensor | None, d_dist_i: Tensor | None, n: int, like: Tensor) -> Tensor | None:
-    """The distances' gradient as a gradient of the master gates, (T, B, 2) for [input, forget]:
-    distance_input = mean(master_in), distance_forget = 1 - mean(master_forget). None when
-    neither distance is used (then the backward skips the term)."""
-    if d_dist_f is None and d_dist_i is None:
-        return None
-    d_master = like.new_zeros(*like.shape[:2], 2)
-    if d_dist_i is not None:
-        d_master[..., 0] = d_dist_i / n
-    if d_dist_f is not None:
-        d_master[..., 1] = -d_dist_f / n
-    return d_master
+class ONLSTMLayerFunction(torch.autograd.Function):
+    """(wx, h0, c0, w_hh, b_hh, n) -> (output, h_last, c_last, distance_forget, distance_input)."""
 
-
-class _ONLSTMLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, wx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, b_hh: Tensor, n: int):
-        hs, c_last, dist_f, dist_i, saved = _forward(wx, h0, c0, w_hh, b_hh, n, keep=True)
+        hs, c_last, dist_f, dist_i, saved = recurrence(wx, h0, c0, w_hh, b_hh, n, keep=True)
         ctx.n = n
         ctx.save_for_backward(*saved)
         # None for unused outputs (usually the distances): their terms are skipped, not zero-filled
@@ -231,7 +185,7 @@ class _ONLSTMLayer(torch.autograd.Function):
         d_probs_sum = torch.empty(batch, 2, 1, **opts)
         # d(cumsum) = sign * d(master): master_input = 1 - cumsum, master_forget = cumsum
         sign = torch.tensor([[-1.0], [1.0]], **opts)
-        back = _RepeatedMatmul(w_hh.t().contiguous(), batch)  # d gates_t W_hh
+        back = RepeatedMatmul(w_hh.t().contiguous(), batch)  # d gates_t W_hh
 
         for t in range(steps - 1, -1, -1):
             so, tc, mx, cc, ov, m = out_gate_v[t], tanh_c_v[t], mix_v[t], cc_v[t], overlap_v[t], master_v[t]
@@ -283,90 +237,3 @@ class _ONLSTMLayer(torch.autograd.Function):
         d_w = torch.mm(flat.t(), hs[:-1].reshape(steps * batch, hidden)) if needs[3] else None
         d_b = flat.sum(0) if needs[4] else None
         return d_gates if needs[0] else None, d_h0, dc if needs[2] else None, d_w, d_b, None
-
-
-@functools.cache
-def triton_available() -> bool:
-    """Whether :mod:`onlstm.triton_recurrence` can be used (Triton installed: CUDA builds of torch
-    bring it; on a CPU it runs only under ``TRITON_INTERPRET=1``, which the tests use)."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def resolve_backend(backend: str, x: Tensor) -> str:
-    """The backend that runs: "triton", "cpu" (the compiled step kernels) or "aten".
-
-    ``auto`` takes the Triton kernels for float32 CUDA tensors when Triton is installed, the
-    compiled CPU kernels for float32 CPU tensors when they built, PyTorch ops otherwise. An
-    explicit backend that cannot run here is an error that says why.
-    """
-    if backend == "aten":
-        return "aten"
-    if backend == "triton":
-        if not triton_available():
-            raise RuntimeError("implementation 'fused_triton' needs the triton package (pip install triton)")
-        if x.dtype != torch.float32:
-            raise RuntimeError(f"implementation 'fused_triton' runs in float32, got {x.dtype}")
-        return "triton"
-    if backend == "cpu":
-        cpu_kernel.require()
-        return "cpu"
-    if x.dtype != torch.float32:
-        return "aten"
-    if x.is_cuda:
-        return "triton" if triton_available() else "aten"
-    if x.device.type == "cpu":
-        return "cpu" if cpu_kernel.library() is not None else "aten"
-    return "aten"
-
-
-def onlstm_layer_fused(
-    cell: ONLSTMCell, x: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, backend: str = "auto"
-) -> LayerResult:
-    """Drop-in for :func:`onlstm.stack.onlstm_layer_reference`: same inputs, same results.
-
-    ``w_hh`` is the (possibly DropConnect-masked) hidden weight; gradients flow through it to
-    ``cell.hh.weight``, to ``cell.hh.bias``, to ``cell.ih`` through the input projection, and to
-    ``x``, ``h`` and ``c``. ``backend``: "aten" (this module), "triton"
-    (:mod:`onlstm.triton_recurrence`, one kernel per step), "cpu" (:mod:`onlstm.cpu_recurrence`,
-    compiled C step kernels) or "auto" (:func:`resolve_backend`).
-    """
-    path = resolve_backend(backend, x)
-    if path == "cpu":  # the input projection happens inside, as a oneDNN matmul
-        return _cpu_layer(cell, x, h, c, w_hh)
-    wx = cell.ih(x)  # the input projection of all steps: one matmul outside the recurrence
-    b_hh = cell.hh.bias
-    if b_hh is None:
-        b_hh = wx.new_zeros(())
-    inputs = (wx, h, c, w_hh, b_hh)
-    if path == "triton":
-        from onlstm import triton_recurrence  # imported only here: Triton is optional
-    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        layer = triton_recurrence.TritonONLSTMLayer if path == "triton" else _ONLSTMLayer
-        out, h_last, c_last, dist_f, dist_i = layer.apply(*inputs, cell.n_chunk)
-        return LayerResult(out, h_last, c_last, dist_f, dist_i)
-    # inference: no graph, so no (time, ...) buffers for a backward
-    if path == "triton":
-        hs, c_last, dist_f, dist_i = triton_recurrence.inference_forward(*inputs, cell.n_chunk)
-    else:
-        hs, c_last, dist_f, dist_i, _ = _forward(*inputs, cell.n_chunk, keep=False)
-    return LayerResult(hs[1:], hs[-1].clone(), c_last, dist_f, dist_i)
-
-
-def _cpu_layer(cell: ONLSTMCell, x: Tensor, h: Tensor, c: Tensor, w_hh: Tensor) -> LayerResult:
-    from onlstm import cpu_recurrence  # imported only here: the kernels compile at first use
-
-    rows = cell.ih.out_features
-    b_ih = cell.ih.bias if cell.ih.bias is not None else x.new_zeros(rows)
-    b_hh = cell.hh.bias if cell.hh.bias is not None else x.new_zeros(rows)
-    inputs = (x, cell.ih.weight, b_ih, h, c, w_hh, b_hh)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        out, h_last, c_last, dist_f, dist_i = cpu_recurrence.CpuONLSTMLayer.apply(*inputs, cell.n_chunk)
-        return LayerResult(out, h_last, c_last, dist_f, dist_i)
-    hs, c_last, dist_f, dist_i, _ = cpu_recurrence.forward(
-        x, cell.ih.weight, b_ih + b_hh, h, c, w_hh, cell.n_chunk, keep=False
-    )
-    return LayerResult(hs[1:], hs[-1].clone(), c_last, dist_f, dist_i)

@@ -2,12 +2,14 @@
  * (forward and backward), and at the end of the file a transposing copy and DropConnect masks.
  *
  * Everything of a step except the hidden-to-hidden matmul (which stays in PyTorch: oneDNN's
- * prepacked matmul): the cumax master gates, the four gate nonlinearities, Eqs. 9-12 and h_t, and
+ * prepacked matmul): the cumax master gates, the four gate nonlinearities, the overlap, the ON-LSTM
+ * input and forget gates and the cell update (onlstm/cell.py names each equation) and h_t, and
  * in the backward the pre-activation gradient of the whole gate row and dc_{t-1}. One call per
- * step replaces ~40 small PyTorch kernels and their dispatch (onlstm/cpu_recurrence.py says why).
+ * step replaces ~40 small PyTorch kernels and their dispatch (onlstm/ops/cpu.py says why).
  *
  * Plain C with no PyTorch headers, so it compiles in about a second at first use
- * (onlstm/cpu_kernel.py) and is called through ctypes with raw pointers to contiguous tensors.
+ * (onlstm/ops/cpu_build.py) and is called through ctypes with raw pointers to contiguous tensors,
+ * only by the registered ops of onlstm/ops/cpu.py, which check every shape, dtype and stride first.
  * The step kernels are single-threaded on purpose: PyTorch's matmuls own the OpenMP pool, and a
  * second pool from this library would compete with it for the cores. The transposing copy at the
  * end splits its rows over a few short-lived threads (it runs between matmuls, not inside them).
@@ -70,7 +72,7 @@ static void softmax_cumsum(const float *z, int64_t n, float *p, float *cum) {
  * bias   (R): b_ih + b_hh, added here (cheaper than a pass of its own over the projection)
  * c_prev, c_new, tanh_c, h_new (B, H); c_new may alias c_prev (element-wise update)
  * probs  (B, 2, n): softmax of [input, forget] master logits (kept for the backward)
- * master (B, 2, n): [1 - cumax(input), cumax(forget)] (Eqs. 7-8)
+ * master (B, 2, n): [master input, master forget] = [1 - cumax(input logits), cumax(forget logits)]
  * scratch: 2n floats */
 void onlstm_forward_step(int64_t batch, int64_t n, int64_t cs, float *gates, const float *rec,
                          const float *bias, const float *c_prev, float *probs, float *master, float *c_new,
@@ -96,11 +98,11 @@ void onlstm_forward_step(int64_t batch, int64_t n, int64_t cs, float *gates, con
         const float *cp = c_prev + b * H;
         float *cn = c_new + b * H, *tc = tanh_c + b * H, *h = h_new + b * H;
         for (int64_t i = 0; i < n; i++) {
-            const float mi = m[i], mf = m[n + i], w = mi * mf; /* Eq. 9 */
+            const float mi = m[i], mf = m[n + i], w = mi * mf; /* the overlap w */
             for (int64_t k = i * cs; k < (i + 1) * cs; k++) {
-                const float mix_i = gi[k] * w + (mi - w); /* Eq. 10 */
-                const float mix_f = gf[k] * w + (mf - w); /* Eq. 11 */
-                cn[k] = mix_f * cp[k] + mix_i * cell[k];  /* Eq. 12 */
+                const float mix_i = gi[k] * w + (mi - w); /* ON-LSTM input gate i^ */
+                const float mix_f = gf[k] * w + (mf - w); /* ON-LSTM forget gate f^ */
+                cn[k] = mix_f * cp[k] + mix_i * cell[k];  /* the cell update */
             }
         }
         for (int64_t j = 0; j < H; j++) {
@@ -200,10 +202,9 @@ void onlstm_backward_step(int64_t batch, int64_t n, int64_t cs, const float *gat
 
 /* ---- Transposing copy: dst (cols x rows) = src (rows x cols)^T, both contiguous. ----
  * The backward's large oneDNN products need transposed operands as contiguous matrices (the
- * gate gradients, W_hh^T for the prepacked per-step product, W_ih^T, the layer inputs). PyTorch's
- * strided copy ran the paper size's 1400 x 4830 and 4830 x 1150 transposes at 17-19 ms each on
- * the 2-core machine; 8 x 8 register blocks (AVX) inside 128 x 128 tiles run them in 8 ms on one
- * thread and 5 ms on two (benchmarks/results/transpose_cpu.md). */
+ * gate gradients, W_hh^T for the prepacked per-step product, W_ih^T, the layer inputs), which
+ * PyTorch's strided copy made slowly at the paper size; 8 x 8 register blocks (AVX) inside
+ * 128 x 128 tiles (measurements: docs/performance.md, benchmarks/results/transpose_cpu.md). */
 #ifdef __AVX__
 #include <immintrin.h>
 /* one 8 x 8 block: 8 rows of src (stride ls) to 8 rows of dst (stride ld) */
@@ -288,9 +289,9 @@ void onlstm_transpose(int64_t rows, int64_t cols, const float *src, float *dst, 
 
 /* ---- DropConnect: dst = src * mask, mask_i = [u_i < keep] with u_i a hash of (seed, i). ----
  * A counter-based hash instead of a stream: the backward regenerates the same mask from the
- * seed (nothing stored) and the loop vectorises (32-bit multiplies and shifts only). PyTorch's
- * rand_like draws about 4-8 ns per element on the 2-core machine, a few percent of a paper-size
- * training step (benchmarks/dropconnect.py). The hash is two rounds of the "lowbias32" integer
+ * seed (nothing stored) and the loop vectorises (32-bit multiplies and shifts only), where
+ * PyTorch's rand_like was a few percent of a paper-size training step (docs/performance.md,
+ * benchmarks/dropconnect.py). The hash is two rounds of the "lowbias32" integer
  * mixer (Wellons, 2018) over a Weyl sequence; u_i has 24 bits, like torch.rand's float32. */
 static inline uint32_t mix32(uint32_t x) {
     x ^= x >> 16;

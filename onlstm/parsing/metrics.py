@@ -12,7 +12,7 @@ Two F1 conventions are in use in the literature and both are computed:
   (micro-averaged) before precision, recall and F1 are taken.
 
 Gold trees may be nested lists or ``nltk.Tree`` objects (converted with
-:func:`onlstm.trees.as_tree`). Predicted and gold trees must have the same number of words.
+:func:`onlstm.parsing.trees.as_tree`). Predicted and gold trees must have the same number of words.
 Exact arithmetic: no epsilons (the official code's ``+ 1e-8`` shifts F1 in the 8th decimal).
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from onlstm.trees import Tree, as_tree, leaf_depths, leaves, spans
+from onlstm.parsing.trees import Tree, as_tree, leaf_depths, leaves, spans
 
 
 @dataclass(frozen=True)

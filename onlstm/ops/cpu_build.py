@@ -1,10 +1,13 @@
-"""Build and load the CPU step kernels (``onlstm/csrc/onlstm_cpu.c``) with the system C compiler.
+"""Build and load the CPU kernels (``onlstm/ops/csrc/onlstm_cpu.c``) with the system C compiler.
 
-The library is compiled once per machine (about a second: plain C, no PyTorch headers) into a
-cache folder and loaded with ctypes. Why not a PyTorch C++ extension: those include the torch
-headers and take about a minute to compile, and building one at install time would need torch
-inside pip's isolated build environment (the multi-GB CUDA wheel). Why not ``torch.compile``:
-minutes to compile the recurrence on a 2-core CPU.
+The library is compiled once per machine (plain C, no PyTorch headers) into a cache folder and
+loaded with ctypes; nothing calls it but the registered ops of :mod:`onlstm.ops.cpu`, which
+check every argument first. Why not ``torch.utils.cpp_extension`` (the ecosystem's tool): its
+first use compiles against the torch headers, measured at about ten seconds for a minimal
+``TORCH_LIBRARY`` file against half a second for this build, and another compiler mode (C++)
+could change the float32 rounding of the kernels, which the experiments run so far must keep;
+docs/performance.md ("Why plain C and ctypes") has the measurement. Building at install time
+instead would need torch inside pip's isolated build environment (the multi-GB CUDA wheel).
 
 * cache: ``$ONLSTM_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/onlstm``, else ``~/.cache/onlstm``; the
   file name hashes the source, the flags, the compiler and the CPU's feature flags

@@ -1,0 +1,199 @@
+"""What the tests share, in one place: paths, the tiny backbone (as config overrides and as a
+``BackboneConfig``), tiny training runs, the real Hydra config composed for a test, running
+``python train.py`` as a user would, and the equality check of a recurrence path against the
+reference. Fixtures stay in conftest.py; no test module imports another test module."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+import train  # noqa: F401  (registers the schemas and resolvers compose_config needs)
+from onlstm import BackboneConfig, ONLSTMStack
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("ONLSTM_DATA_DIR") or ROOT.parent / "shared" / "data")
+
+# ----------------------------------------------------------------------------- the tiny backbone
+# a backbone small enough for seconds-long runs; same code paths as the paper's
+TINY_BACKBONE = {"emb_size": 16, "hidden_size": 32, "n_layers": 2, "chunk_size": 4}
+
+
+def tiny_model_overrides(**changes) -> list[str]:
+    """The tiny backbone as ``model.*`` overrides, ``changes`` replacing or adding keys."""
+    return [f"model.{key}={value}" for key, value in {**TINY_BACKBONE, **changes}.items()]
+
+
+def tiny_backbone(**changes) -> BackboneConfig:
+    """The tiny backbone as a ``BackboneConfig``, ``changes`` replacing or adding fields."""
+    return BackboneConfig(**{**TINY_BACKBONE, **changes})
+
+
+TINY_MODEL = tiny_model_overrides()
+NO_DROPOUT = {"dropout": 0.0, "dropouth": 0.0, "dropouti": 0.0, "dropoute": 0.0, "wdrop": 0.0}
+
+# an LM run of a few seconds: the tiny backbone on a 1% prefix of PTB's training stream
+LM_TINY_RUN = [
+    *TINY_MODEL,
+    "task.datamodule.train_fraction=0.01",
+    "task.datamodule.batch_size=4",
+    "task.datamodule.eval_batch_size=5",
+    "task.datamodule.bptt=20",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.num_sanity_val_steps=0",
+]
+
+# a logic run of a few seconds: 1-layer tiny encoder, formulas with 0-1 operators, small subsamples
+LOGIC_TINY_RUN = [
+    "task=logic",
+    *tiny_model_overrides(n_layers=1, tie_weights="false"),
+    "task.datamodule.train_ops=[0,1]",
+    "task.datamodule.test_ops=[0,1]",
+    "task.datamodule.train_fraction=0.02",
+    "task.datamodule.val_fraction=0.1",
+    "task.datamodule.test_fraction=0.02",
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=3",
+    "trainer.enable_progress_bar=false",
+    "trainer.num_sanity_val_steps=0",
+]
+
+# the Marvin & Linzen suite with limit_per_condition=1 (data README, section 4): 8 files with 2
+# conditions, 14 with 4, in 15 reporting groups
+SYNEVAL_ITEMS_ONE_PER_CONDITION = 8 * 2 + 14 * 4
+SYNEVAL_GROUPS = 15
+
+
+def requires_data(*relative: str):
+    missing = [p for p in relative if not (DATA_DIR / p).exists()]
+    return pytest.mark.skipif(bool(missing), reason=f"data not found under {DATA_DIR}: {missing}")
+
+
+# ----------------------------------------------------------------------------- configs and runs
+def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
+    """The real config (conf/config.yaml) with overrides, its outputs under ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.log_dir = str(output_dir / "logs")
+    return cfg
+
+
+def cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK")}
+    env.update(ONLSTM_DATA_DIR=str(DATA_DIR), PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", WANDB_MODE="offline")
+    return env
+
+
+def run_train(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python train.py <args>`` from the project root; fails the test with the output's tail."""
+    proc = subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, f"train.py {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    return proc
+
+
+def logged_metrics(run_dir: Path) -> dict[str, float]:
+    """The last value of every metric in a run's CSV log (``<run>/csv/metrics.csv``)."""
+    values: dict[str, float] = {}
+    with open(Path(run_dir) / "csv" / "metrics.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            values.update({k: float(v) for k, v in row.items() if v not in ("", None)})
+    return values
+
+
+# ----------------------------------------------------------------------------- recurrence paths
+# Every comparison runs the same stack twice, once per implementation, with identical parameters
+# and the RNG seeded identically before each forward, so the DropConnect and locked-dropout masks
+# (sampled inside the stack) match.
+
+# (layer sizes, chunk size, time, batch): several layers, chunk size 1, a single time step
+SHAPES = [
+    ([5, 12, 8], 4, 6, 3),
+    ([4, 6], 1, 5, 2),
+    ([3, 8, 8], 2, 1, 4),
+]
+TOL = {"rtol": 1e-4, "atol": 1e-5}
+
+
+def run_stack(stack: ONLSTMStack, x: torch.Tensor, hidden, distances: str, seed: int = 1):
+    """Forward + backward of a loss over everything the stack returns; returns (outputs, grads)."""
+    x = x.clone().requires_grad_(True)
+    if hidden is not None:
+        hidden = [(h.clone().requires_grad_(True), c.clone().requires_grad_(True)) for h, c in hidden]
+    torch.manual_seed(seed)
+    out = stack(x, hidden)
+    loss = out.output.pow(2).sum() + sum(h.pow(3).sum() + 2.0 * c.sum() for h, c in out.hidden)
+    loss = loss + sum(o.sin().sum() for o in out.outputs[:-1])
+    weights = torch.linspace(-1.0, 1.0, out.distances.numel(), device=out.distances.device).view_as(out.distances)
+    if distances == "used":
+        loss = loss + (out.distances * weights).sum() + out.distances_in.pow(2).sum()
+    elif distances == "zero":  # in the graph, but with an all-zero gradient
+        loss = loss + 0.0 * (out.distances.sum() + out.distances_in.sum())
+    loss.backward()
+    values = [out.output, out.distances, out.distances_in, *(t for pair in out.hidden for t in pair), *out.outputs]
+    grads = {name: p.grad for name, p in stack.named_parameters()}
+    grads["x"] = x.grad
+    if hidden is not None:
+        for i, (h, c) in enumerate(hidden):
+            grads[f"h{i}"], grads[f"c{i}"] = h.grad, c.grad
+    return values, grads
+
+
+def stack_pair(sizes, chunk, dropout, dropconnect, training, implementation="fused", device="cpu"):
+    """(reference stack, ``implementation`` stack) with the same parameters."""
+    torch.manual_seed(0)
+    reference = ONLSTMStack(sizes, chunk, dropout=dropout, dropconnect=dropconnect, implementation="reference")
+    fused = ONLSTMStack(sizes, chunk, dropout=dropout, dropconnect=dropconnect, implementation=implementation)
+    reference, fused = reference.to(device), fused.to(device)
+    fused.load_state_dict(reference.state_dict())
+    return reference.train(training), fused.train(training)
+
+
+def check_matches_reference(sizes, chunk, steps, batch, dropout, dropconnect, training, distances, implementation="fused", device="cpu"):
+    """Outputs and every gradient of ``implementation`` equal the reference's (same masks)."""
+    reference, fused = stack_pair(sizes, chunk, dropout, dropconnect, training, implementation, device)
+    torch.manual_seed(2)
+    x = torch.randn(steps, batch, sizes[0], device=device)
+    hidden = [(torch.randn(batch, s, device=device), torch.randn(batch, s, device=device)) for s in sizes[1:]]
+    ref_values, ref_grads = run_stack(reference, x, hidden, distances)
+    values, grads = run_stack(fused, x, hidden, distances)
+    for expected, actual in zip(ref_values, values):
+        torch.testing.assert_close(actual, expected, **TOL)
+    assert ref_grads.keys() == grads.keys()
+    for name, expected in ref_grads.items():
+        assert grads[name] is not None, name
+        torch.testing.assert_close(grads[name], expected, **TOL, msg=lambda m: f"{name}: {m}")
+
+
+def check_zero_state_and_inference(implementation: str, device: str = "cpu"):
+    """With no hidden state given (zeros) the gradients match; in no_grad eval mode (the path
+    that keeps no per-step buffers) outputs, distances and the final state match."""
+    reference, fused = stack_pair([6, 12, 6], 3, 0.3, 0.4, True, implementation, device)
+    x = torch.randn(7, 3, 6, device=device)
+    ref_values, ref_grads = run_stack(reference, x, None, "unused")
+    values, grads = run_stack(fused, x, None, "unused")
+    for name, expected in ref_grads.items():
+        torch.testing.assert_close(grads[name], expected, **TOL)
+    reference.eval(), fused.eval()
+    with torch.no_grad():  # the inference path keeps no (time, ...) buffers
+        expected, actual = reference(x), fused(x)
+    torch.testing.assert_close(actual.output, expected.output, **TOL)
+    torch.testing.assert_close(actual.distances, expected.distances, **TOL)
+    torch.testing.assert_close(actual.distances_in, expected.distances_in, **TOL)
+    torch.testing.assert_close(actual.hidden[-1][1], expected.hidden[-1][1], **TOL)
