@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Checkpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger("onlstm.train")
 
@@ -103,3 +107,139 @@ class SaveInitialWeights(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.ckpt_path is None and trainer.global_step == 0:
             trainer.save_checkpoint(self.path, weights_only=True)
+
+
+class LastCheckpoint(Checkpoint):
+    """``<dirpath>/last.ckpt``: the state a run continues from (``ckpt_path=...`` or ``resume=true``).
+
+    Written at every point from which a resumed run continues exactly as an uninterrupted one:
+
+    - at the end of every validation inside fit, whatever ``trainer.val_check_interval`` is
+      (a validation at the epoch's last batch is covered by the epoch-end save that follows it);
+    - at every epoch end, after the epoch-end hooks (the NT-ASGD switch, for instance);
+    - every ``every_n_train_steps`` optimizer steps when > 0, after the batch (a validation or an
+      epoch end right after that batch saves instead, so that a resumed run does not skip it);
+    - when the process is asked to stop: SIGTERM (a cluster's preemption, ``kill``) or SIGINT
+      (Ctrl-C), at the end of the batch (or validation) that is running, then the process exits
+      with status 128 + the signal's number (143 for SIGTERM, 130 for SIGINT).
+
+    Signals build on Lightning's own handling: during fit, Lightning's signal connector answers
+    SIGTERM by setting ``trainer.received_sigterm`` (and, on SLURM with auto-requeue, composes it
+    with its requeue handlers; SLURM's requeue signal, SIGUSR1 by default, is left to Lightning),
+    and its loops then raise ``SIGTERMException`` at the next batch boundary, including in the
+    middle of a validation: a checkpoint taken there would lose the partly summed validation
+    metrics. So this callback holds a signal until the batch (or the validation) in progress has
+    ended, saves ``last.ckpt`` at that point, and only then passes the signal to the handler
+    Lightning installed, whose loops stop the run right after. Ctrl-C takes the same path; a second
+    Ctrl-C raises KeyboardInterrupt at once (Lightning's graceful shutdown, nothing saved, since
+    the state in the middle of a batch is not one to resume from).
+    """
+
+    FILENAME = "last.ckpt"
+
+    def __init__(self, dirpath: str, every_n_train_steps: int = 0):
+        if every_n_train_steps < 0:
+            raise ValueError(f"callbacks.last_checkpoint.every_n_train_steps must be >= 0, got {every_n_train_steps}")
+        self.path = Path(dirpath) / self.FILENAME
+        self.every_n_train_steps = every_n_train_steps
+        self.stopped_by: signal.Signals | None = None  # the signal that asked the run to stop
+        self._saved_step = -1
+        self._pending = False  # a signal held until the batch or validation in progress ends
+        self._lightning_handler = None
+        self._trainer: pl.Trainer | None = None
+        self._in_training = False
+
+    # ------------------------------------------------------------------ signals
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # the resumed state is already on disk: nothing to save until an optimizer step is taken
+        self._saved_step = trainer.global_step
+        self._trainer, self._in_training = trainer, True
+        # Lightning registers its SIGTERM handler just before the fit stage runs and restores the
+        # handlers it found when fit ends (its teardown), which removes these too.
+        if threading.current_thread() is threading.main_thread():
+            self._lightning_handler = signal.getsignal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame) -> None:
+        received = signal.Signals(signum)
+        if self.stopped_by is not None:
+            if received == signal.SIGINT:
+                log.warning("second Ctrl-C: stopping at once; %s is the one saved before", self.path)
+                raise KeyboardInterrupt
+            return  # a repeated SIGTERM: the stop is already on its way
+        self.stopped_by = received
+        if not self._in_training:  # setup, sanity check: nothing trained that needs saving
+            self._pass_on(received)
+            return
+        log.warning("%s received: saving %s after the batch or validation in progress, then stopping "
+                    "(Ctrl-C again stops at once)", received.name, self.path)
+        self._pending = True
+
+    def _pass_on(self, received: signal.Signals) -> None:
+        self._pending = False
+        if callable(self._lightning_handler):
+            self._lightning_handler(int(received), None)
+        elif self._trainer is not None:
+            raise SIGTERMException  # no Lightning handler (not the main thread): stop the same way
+
+    def _after_save_point(self, trainer: pl.Trainer) -> None:
+        if self._pending:
+            self._save(trainer, f"{self.stopped_by.name} received")
+            self._pass_on(self.stopped_by)
+
+    # ------------------------------------------------------------------ save points
+    def _save(self, trainer: pl.Trainer, why: str) -> None:
+        if trainer.global_step == self._saved_step or trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        trainer.save_checkpoint(self.path)  # written to a temporary file, then moved into place
+        self._saved_step = trainer.global_step
+        log.info("saved %s at step %d, epoch %d (%s)", self.path, trainer.global_step, trainer.current_epoch, why)
+
+    @staticmethod
+    def _more_follows_this_batch(trainer: pl.Trainer) -> bool:
+        """True when a validation or the epoch's end runs after this batch (they save instead)."""
+        epoch_loop = trainer.fit_loop.epoch_loop
+        if epoch_loop.batch_progress.is_last_batch or trainer.should_stop or epoch_loop._is_training_done:
+            return True
+        # Lightning's own decision whether this batch ends with a validation (a private method of
+        # the pinned Lightning 2.6; a Lightning without it saves here, before the validation)
+        should_check_val = getattr(epoch_loop, "_should_check_val_fx", None)
+        fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
+        return bool(should_check_val and fetcher is not None and should_check_val(fetcher))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if self._more_follows_this_batch(trainer):
+            return
+        if self.every_n_train_steps and trainer.global_step % self.every_n_train_steps == 0:
+            self._save(trainer, f"every {self.every_n_train_steps} steps")
+        self._after_save_point(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # the epoch's end follows: it saves after the epoch-end hooks
+        self._save(trainer, "validation")
+        self._after_save_point(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save(trainer, "epoch end")
+        self._after_save_point(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._in_training = False
+        self._save(trainer, "end of training")
+        if self._pending:  # the signal came as training ended: stop before testing
+            self._pending = False
+            raise SIGTERMException
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._in_training = False
+        if isinstance(exception, KeyboardInterrupt) or self.stopped_by is None:
+            return  # an error or a forced stop: the state in the middle of a batch is not saved
+        if trainer.global_step != self._saved_step and not trainer.validating:
+            self._save(trainer, f"{self.stopped_by.name} received")
+        log.warning("stopped by %s at step %d; continue with ckpt_path=%s (or resume=true in the same folder)",
+                    self.stopped_by.name, trainer.global_step, self.path)
+

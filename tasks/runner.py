@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from pathlib import Path
 
@@ -12,9 +13,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from onlstm import BackboneConfig
 from tasks import resume
+from tasks.callbacks import LastCheckpoint
 from tasks.checkpoints import read_checkpoint
 from tasks.tracking import WandbRunIdInCheckpoint, wandb_offline, wandb_run_id_of
 
@@ -164,7 +167,21 @@ def fit_and_test(cfg: DictConfig) -> dict[str, float]:
         callbacks.append(WandbRunIdInCheckpoint())
     trainer_kwargs = OmegaConf.to_container(cfg.task.trainer_kwargs, resolve=True) if cfg.task.get("trainer_kwargs") else {}
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_kwargs)
+    try:
+        return fit_then_test(cfg, trainer, module, datamodule, parameters, trainer_kwargs)
+    except SIGTERMException:
+        # Lightning stops its loops with this SystemExit subclass after a SIGTERM (and LastCheckpoint
+        # routes Ctrl-C the same way); as it is, the process would exit with status 0, and a
+        # preempted job would look finished to `make`, a shell loop or a scheduler.
+        stopped = next((c.stopped_by for c in callbacks if isinstance(c, LastCheckpoint) and c.stopped_by), None)
+        stopped = stopped or signal.SIGTERM
+        log.warning("run stopped by %s; output folder: %s (no done.json: resume=true or ckpt_path=<folder>/%s "
+                    "continues it)", stopped.name, cfg.paths.output_dir, resume.LAST_CHECKPOINT)
+        raise SystemExit(128 + int(stopped)) from None
 
+
+def fit_then_test(cfg: DictConfig, trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule,
+                  parameters: int, trainer_kwargs: dict) -> dict[str, float]:
     hparams = OmegaConf.to_container(cfg, resolve=False)
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams)
@@ -177,7 +194,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("test"):
         test_ckpt = ckpt_path
         if cfg.get("train"):
-            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            best = getattr(trainer.checkpoint_callback, "best_model_path", "")
             test_ckpt = best or None
             if not best:
                 log.warning("no best checkpoint was saved; testing the current weights")
@@ -199,7 +216,7 @@ def evaluate_after_fit(cfg: DictConfig, trainer: pl.Trainer, trainer_kwargs: dic
     if trainer.fast_dev_run:
         log.warning("evaluate_after skipped: fast_dev_run trains no checkpoint worth scoring")
         return {}
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     if not best:
         best = str(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
     if not Path(best).is_file():
