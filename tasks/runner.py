@@ -91,6 +91,13 @@ def resume_wandb_run(cfg: DictConfig) -> None:
             cfg.logger.wandb.id = run_id
 
 
+def evaluation_callbacks(cfg: DictConfig) -> list:
+    """The callbacks of an evaluation-only Trainer: the progress log (rate and ETA of a suite that
+    takes minutes), when configured; checkpoints and training callbacks have nothing to do there."""
+    node = (cfg.get("callbacks") or {}).get("progress_log")
+    return [instantiate(node)] if node else []
+
+
 def one_device_test_trainer(cfg: DictConfig, trainer: pl.Trainer, trainer_kwargs: dict) -> pl.Trainer | None:
     """After a distributed fit: a one-device Trainer on rank zero (None on the other ranks)."""
     log.warning(
@@ -104,7 +111,8 @@ def one_device_test_trainer(cfg: DictConfig, trainer: pl.Trainer, trainer_kwargs
     root = trainer.strategy.root_device
     devices = [root.index] if root.type == "cuda" and root.index is not None else 1
     one = {"devices": devices, "num_nodes": 1, "strategy": "auto"}
-    return instantiate(cfg.trainer, callbacks=[], logger=trainer.loggers or False, **{**trainer_kwargs, **one})
+    return instantiate(cfg.trainer, callbacks=evaluation_callbacks(cfg), logger=trainer.loggers or False,
+                       **{**trainer_kwargs, **one})
 
 
 def continue_where_stopped(cfg: DictConfig) -> dict[str, float] | None:
@@ -231,7 +239,7 @@ def evaluate_after_fit(cfg: DictConfig, trainer: pl.Trainer, trainer_kwargs: dic
         datamodule.use_vocabulary(module.vocab)
         kwargs = OmegaConf.to_container(task.trainer_kwargs, resolve=True) if task.get("trainer_kwargs") else {}
         evaluator = one_device_test_trainer(cfg, trainer, kwargs) if trainer.world_size > 1 else instantiate(
-            cfg.trainer, callbacks=[], logger=trainer.loggers or False, **kwargs)
+            cfg.trainer, callbacks=evaluation_callbacks(cfg), logger=trainer.loggers or False, **kwargs)
         if evaluator is None:  # not rank zero
             continue
         evaluator.test(module, datamodule=datamodule)
