@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
-from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -214,7 +215,25 @@ def fit_then_test(cfg: DictConfig, trainer: pl.Trainer, module: pl.LightningModu
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if cfg.get("train") and cfg.get("evaluate_after"):
         metrics.update(evaluate_after_fit(cfg, trainer, trainer_kwargs))
+    log_hparams_with_final_metrics(cfg, trainer, metrics)
     return metrics
+
+
+def log_hparams_with_final_metrics(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
+    """TensorBoard's HParams tab compares runs by hyperparameters and final metrics, but only for
+    runs whose hparams were written together with metrics (an hparams summary without metrics is
+    not shown; ``logger.tensorboard.default_hp_metric`` is off, so the start of the run writes none):
+    write them once, at the end, with every final metric (the sweep's optimised one included)."""
+    def plain(node: DictConfig) -> dict:
+        return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if not k.startswith("_")}
+
+    params = {"seed": cfg.seed, "model": plain(cfg.model),
+              "task": {"name": cfg.task.name, "module": plain(cfg.task.module), "datamodule": plain(cfg.task.datamodule)}}
+    final = {k: v for k, v in metrics.items() if math.isfinite(v)}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger) and final:
+            logger.log_hyperparams(params, metrics=final, step=trainer.global_step)
+            logger.finalize("success")  # flush: fit and test have closed their writers already
 
 
 def evaluate_after_fit(cfg: DictConfig, trainer: pl.Trainer, trainer_kwargs: dict) -> dict[str, float]:
