@@ -185,7 +185,12 @@ class LastCheckpoint(Checkpoint):
             raise SIGTERMException  # no Lightning handler (not the main thread): stop the same way
 
     def _after_save_point(self, trainer: pl.Trainer) -> None:
-        if self._pending:
+        pending = self._pending
+        if trainer.world_size > 1:
+            # every rank must save (a collective) and stop at the same point, whichever got the signal
+            pending = trainer.strategy.reduce_boolean_decision(pending, all=False)
+        if pending:
+            self.stopped_by = self.stopped_by or signal.SIGTERM
             self._save(trainer, f"{self.stopped_by.name} received")
             self._pass_on(self.stopped_by)
 
