@@ -73,6 +73,10 @@ class LanguageModelingTask(pl.LightningModule):
             self._hidden["train"] = None
         self._resumed_hidden = False
 
+    def progress_items(self, batch: dict) -> tuple[int, str]:
+        """What the progress log counts per batch (tasks.callbacks.ProgressLog)."""
+        return int(batch["target"].numel()), "tokens"
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         optimizer = self.optimizers()
         self._epoch_done = batch_idx + 1 >= self.trainer.num_training_batches

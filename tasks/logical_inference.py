@@ -114,6 +114,10 @@ class LogicalInferenceTask(pl.LightningModule):
         self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, batch_size=size, prog_bar=True)
         return loss, preds
 
+    def progress_items(self, batch: dict[str, Tensor]) -> tuple[int, str]:
+        """What the progress log counts per batch (tasks.callbacks.ProgressLog)."""
+        return int(batch["label"].numel()), "pairs"
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
         self.log("train/lr", lr, on_step=False, on_epoch=True, batch_size=batch["label"].numel())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import signal
 import time
 from pathlib import Path
 
@@ -10,11 +12,13 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
-from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from onlstm import BackboneConfig
 from tasks import resume
+from tasks.callbacks import LastCheckpoint
 from tasks.checkpoints import read_checkpoint
 from tasks.tracking import WandbRunIdInCheckpoint, wandb_offline, wandb_run_id_of
 
@@ -88,6 +92,13 @@ def resume_wandb_run(cfg: DictConfig) -> None:
             cfg.logger.wandb.id = run_id
 
 
+def evaluation_callbacks(cfg: DictConfig) -> list:
+    """The callbacks of an evaluation-only Trainer: the progress log (rate and ETA of a suite that
+    takes minutes), when configured; checkpoints and training callbacks have nothing to do there."""
+    node = (cfg.get("callbacks") or {}).get("progress_log")
+    return [instantiate(node)] if node else []
+
+
 def one_device_test_trainer(cfg: DictConfig, trainer: pl.Trainer, trainer_kwargs: dict) -> pl.Trainer | None:
     """After a distributed fit: a one-device Trainer on rank zero (None on the other ranks)."""
     log.warning(
@@ -101,7 +112,8 @@ def one_device_test_trainer(cfg: DictConfig, trainer: pl.Trainer, trainer_kwargs
     root = trainer.strategy.root_device
     devices = [root.index] if root.type == "cuda" and root.index is not None else 1
     one = {"devices": devices, "num_nodes": 1, "strategy": "auto"}
-    return instantiate(cfg.trainer, callbacks=[], logger=trainer.loggers or False, **{**trainer_kwargs, **one})
+    return instantiate(cfg.trainer, callbacks=evaluation_callbacks(cfg), logger=trainer.loggers or False,
+                       **{**trainer_kwargs, **one})
 
 
 def continue_where_stopped(cfg: DictConfig) -> dict[str, float] | None:
@@ -164,7 +176,21 @@ def fit_and_test(cfg: DictConfig) -> dict[str, float]:
         callbacks.append(WandbRunIdInCheckpoint())
     trainer_kwargs = OmegaConf.to_container(cfg.task.trainer_kwargs, resolve=True) if cfg.task.get("trainer_kwargs") else {}
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_kwargs)
+    try:
+        return fit_then_test(cfg, trainer, module, datamodule, parameters, trainer_kwargs)
+    except SIGTERMException:
+        # Lightning stops its loops with this SystemExit subclass after a SIGTERM (and LastCheckpoint
+        # routes Ctrl-C the same way); as it is, the process would exit with status 0, and a
+        # preempted job would look finished to `make`, a shell loop or a scheduler.
+        stopped = next((c.stopped_by for c in callbacks if isinstance(c, LastCheckpoint) and c.stopped_by), None)
+        stopped = stopped or signal.SIGTERM
+        log.warning("run stopped by %s; output folder: %s (no done.json: resume=true or ckpt_path=<folder>/%s "
+                    "continues it)", stopped.name, cfg.paths.output_dir, resume.LAST_CHECKPOINT)
+        raise SystemExit(128 + int(stopped)) from None
 
+
+def fit_then_test(cfg: DictConfig, trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule,
+                  parameters: int, trainer_kwargs: dict) -> dict[str, float]:
     hparams = OmegaConf.to_container(cfg, resolve=False)
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams)
@@ -177,7 +203,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("test"):
         test_ckpt = ckpt_path
         if cfg.get("train"):
-            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            best = getattr(trainer.checkpoint_callback, "best_model_path", "")
             test_ckpt = best or None
             if not best:
                 log.warning("no best checkpoint was saved; testing the current weights")
@@ -189,7 +215,25 @@ def fit_and_test(cfg: DictConfig) -> dict[str, float]:
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if cfg.get("train") and cfg.get("evaluate_after"):
         metrics.update(evaluate_after_fit(cfg, trainer, trainer_kwargs))
+    log_hparams_with_final_metrics(cfg, trainer, metrics)
     return metrics
+
+
+def log_hparams_with_final_metrics(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
+    """TensorBoard's HParams tab compares runs by hyperparameters and final metrics, but only for
+    runs whose hparams were written together with metrics (an hparams summary without metrics is
+    not shown; ``logger.tensorboard.default_hp_metric`` is off, so the start of the run writes none):
+    write them once, at the end, with every final metric (the sweep's optimised one included)."""
+    def plain(node: DictConfig) -> dict:
+        return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if not k.startswith("_")}
+
+    params = {"seed": cfg.seed, "model": plain(cfg.model),
+              "task": {"name": cfg.task.name, "module": plain(cfg.task.module), "datamodule": plain(cfg.task.datamodule)}}
+    final = {k: v for k, v in metrics.items() if math.isfinite(v)}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger) and final:
+            logger.log_hyperparams(params, metrics=final, step=trainer.global_step)
+            logger.finalize("success")  # flush: fit and test have closed their writers already
 
 
 def evaluate_after_fit(cfg: DictConfig, trainer: pl.Trainer, trainer_kwargs: dict) -> dict[str, float]:
@@ -199,7 +243,7 @@ def evaluate_after_fit(cfg: DictConfig, trainer: pl.Trainer, trainer_kwargs: dic
     if trainer.fast_dev_run:
         log.warning("evaluate_after skipped: fast_dev_run trains no checkpoint worth scoring")
         return {}
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     if not best:
         best = str(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
     if not Path(best).is_file():
@@ -214,7 +258,7 @@ def evaluate_after_fit(cfg: DictConfig, trainer: pl.Trainer, trainer_kwargs: dic
         datamodule.use_vocabulary(module.vocab)
         kwargs = OmegaConf.to_container(task.trainer_kwargs, resolve=True) if task.get("trainer_kwargs") else {}
         evaluator = one_device_test_trainer(cfg, trainer, kwargs) if trainer.world_size > 1 else instantiate(
-            cfg.trainer, callbacks=[], logger=trainer.loggers or False, **kwargs)
+            cfg.trainer, callbacks=evaluation_callbacks(cfg), logger=trainer.loggers or False, **kwargs)
         if evaluator is None:  # not rank zero
             continue
         evaluator.test(module, datamodule=datamodule)

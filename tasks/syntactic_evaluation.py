@@ -158,6 +158,10 @@ class SyntacticEvaluationTask(pl.LightningModule):
         self._started = 0.0
 
     # ------------------------------------------------------------ evaluation only
+    def progress_items(self, batch: dict) -> tuple[int, str]:
+        """What the progress log counts per batch (tasks.callbacks.ProgressLog)."""
+        return int(batch["sentence"].numel()), "sentences"
+
     def training_step(self, batch, batch_idx):
         raise RuntimeError("task=syneval evaluates a trained LM: run it with train=false ckpt_path=/path/to/lm.ckpt")
 

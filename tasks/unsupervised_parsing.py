@@ -128,6 +128,10 @@ class UnsupervisedParsingTask(pl.LightningModule):
             raise RuntimeError(FIT_ERROR)
 
     # Lightning checks that these exist before it calls setup("fit"), where the error is raised.
+    def progress_items(self, batch: dict) -> tuple[int, str]:
+        """What the progress log counts per batch (tasks.callbacks.ProgressLog)."""
+        return len(batch["index"]), "sentences"
+
     def training_step(self, batch, batch_idx):
         raise RuntimeError(FIT_ERROR)
 

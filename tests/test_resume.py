@@ -16,6 +16,7 @@ import pytest
 
 import train
 from tasks import resume
+from tasks.checkpoints import read_checkpoint
 from tests.helpers import LM_TINY_RUN, ROOT, cli_env, logged_metrics, requires_data, run_train
 
 # experiment=evidence_lm as a seconds-long sweep of one ON-LSTM job: a fixed number of steps
@@ -98,3 +99,38 @@ def test_a_run_that_builds_on_an_unfinished_one_refuses_to_start(make_cfg, tmp_p
                     f"requires_finished_runs=[{lm_run}]"])
     with pytest.raises(FileNotFoundError, match=rf"{lm_run} holds no finished run .*evidence_lm before"):
         train.train(cfg)
+
+
+@pytest.mark.slow
+@requires_data("ptb/train.txt", "ptb/valid.txt", "ptb/test.txt")
+def test_sigterm_to_an_evidence_sweep_leaves_a_last_ckpt_it_continues_from(tmp_path):
+    """Guards a preempted ``make evidence``: SIGTERM to the whole process group (the launcher and
+    its joblib worker, as a cluster or ``kill -TERM -<pgid>`` sends it) at step 30, between the
+    step-based saves (every 20): the job writes last.ckpt at step 30 before it exits, and running
+    the same command again continues from step 30 to the end (done.json). Went red (train.log
+    without "SIGTERM received: saving") when LastCheckpoint passed the signal straight on to
+    Lightning and saved nothing on it."""
+    sweep = tmp_path / "sweep"
+    job = sweep / "onlstm_seed7"
+    marker = tmp_path / "waiting"
+    wait = ["+callbacks.wait._target_=tests.fault_injection.WaitForSignalAtStep", "+callbacks.wait.step=30",
+            f"+callbacks.wait.marker={marker}"]
+    proc = subprocess.Popen([sys.executable, "train.py", *sweep_args(sweep), *wait], cwd=ROOT, env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "the job never reached step 30"
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=120)
+    deadline = time.time() + 60  # the worker may outlive the launcher by the time it takes to save
+    while "run stopped by SIGTERM" not in (job / "train.log").read_text() and time.time() < deadline:
+        time.sleep(0.1)
+    assert "SIGTERM received: saving" in (job / "train.log").read_text()
+    assert read_checkpoint(job / "checkpoints" / "last.ckpt")["global_step"] == 30
+    assert not (job / resume.DONE_FILE).exists()
+
+    run_train(sweep_args(sweep))
+    log = (job / "train.log").read_text()
+    assert "continuing the interrupted run" in log and "training from step 30" in log
+    assert json.loads((job / resume.DONE_FILE).read_text())["metrics"]["test/ppl"] > 1

@@ -6,6 +6,8 @@ the value that train.py's ``main`` returns (the task's ``optimized_metric``).
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,48 @@ def test_optuna_sweep_of_two_trials_receives_what_main_returns(tmp_path):
     assert results["best_value"] == pytest.approx(learned)
     params = [yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) for job in jobs]
     assert all(any(o.startswith("task.module.lr=") for o in p) for p in params)
+    # the sweep's summary table names Optuna's best trial too
+    assert f"Optuna's best trial (optimization_results.yaml): value {results['best_value']:.6g}" in (
+        sweep / "summary.md").read_text()
+
+
+@requires_data("ptb/train.txt", "ptb/valid.txt", "ptb/test.txt")
+def test_two_job_sweep_writes_its_summary_table_and_tensorboard_hparams_with_final_metrics(tmp_path):
+    """Guards what a researcher reads after ``train.py -m``: summary.csv / summary.md in the sweep
+    folder, one row per job with its swept override, optimised metric, test metrics, wall time
+    and folder, taken from each job's done.json; and each job's TensorBoard hparams carrying the
+    final metrics (what the HParams tab compares). Went red with the callback left out of
+    conf/hydra/default.yaml (no summary.csv), and with the final log_hyperparams call removed (no
+    hparams session in the event files)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    sweep = tmp_path / "sweep"
+    run_train(["-m", "logger=tensorboard", *LM_JOB, "model.chunk_size=4,8", f"hydra.sweep.dir={sweep}"])
+    with open(sweep / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["job"], r["swept"], r["status"], r["folder"]) for r in rows] == [
+        ("0", "model.chunk_size=4", "finished", "0"), ("1", "model.chunk_size=8", "finished", "1")]
+    for row in rows:
+        done = json.loads((sweep / row["folder"] / "done.json").read_text())
+        assert row["optimized_metric"] == "val/ppl"
+        assert float(row["value"]) == pytest.approx(done["metrics"]["val/ppl"])
+        assert float(row["test/ppl"]) == pytest.approx(done["metrics"]["test/ppl"])
+        assert float(row["wall_s"]) == done["wall_seconds_last_attempt"] > 0
+    assert sorted(r["best"] for r in rows) == ["", "yes"]
+    best = next(r for r in rows if r["best"])
+    assert float(best["value"]) == min(float(r["value"]) for r in rows)
+    markdown = (sweep / "summary.md").read_text()
+    assert "| job | swept | status | optimized_metric | value | best | test/loss | test/ppl |" in markdown
+    assert "| 1 | model.chunk_size=8 | finished | val/ppl |" in markdown
+
+    events = EventAccumulator(str(sweep / "0" / "tensorboard"))
+    events.Reload()
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        events.SummaryMetadata("_hparams_/session_start_info").plugin_data.content).session_start_info
+    assert start.hparams["model/chunk_size"].number_value == 4
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        events.SummaryMetadata("_hparams_/experiment").plugin_data.content).experiment
+    assert {"val/ppl", "test/ppl"} <= {m.name.tag for m in experiment.metric_infos}
+    done = json.loads((sweep / "0" / "done.json").read_text())
+    assert events.Scalars("test/ppl")[-1].value == pytest.approx(done["metrics"]["test/ppl"])
