@@ -216,6 +216,18 @@ def line_figure(title: str, xlabel: str, ylabel: str) -> tuple[Figure, Any]:
 COLORS = {"onlstm": "tab:blue", "lstm": "tab:orange"}
 
 
+def validation_curves(runs: Sequence[Run], metric: str, title: str, ylabel: str) -> tuple[Figure, Any]:
+    """``metric`` at every validation against the CPU minutes used by then, each run a line."""
+    figure, axes = line_figure(title, "CPU minutes (one thread)", ylabel)
+    for run in sorted(runs, key=lambda r: (r.arch, r.seed)):
+        points = run.curve("time/cpu_minutes", metric)
+        if points:
+            xs, ys = zip(*points)
+            axes.plot(xs, ys, color=COLORS.get(run.arch), alpha=0.8, label=f"{ARCH_NAMES[run.arch]} seed {run.seed}")
+    axes.legend(fontsize=7)
+    return figure, axes
+
+
 # ------------------------------------------------------------------------------ claim 1: LM
 def parameter_count(run: Run) -> float | None:
     return run.metrics.get("model/parameters")
@@ -259,15 +271,9 @@ def lm_section(runs: list[Run]) -> Section:
                 f"{statistics.fmean(lstm):.1f}; LSTM minus ON-LSTM = {advantage:.1f}, standard error {se:.1f}.")
     section.text.append(line + "\n")
 
-    figure, axes = line_figure("Validation perplexity against training time", "CPU minutes (one thread)",
-                               "validation perplexity")
-    for run in sorted(runs, key=lambda r: (r.arch, r.seed)):
-        points = run.curve("time/cpu_minutes", "val/ppl")
-        if points:
-            xs, ys = zip(*points)
-            axes.plot(xs, ys, color=COLORS.get(run.arch), alpha=0.8, label=f"{ARCH_NAMES[run.arch]} seed {run.seed}")
+    figure, axes = validation_curves(runs, "val/ppl", "Validation perplexity against training time",
+                                     "validation perplexity")
     axes.set_yscale("log")
-    axes.legend(fontsize=7)
     section.figure("lm_validation_curves", figure, "Validation perplexity at every validation, each seed a line.")
     return section
 
@@ -368,15 +374,9 @@ def logic_section(runs: list[Run]) -> Section:
     axes.legend(fontsize=8)
     section.figure("logic_accuracy_by_operators", figure, "Mean over seeds, band: +- one standard deviation.")
 
-    figure, axes = line_figure("Validation accuracy against training time", "CPU minutes (one thread)",
-                               "validation accuracy (<= 6 operators)")
-    for run in sorted(runs, key=lambda r: (r.arch, r.seed)):
-        points = run.curve("time/cpu_minutes", "val/acc")
-        if points:
-            xs, ys = zip(*points)
-            axes.plot(xs, ys, color=COLORS.get(run.arch), alpha=0.8, label=f"{ARCH_NAMES[run.arch]} seed {run.seed}")
+    figure, axes = validation_curves(runs, "val/acc", "Validation accuracy against training time",
+                                     "validation accuracy (<= 6 operators)")
     axes.axhline(LOGIC_PRECONDITION, color="black", linestyle=":", linewidth=1)
-    axes.legend(fontsize=7)
     section.figure("logic_validation_curves", figure, "Validation accuracy at every validation, each seed a line.")
 
     missing = seeds_note(groups)
