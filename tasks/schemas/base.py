@@ -40,22 +40,26 @@ def _config_type(annotation: Any) -> Any:
     return annotation
 
 
-def signature_schema(target: type, exclude: tuple[str, ...] = ()) -> type:
+def signature_schema(name: str, target: type, exclude: tuple[str, ...] = ()) -> type:
     """A typed config schema of ``target``'s constructor: one field per keyword argument, with the
     type and default of the signature, which is the one place a default is written; ``_target_``
-    names ``target`` for ``hydra.utils.instantiate``. ``exclude``: arguments the runner passes
-    itself (the model config, what the datamodule tells the module)."""
+    names ``target`` for ``hydra.utils.instantiate``. ``name`` is the schema's class name, which
+    config errors show ("Key 'lrr' not in 'LanguageModelingSchema'"). ``exclude``: arguments the
+    runner passes itself (the model config, what the datamodule tells the module)."""
     hints = typing.get_type_hints(target.__init__)
     fields: list[tuple] = [("_target_", str, f"{target.__module__}.{target.__qualname__}")]
-    for name, parameter in inspect.signature(target.__init__).parameters.items():
-        if name == "self" or name in exclude or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+    for argument, parameter in inspect.signature(target.__init__).parameters.items():
+        if argument == "self" or argument in exclude or parameter.kind in (parameter.VAR_POSITIONAL,
+                                                                             parameter.VAR_KEYWORD):
             continue
-        kind = _config_type(hints.get(name, Any))
+        kind = _config_type(hints.get(argument, Any))
         default = parameter.default
         if default is inspect.Parameter.empty:
-            fields.append((name, kind, field(default=MISSING)))  # "???": the config must set it
+            fields.append((argument, kind, field(default=MISSING)))  # "???": the config must set it
         elif isinstance(default, (list, tuple)):
-            fields.append((name, kind, field(default_factory=functools.partial(list, default))))
+            fields.append((argument, kind, field(default_factory=functools.partial(list, default))))
         else:
-            fields.append((name, kind, default))
-    return make_dataclass(f"{target.__name__}Schema", fields)
+            fields.append((argument, kind, default))
+    schema = make_dataclass(name, fields)
+    schema.__module__ = target.__module__
+    return schema

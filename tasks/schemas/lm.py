@@ -15,8 +15,8 @@ from onlstm.lm import BackboneConfig
 from tasks.language_modeling import LanguageModelingTask
 from tasks.schemas.base import TaskSchemaBase, signature_schema
 
-TextCorpusDataSchema = signature_schema(TextCorpusDataModule)
-LanguageModelingSchema = signature_schema(LanguageModelingTask, exclude=("model", "vocab"))
+TextCorpusDataSchema = signature_schema("TextCorpusDataSchema", TextCorpusDataModule)
+LanguageModelingSchema = signature_schema("LanguageModelingSchema", LanguageModelingTask, exclude=("model", "vocab"))
 
 
 @dataclass

@@ -11,10 +11,11 @@ from datamodules.propositional_logic import PropositionalLogicDataModule
 from tasks.logical_inference import LogicalInferenceTask
 from tasks.schemas.base import TaskSchemaBase, signature_schema
 
-PropositionalLogicDataSchema = signature_schema(PropositionalLogicDataModule)
+PropositionalLogicDataSchema = signature_schema("PropositionalLogicDataSchema", PropositionalLogicDataModule)
 # the vocabulary, relations and operator counts come from the datamodule (module_kwargs)
 LogicalInferenceSchema = signature_schema(
-    LogicalInferenceTask, exclude=("model", "vocab_size", "relations", "train_ops", "test_ops", "pad_id")
+    "LogicalInferenceSchema", LogicalInferenceTask,
+    exclude=("model", "vocab_size", "relations", "train_ops", "test_ops", "pad_id"),
 )
 
 

@@ -11,10 +11,10 @@ from datamodules.treebank import TreebankDataModule
 from tasks.schemas.base import TaskSchemaBase, signature_schema
 from tasks.unsupervised_parsing import UnsupervisedParsingTask
 
-TreebankDataSchema = signature_schema(TreebankDataModule)
+TreebankDataSchema = signature_schema("TreebankDataSchema", TreebankDataModule)
 # the checkpoint is ckpt_path; the short-sentence limit and the development set come from the datamodule
 UnsupervisedParsingSchema = signature_schema(
-    UnsupervisedParsingTask, exclude=("model", "checkpoint", "max_length", "has_dev_set")
+    "UnsupervisedParsingSchema", UnsupervisedParsingTask, exclude=("model", "checkpoint", "max_length", "has_dev_set")
 )
 
 

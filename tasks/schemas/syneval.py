@@ -11,8 +11,8 @@ from datamodules.minimal_pairs import MinimalPairsDataModule
 from tasks.schemas.base import TaskSchemaBase, signature_schema
 from tasks.syntactic_evaluation import SyntacticEvaluationTask
 
-MinimalPairsDataSchema = signature_schema(MinimalPairsDataModule)
-SyntacticEvaluationSchema = signature_schema(SyntacticEvaluationTask, exclude=("model", "checkpoint"))
+MinimalPairsDataSchema = signature_schema("MinimalPairsDataSchema", MinimalPairsDataModule)
+SyntacticEvaluationSchema = signature_schema("SyntacticEvaluationSchema", SyntacticEvaluationTask, exclude=("model", "checkpoint"))
 
 
 @dataclass
