@@ -16,7 +16,7 @@ from tasks.language_modeling import LanguageModelingTask
 from tasks.schemas.base import TaskSchemaBase, signature_schema
 
 TextCorpusDataSchema = signature_schema(TextCorpusDataModule)
-LanguageModelingSchema = signature_schema(LanguageModelingTask, exclude=("model", "vocab"))
+LanguageModelingSchema = signature_schema(LanguageModelingTask, exclude=("model", "vocab", "run"))
 
 
 @dataclass

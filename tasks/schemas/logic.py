@@ -14,7 +14,7 @@ from tasks.schemas.base import TaskSchemaBase, signature_schema
 PropositionalLogicDataSchema = signature_schema(PropositionalLogicDataModule)
 # the vocabulary, relations and operator counts come from the datamodule (module_kwargs)
 LogicalInferenceSchema = signature_schema(
-    LogicalInferenceTask, exclude=("model", "vocab_size", "relations", "train_ops", "test_ops", "pad_id")
+    LogicalInferenceTask, exclude=("model", "run", "vocab_size", "relations", "train_ops", "test_ops", "pad_id")
 )
 
 

@@ -12,7 +12,7 @@ from tasks.schemas.base import TaskSchemaBase, signature_schema
 from tasks.syntactic_evaluation import SyntacticEvaluationTask
 
 MinimalPairsDataSchema = signature_schema(MinimalPairsDataModule)
-SyntacticEvaluationSchema = signature_schema(SyntacticEvaluationTask, exclude=("model", "checkpoint"))
+SyntacticEvaluationSchema = signature_schema(SyntacticEvaluationTask, exclude=("checkpoint", "run"))
 
 
 @dataclass
