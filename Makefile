@@ -9,6 +9,8 @@ ARGS ?=
 # extra overrides for every evidence sweep, e.g. EVIDENCE_ARGS="trainer=gpu hydra.launcher.n_jobs=1"
 EVIDENCE_ARGS ?=
 EVIDENCE_SWEEPS := lm parsing logic syneval
+# the sweeps that only evaluate checkpoints of earlier ones: run with eval.py, the others with train.py
+EVIDENCE_EVAL_SWEEPS := parsing
 # Pins the CPU build of torch (see constraints.txt); `make install CONSTRAINTS=` keeps the torch
 # an existing environment has (VENV=that environment).
 CONSTRAINTS ?= constraints.txt
@@ -39,7 +41,8 @@ test-full: install ## every test, the slow ones too
 
 evidence: install ## ON-LSTM vs LSTM x 3 seeds for each of the paper's claims, then docs/evidence.md (hours on a CPU; run again to continue an interrupted sweep)
 	for sweep in $(EVIDENCE_SWEEPS); do \
-		OMP_NUM_THREADS=1 $(BIN)/python train.py -m experiment=evidence_$$sweep $(EVIDENCE_ARGS) || exit 1; \
+		entry=$$(case $$sweep in $(EVIDENCE_EVAL_SWEEPS)) echo eval.py;; *) echo train.py;; esac); \
+		OMP_NUM_THREADS=1 $(BIN)/python $$entry -m experiment=evidence_$$sweep $(EVIDENCE_ARGS) || exit 1; \
 	done
 	$(MAKE) evidence-report
 
@@ -55,7 +58,7 @@ bench: install ## CPU throughput benchmarks (tables printed and saved under benc
 	$(BIN)/python benchmarks/transpose.py | tee benchmarks/results/transpose_cpu.md
 
 lint: install ## ruff
-	$(BIN)/ruff check onlstm tasks datamodules tests benchmarks train.py
+	$(BIN)/ruff check onlstm tasks datamodules tests benchmarks train.py eval.py
 
 clean: ## remove the virtual environment and run outputs
 	rm -rf $(VENV) logs

@@ -1,4 +1,5 @@
-"""The one entry point: ``python train.py [experiment=...] [task=...] [model=...] [key=value ...]``.
+"""The training entry point: ``python train.py [experiment=...] [task=...] [model=...] [key=value ...]``
+(evaluating a checkpoint: eval.py).
 
 ``train(cfg)`` fits (unless ``train=false``) and tests, and returns the metrics; ``main`` returns
 the value of ``task.optimized_metric`` so Hydra sweepers (Optuna) can optimise it.

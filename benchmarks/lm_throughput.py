@@ -108,8 +108,8 @@ def main() -> None:
     for name, (cfg, vocab, bptt, batch) in CONFIGS.items():
         steps, first = {}, {}
         for label, arch, graphs, implementation, off in variants:
-            backbone = BackboneConfig(**{**cfg.__dict__, "arch": arch, "cuda_graphs": graphs, "implementation": implementation})
-            model = RNNLanguageModel(vocab, backbone).to(args.device).train()
+            backbone = BackboneConfig(**{**cfg.__dict__, "arch": arch})
+            model = RNNLanguageModel(vocab, backbone, implementation=implementation, cuda_graphs=graphs).to(args.device).train()
             steps[label] = with_switches(make_step(model, vocab, bptt, batch, args.device), off)
             # the first call, reported separately (allocations, lazy init, graph capture)
             first[label] = timed(steps[label], sync)

@@ -59,7 +59,7 @@ class StackedLSTM(nn.Module):
 
 
 class GraphedOutput(nn.Module):
-    """The stack through ``onlstm.stack.GraphedStack`` (what ``model.cuda_graphs=true`` runs),
+    """The stack through ``onlstm.stack.GraphedStack`` (what ``run.cuda_graphs=true`` runs),
     returning the output tensor; a module so that ``train_step`` finds the parameters."""
 
     def __init__(self, stack: ONLSTMStack):

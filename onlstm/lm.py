@@ -9,12 +9,16 @@ import torch
 from torch import Tensor, nn
 
 from onlstm.regularizers import LockedDropout, embedded_dropout
-from onlstm.stack import GraphedStack, Hidden, LSTMStack, ONLSTMStack, StackOutput
+from onlstm.stack import DEFAULT_IMPLEMENTATION, GraphedStack, Hidden, LSTMStack, ONLSTMStack, StackOutput
 
 
 @dataclass
 class BackboneConfig:
-    """Hyperparameters of the recurrent backbone. Defaults: the paper's PTB language model."""
+    """Hyperparameters of the recurrent backbone. Defaults: the paper's PTB language model.
+
+    What the model *is* (it is stored in every checkpoint); how it runs (the recurrence's
+    implementation, CUDA graphs) is an argument of :class:`RNNLanguageModel` / :func:`build_stack`.
+    """
 
     arch: str = "onlstm"  # "onlstm" or "lstm"
     emb_size: int = 400  # word embedding size (= last layer size when weights are tied)
@@ -27,17 +31,11 @@ class BackboneConfig:
     dropoute: float = 0.1  # embedding dropout (whole word types)
     wdrop: float = 0.45  # DropConnect on hidden-to-hidden weights
     tie_weights: bool = True  # decoder weight = embedding weight (last layer size = emb_size)
-    cuda_graphs: bool = False  # replay training steps of the stack as CUDA graphs (onlstm/ops/cuda_graphs.py)
-    implementation: str = "fused"  # the ON-LSTM recurrence: ONLSTMStack.IMPLEMENTATIONS (docs/performance.md)
 
     def validate(self) -> None:
         """Raise ValueError naming the field when the sizes cannot make a backbone."""
         if self.arch not in ("onlstm", "lstm"):
             raise ValueError(f"model.arch must be 'onlstm' or 'lstm', got {self.arch!r}")
-        if self.arch == "onlstm" and self.implementation not in ONLSTMStack.IMPLEMENTATIONS:
-            raise ValueError(
-                f"model.implementation must be one of {sorted(ONLSTMStack.IMPLEMENTATIONS)}, got {self.implementation!r}"
-            )
         if self.n_layers < 1:
             raise ValueError(f"model.n_layers must be at least 1, got {self.n_layers}")
         if self.arch == "onlstm":
@@ -54,12 +52,13 @@ class BackboneConfig:
         return [self.emb_size] + [self.hidden_size] * (self.n_layers - 1) + [last]
 
 
-def build_stack(cfg: BackboneConfig, layer_sizes: list[int] | None = None) -> nn.Module:
+def build_stack(
+    cfg: BackboneConfig, layer_sizes: list[int] | None = None, implementation: str = DEFAULT_IMPLEMENTATION
+) -> nn.Module:
+    """The stack ``cfg`` describes; ``implementation`` (ON-LSTM only) picks how its recurrence runs."""
     sizes = cfg.layer_sizes() if layer_sizes is None else layer_sizes
     if cfg.arch == "onlstm":
-        return ONLSTMStack(
-            sizes, cfg.chunk_size, dropout=cfg.dropouth, dropconnect=cfg.wdrop, implementation=cfg.implementation
-        )
+        return ONLSTMStack(sizes, cfg.chunk_size, dropout=cfg.dropouth, dropconnect=cfg.wdrop, implementation=implementation)
     if cfg.arch == "lstm":
         return LSTMStack(sizes, dropout=cfg.dropouth, dropconnect=cfg.wdrop)
     raise ValueError(f"model.arch must be 'onlstm' or 'lstm', got {cfg.arch!r}")
@@ -75,14 +74,24 @@ class LMOutput(NamedTuple):
 
 
 class RNNLanguageModel(nn.Module):
-    def __init__(self, vocab_size: int, cfg: BackboneConfig = BackboneConfig()):
+    def __init__(
+        self,
+        vocab_size: int,
+        cfg: BackboneConfig = BackboneConfig(),
+        implementation: str = DEFAULT_IMPLEMENTATION,  # the ON-LSTM recurrence: ONLSTMStack.IMPLEMENTATIONS
+        cuda_graphs: bool = False,  # replay training steps of the stack as CUDA graphs (onlstm/ops/cuda_graphs.py)
+    ):
+        """``cfg`` is what the model is; ``implementation`` and ``cuda_graphs`` are how it runs: they
+        change neither the parameters nor the numbers (up to float rounding), so they are not part
+        of ``cfg`` and a checkpoint does not store them."""
         super().__init__()
         if cfg.tie_weights and cfg.layer_sizes()[-1] != cfg.emb_size:
             raise ValueError("tie_weights needs the last layer size to equal emb_size")
         self.cfg = cfg
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, cfg.emb_size)
-        self.stack = build_stack(cfg)
+        self.stack = build_stack(cfg, implementation=implementation)
+        self.cuda_graphs = cuda_graphs
         self.lockdrop = LockedDropout()
         self.decoder = nn.Linear(cfg.layer_sizes()[-1], vocab_size)
         self._graphed_stack: GraphedStack | None = None  # made at the first graphed call
@@ -106,7 +115,7 @@ class RNNLanguageModel(nn.Module):
         vocabulary-sized part of the work)."""
         emb = embedded_dropout(self.embedding, tokens, self.cfg.dropoute, self.training)
         emb = self.lockdrop(emb, self.cfg.dropouti)
-        if self.cfg.cuda_graphs and self.training and emb.is_cuda and torch.is_grad_enabled():
+        if self.cuda_graphs and self.training and emb.is_cuda and torch.is_grad_enabled():
             if self._graphed_stack is None:
                 self._graphed_stack = GraphedStack(self.stack)
             return self._graphed_stack(emb, hidden)

@@ -20,6 +20,10 @@ from onlstm.regularizers import LinearDropConnect, LockedDropout
 
 Hidden = list[tuple[Tensor, Tensor]]
 
+# How an ON-LSTM layer's recurrence runs unless told otherwise (ONLSTMStack.IMPLEMENTATIONS); the
+# one default that ONLSTMStack, build_stack and RNNLanguageModel (and so the `run` config) share.
+DEFAULT_IMPLEMENTATION = "fused"
+
 
 class StackOutput(NamedTuple):
     output: Tensor  # (time, batch, layer_sizes[-1]): last layer, no dropout applied
@@ -128,7 +132,7 @@ class ONLSTMStack(_RecurrentStack):
         chunk_size: int,
         dropout: float = 0.0,
         dropconnect: float = 0.0,
-        implementation: str = "fused",
+        implementation: str = DEFAULT_IMPLEMENTATION,
     ):
         super().__init__(layer_sizes, dropout, dropconnect)
         if implementation not in self.IMPLEMENTATIONS:
@@ -219,7 +223,8 @@ class FlatStack(nn.Module):
 
 class GraphedStack:
     """Calls ``stack(x, hidden)`` through :class:`onlstm.ops.cuda_graphs.GraphCache`: one captured
-    CUDA graph per input signature (``model.cuda_graphs``; caveats in that module).
+    CUDA graph per input signature (``RNNLanguageModel(cuda_graphs=True)``, in configs
+    ``run.cuda_graphs``; caveats in that module).
 
     Not an ``nn.Module`` on purpose: the owner keeps ``stack`` as its registered submodule, so
     state dicts and checkpoints are the same with and without graphs.

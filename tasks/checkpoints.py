@@ -20,6 +20,12 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and what is wrong."""
 
 
+# Fields that checkpoints written before the run options left the model config (``run.*``, see
+# tasks/schemas/run.py) still carry in hyper_parameters["model"]: how that run ran, not what the
+# model is. Dropped on loading, so that those checkpoints load as the new ones do.
+LEGACY_RUN_FIELDS = ("implementation", "cuda_graphs")
+
+
 class LoadedLM(NamedTuple):
     model: RNNLanguageModel
     vocab: list[str]
@@ -41,16 +47,29 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {err}") from None
 
 
-def load_language_model(path: str | Path) -> LoadedLM:
-    """The LM (in eval mode, on the CPU), its vocabulary and backbone config from a task=lm checkpoint."""
+def stored_backbone(checkpoint: dict) -> dict:
+    """The backbone fields a checkpoint stores (``hyper_parameters["model"]``), without the
+    execution fields older checkpoints kept there (:data:`LEGACY_RUN_FIELDS`). KeyError/TypeError
+    when the checkpoint has none."""
+    stored = dict(checkpoint["hyper_parameters"]["model"])
+    for name in LEGACY_RUN_FIELDS:
+        stored.pop(name, None)
+    return stored
+
+
+def load_language_model(path: str | Path, run: dict | None = None) -> LoadedLM:
+    """The LM (in eval mode, on the CPU), its vocabulary and backbone config from a task=lm checkpoint.
+
+    ``run``: how the model runs (``RNNLanguageModel``'s ``implementation``, ``cuda_graphs``; the
+    ``run`` config), chosen by the caller: the checkpoint says what the model is, not how it ran."""
     checkpoint = read_checkpoint(path)
     try:
-        model_cfg = BackboneConfig(**checkpoint["hyper_parameters"]["model"])
+        model_cfg = BackboneConfig(**stored_backbone(checkpoint))
         vocab = list(checkpoint["vocab"])
         state = {k[len("model.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     except (KeyError, TypeError) as err:
         raise CheckpointError(f"{path}: not a language-model checkpoint of this project (missing {err})") from None
-    model = RNNLanguageModel(len(vocab), model_cfg)
+    model = RNNLanguageModel(len(vocab), model_cfg, **(run or {}))
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

@@ -30,6 +30,7 @@ class LanguageModelingTask(pl.LightningModule):
         self,
         model: dict,
         vocab: list[str],
+        run: dict | None = None,  # how the model runs (the `run` config: implementation, cuda_graphs); not saved
         optimizer: str = "sgd",  # "sgd" (with NT-ASGD when asgd=True) or "adam"
         lr: float = 30.0,
         weight_decay: float = 1.2e-6,
@@ -41,11 +42,12 @@ class LanguageModelingTask(pl.LightningModule):
         plateau_patience: int = 0,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["vocab"])
+        # a checkpoint stores what the model is (hyper_parameters["model"]), never how it ran
+        self.save_hyperparameters(ignore=["vocab", "run"])
         self.automatic_optimization = False
         self.vocab = list(vocab)
         self.backbone_cfg = BackboneConfig(**model)
-        self.model = RNNLanguageModel(len(self.vocab), self.backbone_cfg)
+        self.model = RNNLanguageModel(len(self.vocab), self.backbone_cfg, **(run or {}))
         self.asgd_active = False
         self._hidden: dict[str, Hidden | None] = {"train": None, "val": None, "test": None}
         self.nll = torch.nn.ModuleDict({stage: SumMetric() for stage in ("val", "test")})
@@ -253,7 +255,8 @@ class LanguageModelingTask(pl.LightningModule):
         if stored is not None and list(stored) != self.vocab:
             raise ValueError(
                 f"the checkpoint's vocabulary ({len(stored)} words) differs from this corpus's "
-                f"({len(self.vocab)} words): resume with the corpus the checkpoint was trained on"
+                f"({len(self.vocab)} words): resume or evaluate it with the corpus it was trained on "
+                "(task.datamodule.corpus)"
             )
         self.asgd_active = bool(checkpoint.get("asgd_active", False))
         if self.trainer is not None and self.trainer.state.fn == "fit":

@@ -22,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from onlstm import BackboneConfig, build_stack
 from onlstm.regularizers import LockedDropout, embedded_dropout
+from onlstm.stack import DEFAULT_IMPLEMENTATION
 from tasks.logic_plot import plot_accuracy_by_ops
 from tasks.reporting import log_figure, log_table
 
@@ -30,12 +31,12 @@ class PairClassifier(nn.Module):
     """Siamese sentence encoder + feature MLP; pure PyTorch."""
 
     def __init__(self, vocab_size: int, cfg: BackboneConfig, n_classes: int, mlp_hidden: int, mlp_dropout: float,
-                 pad_id: int = 0):
+                 pad_id: int = 0, implementation: str = DEFAULT_IMPLEMENTATION):
         super().__init__()
         self.cfg = cfg
         sizes = cfg.layer_sizes()
         self.embedding = nn.Embedding(vocab_size, cfg.emb_size, padding_idx=pad_id)
-        self.stack = build_stack(cfg, sizes)
+        self.stack = build_stack(cfg, sizes, implementation=implementation)
         self.lockdrop = LockedDropout()
         width = sizes[-1]
         self.mlp = nn.Sequential(
@@ -77,6 +78,7 @@ class LogicalInferenceTask(pl.LightningModule):
         relations: Sequence[str],
         train_ops: Sequence[int],
         test_ops: Sequence[int],
+        run: dict | None = None,  # how the encoder runs (the `run` config); not saved in checkpoints
         pad_id: int = 0,
         lr: float = 1e-3,
         weight_decay: float = 1.2e-6,
@@ -86,11 +88,18 @@ class LogicalInferenceTask(pl.LightningModule):
         plateau_patience: int = 2,
     ):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["run"])  # what the model is, never how it ran
+        run = dict(run or {})
+        if run.pop("cuda_graphs", False):
+            raise ValueError(
+                "run.cuda_graphs=true replays a language model's training steps (task=lm); the logic encoder "
+                "has no graphed path: drop run.cuda_graphs=true"
+            )
         self.relations = list(relations)
         self.test_ops = list(test_ops)
         self.backbone_cfg = BackboneConfig(**model)
-        self.model = PairClassifier(vocab_size, self.backbone_cfg, len(self.relations), mlp_hidden, mlp_dropout, pad_id)
+        self.model = PairClassifier(vocab_size, self.backbone_cfg, len(self.relations), mlp_hidden, mlp_dropout, pad_id,
+                                    **run)
         n = len(self.relations)
         self.train_acc = MulticlassAccuracy(n, average="micro")
         self.val_acc = MulticlassAccuracy(n, average="micro")

@@ -1,4 +1,5 @@
-"""Builds datamodule, module, callbacks, loggers and Trainer from a composed config, and runs them."""
+"""Builds datamodule, module, callbacks, loggers and Trainer from a composed config, and runs them:
+:func:`run` for ``train.py`` (fit, then test), :func:`evaluate` for ``eval.py`` (test a checkpoint)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,16 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from onlstm import BackboneConfig
+from onlstm import BackboneConfig, ONLSTMStack
 from tasks import resume
 from tasks.callbacks import LastCheckpoint
-from tasks.checkpoints import read_checkpoint
+from tasks.checkpoints import CheckpointError, read_checkpoint, stored_backbone
 from tasks.tracking import WandbRunIdInCheckpoint, wandb_offline, wandb_run_id_of
 
 log = logging.getLogger("onlstm.train")
@@ -63,15 +64,64 @@ def check_output_dir(cfg: DictConfig) -> None:
         )
 
 
+def run_options(cfg: DictConfig) -> dict:
+    """The ``run`` node (how the model runs: tasks/schemas/run.py) as the modules' ``run`` argument,
+    checked here so that a wrong backend names its key before anything is built."""
+    options = OmegaConf.to_container(cfg.run, resolve=True) if cfg.get("run") is not None else {}
+    implementation = options.get("implementation")
+    if implementation is not None and implementation not in ONLSTMStack.IMPLEMENTATIONS:
+        raise ValueError(
+            f"run.implementation must be one of {sorted(ONLSTMStack.IMPLEMENTATIONS)}, got {implementation!r} "
+            "(docs/performance.md says what each runs)"
+        )
+    return options
+
+
+def refuse_evaluation_task(cfg: DictConfig) -> None:
+    """train.py trains; a task that only evaluates a trained LM belongs to eval.py."""
+    if cfg.task.get("evaluates_checkpoint"):
+        name = cfg.task.name
+        raise ValueError(
+            f"task={name} evaluates a trained language model and trains nothing: run it with "
+            f"python eval.py task={name} ckpt_path=/path/to/lm.ckpt (train.py trains: task=lm, task=logic)"
+        )
+
+
 def build_module(cfg: DictConfig, datamodule: pl.LightningDataModule) -> pl.LightningModule:
     model = OmegaConf.to_container(cfg.model, resolve=True)
     BackboneConfig(**model).validate()  # a config error names its key before anything is built
     extra = datamodule.module_kwargs() if hasattr(datamodule, "module_kwargs") else {}
-    if cfg.task.get("evaluates_checkpoint"):
-        extra["checkpoint"] = check_checkpoint_path(cfg.get("ckpt_path"))
-        if extra["checkpoint"] is None:
-            raise ValueError(f"task={cfg.task.name} evaluates a trained language model: set ckpt_path=/path/to/lm.ckpt")
-    module = instantiate(cfg.task.module, model=model, _convert_="all", **extra)
+    module = instantiate(cfg.task.module, model=model, run=run_options(cfg), _convert_="all", **extra)
+    if hasattr(datamodule, "use_vocabulary") and hasattr(module, "vocab"):
+        datamodule.use_vocabulary(module.vocab)
+    return module
+
+
+def module_from_checkpoint(cfg: DictConfig, path: str, checkpoint: dict, extra: dict) -> pl.LightningModule:
+    """The task module a trainable task's checkpoint was written by, rebuilt from the arguments it
+    stored (``hyper_parameters``: the backbone, and e.g. the logic classifier's ``mlp_hidden``), so
+    that evaluating needs neither ``model=`` nor the experiment that trained it. What the data
+    says (``extra``: vocabulary, test operator counts) and the run options come from this config;
+    the weights are loaded by ``trainer.test(ckpt_path=...)``."""
+    cls = get_class(cfg.task.module._target_)
+    try:
+        arguments = dict(checkpoint["hyper_parameters"])
+        arguments["model"] = stored_backbone(checkpoint)
+        return cls(**{**arguments, **extra, "run": run_options(cfg)})
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(
+            f"{path}: not a checkpoint of task={cfg.task.name} ({cls.__name__} cannot be built from what it stores: "
+            f"{type(err).__name__}: {err}); evaluate it with the task that trained it (task=lm or task=logic)"
+        ) from None
+
+
+def build_evaluation_module(cfg: DictConfig, datamodule: pl.LightningDataModule, path: str,
+                            checkpoint: dict) -> pl.LightningModule:
+    extra = datamodule.module_kwargs() if hasattr(datamodule, "module_kwargs") else {}
+    if cfg.task.get("evaluates_checkpoint"):  # parsing, syneval: the module loads the LM itself
+        module = instantiate(cfg.task.module, checkpoint=path, run=run_options(cfg), _convert_="all", **extra)
+    else:
+        module = module_from_checkpoint(cfg, path, checkpoint, extra)
     if hasattr(datamodule, "use_vocabulary") and hasattr(module, "vocab"):
         datamodule.use_vocabulary(module.vocab)
     return module
@@ -125,7 +175,7 @@ def continue_where_stopped(cfg: DictConfig) -> dict[str, float] | None:
         log.info("%s already holds a finished run (%s): skipped", output_dir, resume.DONE_FILE)
         return finished
     last = resume.last_checkpoint(output_dir)
-    if last is not None and cfg.get("train") and not cfg.task.get("evaluates_checkpoint"):
+    if last is not None and cfg.get("train"):
         log.info("continuing the interrupted run in %s from %s", output_dir, last)
         with open_dict(cfg):
             cfg.ckpt_path = str(last)
@@ -146,6 +196,19 @@ def check_required_runs(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
+    """``train.py``: fit (unless ``train=false``), then test, as one resumable job."""
+    refuse_evaluation_task(cfg)
+    return as_job(cfg, fit_and_test)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """``eval.py``: test the checkpoint at ``ckpt_path`` with ``cfg.task``, as one resumable job."""
+    return as_job(cfg, evaluate_checkpoint)
+
+
+def as_job(cfg: DictConfig, work) -> dict[str, float]:
+    """``work(cfg)`` as a job of a sweep: the runs it builds on must have finished, a finished job
+    (``done.json``) is skipped with ``resume=true``, and a finished one records its metrics."""
     started = time.time()
     commit = resume.code_commit(cfg.paths.root_dir)  # the code this process runs: read before it can change
     check_required_runs(cfg)
@@ -157,7 +220,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         check_output_dir(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    metrics = fit_and_test(cfg)
+    metrics = work(cfg)
     if rank_zero_only.rank != 0:  # under DDP every rank runs this; rank zero holds the complete metrics
         return metrics
     resume.mark_done(cfg.paths.output_dir, metrics, commit, started)
@@ -195,7 +258,7 @@ def fit_then_test(cfg: DictConfig, trainer: pl.Trainer, module: pl.LightningModu
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams)
 
-    ckpt_path = None if cfg.task.get("evaluates_checkpoint") else check_checkpoint_path(cfg.get("ckpt_path"))
+    ckpt_path = check_checkpoint_path(cfg.get("ckpt_path"))
     metrics: dict[str, float] = {"model/parameters": float(parameters)}
     if cfg.get("train"):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -219,16 +282,20 @@ def fit_then_test(cfg: DictConfig, trainer: pl.Trainer, module: pl.LightningModu
     return metrics
 
 
-def log_hparams_with_final_metrics(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
+def log_hparams_with_final_metrics(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float],
+                                   model: dict | None = None) -> None:
     """TensorBoard's HParams tab compares runs by hyperparameters and final metrics, but only for
     runs whose hparams were written together with metrics (an hparams summary without metrics is
     not shown; ``logger.tensorboard.default_hp_metric`` is off, so the start of the run writes none):
-    write them once, at the end, with every final metric (the sweep's optimised one included)."""
+    write them once, at the end, with every final metric (the sweep's optimised one included).
+    ``model``: the backbone when it is not ``cfg.model`` (an evaluated checkpoint's)."""
     def plain(node: DictConfig) -> dict:
         return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if not k.startswith("_")}
 
-    params = {"seed": cfg.seed, "model": plain(cfg.model),
+    params = {"seed": cfg.seed, "model": model if model is not None else plain(cfg.model),
               "task": {"name": cfg.task.name, "module": plain(cfg.task.module), "datamodule": plain(cfg.task.datamodule)}}
+    if cfg.get("run") is not None:
+        params["run"] = plain(cfg.run)
     final = {k: v for k, v in metrics.items() if math.isfinite(v)}
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger) and final:
@@ -253,8 +320,7 @@ def evaluate_after_fit(cfg: DictConfig, trainer: pl.Trainer, trainer_kwargs: dic
     for name, task in cfg.evaluate_after.items():
         log.info("evaluate_after: task=%s on %s", name, best)
         datamodule = instantiate(task.datamodule, _convert_="all")
-        module = instantiate(task.module, model=OmegaConf.to_container(cfg.model, resolve=True), checkpoint=best,
-                             _convert_="all")
+        module = instantiate(task.module, checkpoint=best, run=run_options(cfg), _convert_="all")
         datamodule.use_vocabulary(module.vocab)
         kwargs = OmegaConf.to_container(task.trainer_kwargs, resolve=True) if task.get("trainer_kwargs") else {}
         evaluator = one_device_test_trainer(cfg, trainer, kwargs) if trainer.world_size > 1 else instantiate(
@@ -263,4 +329,40 @@ def evaluate_after_fit(cfg: DictConfig, trainer: pl.Trainer, trainer_kwargs: dic
             continue
         evaluator.test(module, datamodule=datamodule)
         metrics.update({k: float(v) for k, v in evaluator.callback_metrics.items()})
+    return metrics
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> dict[str, float]:
+    """Test ``ckpt_path`` with ``cfg.task``: the model is the checkpoint's (``cfg.model`` is not
+    used), the data, the run options, the Trainer and the loggers are this config's."""
+    path = None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.get("ckpt_path")
+    if path in (None, "best", "last"):
+        raise ValueError(f"eval.py evaluates a checkpoint file: set ckpt_path=/path/to/<run>/checkpoints/<name>.ckpt "
+                         f"(got ckpt_path={path})")
+    checkpoint = read_checkpoint(path)  # a missing, truncated or unsafe file fails here, naming it
+    try:
+        backbone = stored_backbone(checkpoint)
+    except (KeyError, TypeError):
+        raise CheckpointError(f"{path}: not a checkpoint of this project (no hyper_parameters.model)") from None
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.task.datamodule, _convert_="all")
+    module = build_evaluation_module(cfg, datamodule, path, checkpoint)
+    del checkpoint  # the weights are loaded again where they are used; do not hold two copies
+    log.info("evaluating %s with task=%s: %s", path, cfg.task.name, BackboneConfig(**backbone))
+    loggers = instantiate_group(cfg.get("logger"))
+    kwargs = OmegaConf.to_container(cfg.task.trainer_kwargs, resolve=True) if cfg.task.get("trainer_kwargs") else {}
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=evaluation_callbacks(cfg), logger=loggers or False, **kwargs)
+    if trainer.world_size > 1 and cfg.task.name not in DDP_EXACT_TEST_TASKS:
+        log.warning("task=%s: its test metrics are not exact under DDP: testing on one device", cfg.task.name)
+        one = {"devices": 1, "num_nodes": 1, "strategy": "auto"}
+        trainer = instantiate(cfg.trainer, callbacks=evaluation_callbacks(cfg), logger=loggers or False,
+                              **{**kwargs, **one})
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=False))
+    metrics: dict[str, float] = {"model/parameters": float(sum(p.numel() for p in module.parameters()))}
+    # parsing and syneval modules hold the LM they loaded; the trainable tasks' weights come from the checkpoint
+    ckpt_path = None if cfg.task.get("evaluates_checkpoint") else path
+    trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    log_hparams_with_final_metrics(cfg, trainer, metrics, model=backbone)
     return metrics

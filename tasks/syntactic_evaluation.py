@@ -140,10 +140,13 @@ def last_layer_states(model: RNNLanguageModel, tokens: Tensor) -> Tensor:
 
 # ------------------------------------------------------------------------------ the task
 class SyntacticEvaluationTask(pl.LightningModule):
-    def __init__(self, model: dict, checkpoint: str):
-        """``model`` (the config's model group) is not used: the checkpoint carries its own backbone."""
+    """Evaluation only (``trainer.test``): the LM is the checkpoint's, nothing here is trained."""
+
+    def __init__(self, checkpoint: str, run: dict | None = None):
+        """``checkpoint``: the LM (ckpt_path), with its backbone config, weights and vocabulary;
+        ``run``: how it runs (the ``run`` config: implementation, cuda_graphs)."""
         super().__init__()
-        loaded = load_language_model(checkpoint)
+        loaded = load_language_model(checkpoint, run)
         self.model = loaded.model
         self.vocab = loaded.vocab
         self.backbone_cfg = loaded.config
@@ -157,16 +160,9 @@ class SyntacticEvaluationTask(pl.LightningModule):
         self.sentence_scores: Tensor | None = None
         self._started = 0.0
 
-    # ------------------------------------------------------------ evaluation only
     def progress_items(self, batch: dict) -> tuple[int, str]:
         """What the progress log counts per batch (tasks.callbacks.ProgressLog)."""
         return int(batch["sentence"].numel()), "sentences"
-
-    def training_step(self, batch, batch_idx):
-        raise RuntimeError("task=syneval evaluates a trained LM: run it with train=false ckpt_path=/path/to/lm.ckpt")
-
-    def configure_optimizers(self):
-        raise RuntimeError("task=syneval evaluates a trained LM: run it with train=false ckpt_path=/path/to/lm.ckpt")
 
     @property
     def suite(self) -> EncodedSuite:

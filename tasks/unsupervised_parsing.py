@@ -1,6 +1,6 @@
 """Unsupervised constituency parsing with a trained ON-LSTM language model (the paper's Section 6.2).
 
-An evaluation task: ``python train.py task=parsing ckpt_path=/path/lm.ckpt train=false``. Each
+An evaluation task: ``python eval.py task=parsing ckpt_path=/path/lm.ckpt``. Each
 treebank sentence is fed to the LM as ``<eos> words <eos>``; the master forget gate's distance
 ``1 - mean(f~)`` at every word, for every layer, is split top-down into a binary tree
 (:func:`onlstm.parsing.trees.split_tree`) and scored against the gold tree with both F1 conventions of
@@ -42,10 +42,6 @@ from tasks.checkpoints import load_language_model
 from tasks.reporting import log_figure, log_table
 
 DEFAULT_LABELS = ["NP", "VP", "PP", "SBAR", "ADJP", "ADVP", "INTJ"]
-FIT_ERROR = (
-    "task=parsing evaluates a trained language model and has nothing to fit: "
-    "run python train.py task=parsing ckpt_path=/path/lm.ckpt train=false"
-)
 
 
 def word_gate_distances(
@@ -88,10 +84,12 @@ def gate_figure(
 
 
 class UnsupervisedParsingTask(pl.LightningModule):
+    """Evaluation only (``trainer.test``): the LM is the checkpoint's, nothing here is trained."""
+
     def __init__(
         self,
-        model: dict,  # the composed cfg.model; unused: the checkpoint's own backbone config is loaded
-        checkpoint: str,
+        checkpoint: str,  # the LM (ckpt_path): its backbone config, weights and vocabulary
+        run: dict | None = None,  # how the LM runs (the `run` config: implementation, cuda_graphs)
         max_length: int = 10,  # from the datamodule: the short-sentence set (WSJ10 protocol)
         has_dev_set: bool = True,  # from the datamodule: is there a development set to choose the layer on
         layer: int | None = None,  # the layer whose trees are reported; None: chosen on the development set
@@ -100,7 +98,7 @@ class UnsupervisedParsingTask(pl.LightningModule):
         labels: Sequence[str] = tuple(DEFAULT_LABELS),  # categories whose recall is reported
     ):
         super().__init__()
-        loaded = load_language_model(checkpoint)
+        loaded = load_language_model(checkpoint, run)
         if loaded.config.arch != "onlstm":
             raise ValueError(
                 f"{checkpoint}: a {loaded.config.arch!r} language model has no master forget gate to parse with; "
@@ -122,21 +120,9 @@ class UnsupervisedParsingTask(pl.LightningModule):
         self.results: dict[str, dict[str, dict[str, Any]]] = {}
         self._records: list[dict] = []
 
-    # ----------------------------------------------------------------- nothing to fit
-    def setup(self, stage: str) -> None:
-        if stage == "fit":
-            raise RuntimeError(FIT_ERROR)
-
-    # Lightning checks that these exist before it calls setup("fit"), where the error is raised.
     def progress_items(self, batch: dict) -> tuple[int, str]:
         """What the progress log counts per batch (tasks.callbacks.ProgressLog)."""
         return len(batch["index"]), "sentences"
-
-    def training_step(self, batch, batch_idx):
-        raise RuntimeError(FIT_ERROR)
-
-    def configure_optimizers(self):
-        raise RuntimeError(FIT_ERROR)
 
     # ----------------------------------------------------------------- test
     def on_test_epoch_start(self) -> None:

@@ -33,10 +33,10 @@ def _fast_torch():
 
 @pytest.fixture
 def make_cfg(tmp_path):
-    def _make(overrides: list[str], subdir: str = "run"):
+    def _make(overrides: list[str], subdir: str = "run", config_name: str = "config"):
         out = tmp_path / subdir
         out.mkdir(parents=True, exist_ok=True)
-        return compose_config(overrides, out)
+        return compose_config(overrides, out, config_name)
 
     yield _make
     GlobalHydra.instance().clear()

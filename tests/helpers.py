@@ -81,11 +81,12 @@ def requires_data(*relative: str):
 
 
 # ----------------------------------------------------------------------------- configs and runs
-def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
-    """The real config (conf/config.yaml) with overrides, its outputs under ``output_dir``."""
+def compose_config(overrides: list[str], output_dir: Path, config_name: str = "config") -> DictConfig:
+    """The real config (conf/config.yaml, train.py's; ``config_name="eval"``: conf/eval.yaml,
+    eval.py's) with overrides, its outputs under ``output_dir``."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
@@ -99,13 +100,18 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def run_train(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
-    """``python train.py <args>`` from the project root; fails the test with the output's tail."""
+def run_train(args: list[str], timeout: int = 600, script: str = "train.py") -> subprocess.CompletedProcess:
+    """``python train.py <args>`` (or ``script``) from the project root; fails the test with the output's tail."""
     proc = subprocess.run(
-        [sys.executable, "train.py", *args], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=timeout
+        [sys.executable, script, *args], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=timeout
     )
-    assert proc.returncode == 0, f"train.py {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    assert proc.returncode == 0, f"{script} {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
     return proc
+
+
+def run_eval(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python eval.py <args>`` from the project root; fails the test with the output's tail."""
+    return run_train(args, timeout, script="eval.py")
 
 
 def logged_metrics(run_dir: Path) -> dict[str, float]:

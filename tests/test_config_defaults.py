@@ -10,6 +10,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from onlstm import BackboneConfig
 from tasks.schemas import lm, logic, parsing, syneval
 from tests.helpers import ROOT
 
@@ -90,3 +91,24 @@ def test_signature_schemas_carry_the_signature_defaults():
     data = {f.name: f for f in dataclasses.fields(parsing.TreebankDataSchema)}
     assert data["dev_sections"].default_factory() == [0] and data["sections"].default_factory() == [1]
     assert data["data_dir"].default == "???"
+
+
+@pytest.mark.parametrize("config_name", ["config", "eval"])
+def test_the_model_node_is_what_the_model_is_and_run_how_it_runs(make_cfg, config_name):
+    """Guards what a checkpoint stores (the model node, saved as hyper_parameters["model"]): the
+    architecture's fields only; the execution choices are the run node's (break: add
+    `implementation: fused` back to conf/model/onlstm.yaml or BackboneConfig)."""
+    overrides = ["task=parsing", "ckpt_path=/x.ckpt"] if config_name == "eval" else []
+    cfg = make_cfg(overrides, config_name=config_name)
+    assert set(cfg.model) == {f.name for f in dataclasses.fields(BackboneConfig)}
+    assert not {"implementation", "cuda_graphs"} & set(cfg.model)
+    assert OmegaConf.to_container(cfg.run) == {"implementation": "fused", "cuda_graphs": False}
+
+
+def test_entry_point_configs_do_not_restate_what_every_job_has():
+    """conf/job.yaml holds what train.py's and eval.py's configs share; neither restates it."""
+    shared = set(own_values(CONF / "job.yaml"))
+    assert {"seed", "resume", "requires_finished_runs"} <= shared
+    for name in ("config", "eval"):
+        assert not shared & set(own_values(CONF / f"{name}.yaml")), name
+        assert "job" in yaml.safe_load((CONF / f"{name}.yaml").read_text())["defaults"]

@@ -1,4 +1,4 @@
-"""model.cuda_graphs: the stack's training steps replayed as CUDA graphs compute what the eager
+"""run.cuda_graphs (RNNLanguageModel(cuda_graphs=True)): the stack's training steps replayed as CUDA graphs compute what the eager
 stack computes. The flattening runs everywhere; the graph tests need a GPU (they ran on an H100:
 benchmarks/results/gpu/tests_cuda.txt)."""
 
@@ -41,7 +41,7 @@ def test_flat_round_trip_rebuilds_the_stack_output(stack):
 
 def test_cuda_graphs_flag_is_a_no_op_on_cpu():
     torch.manual_seed(0)
-    model = RNNLanguageModel(20, tiny_backbone(cuda_graphs=True))
+    model = RNNLanguageModel(20, tiny_backbone(), cuda_graphs=True)
     model(torch.randint(0, 20, (5, 2)))
     assert model._graphed_stack is None
 
@@ -64,7 +64,7 @@ def test_graphed_steps_equal_eager_steps(arch):
     batches of two lengths (two graphs), each length replayed twice with new tokens."""
     torch.manual_seed(0)
     eager = RNNLanguageModel(50, tiny_backbone(arch=arch, **NO_DROPOUT)).cuda().train()
-    graphed = RNNLanguageModel(50, tiny_backbone(arch=arch, cuda_graphs=True, **NO_DROPOUT)).cuda().train()
+    graphed = RNNLanguageModel(50, tiny_backbone(arch=arch, **NO_DROPOUT), cuda_graphs=True).cuda().train()
     graphed.load_state_dict(eager.state_dict())
     h_eager = h_graphed = None
     for length in (9, 6, 9, 6):
@@ -87,7 +87,7 @@ def test_graphed_steps_equal_eager_steps(arch):
 @needs_cuda
 def test_graph_replays_draw_fresh_dropout_masks():
     torch.manual_seed(0)
-    model = RNNLanguageModel(50, tiny_backbone(cuda_graphs=True)).cuda().train()
+    model = RNNLanguageModel(50, tiny_backbone(), cuda_graphs=True).cuda().train()
     tokens = torch.randint(0, 50, (8, 4), device="cuda")
     first = model(tokens).logits.detach().clone()
     second = model(tokens).logits.detach().clone()

@@ -392,7 +392,7 @@ def test_benchmark_ablation_variants_each_run_one_step():
 
     for label, arch, implementation, off in ABLATION:
         torch.manual_seed(0)
-        model = RNNLanguageModel(30, tiny_backbone(arch=arch, implementation=implementation)).train()
+        model = RNNLanguageModel(30, tiny_backbone(arch=arch), implementation=implementation).train()
         before = model.embedding.weight.detach().clone()
         with_switches(make_step(model, 30, 5, 2, "cpu"), off)()
         assert not torch.equal(model.embedding.weight, before), label

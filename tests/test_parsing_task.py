@@ -18,6 +18,7 @@ from datamodules.treebank import TreebankDataModule, read_treebank, select_files
 from onlstm import BackboneConfig, RNNLanguageModel
 from onlstm.parsing.trees import from_bracketed, leaves
 from tasks.checkpoints import load_language_model
+from eval import evaluate
 from tasks.unsupervised_parsing import word_gate_distances
 from tests.helpers import DATA_DIR, TINY_MODEL, compose_config, requires_data, tiny_backbone
 
@@ -128,17 +129,26 @@ def test_nltk_sample_wsj10_count():
 
 # ----------------------------------------------------------------------------- config
 def test_parsing_config_composes_and_rejects_typos(make_cfg):
-    cfg = make_cfg(["task=parsing", "ckpt_path=/x.ckpt", "train=false"])
+    cfg = make_cfg(["task=parsing", "ckpt_path=/x.ckpt"], config_name="eval")
     assert cfg.task.evaluates_checkpoint is True
     assert cfg.task.datamodule.treebank == "treebank/combined" and cfg.task.datamodule.max_length == 10
     assert cfg.task.module.seed == cfg.seed
     with pytest.raises(ConfigCompositionException, match="max_lenght"):
-        make_cfg(["task=parsing", "task.datamodule.max_lenght=20"])
+        make_cfg(["task=parsing", "task.datamodule.max_lenght=20"], config_name="eval")
 
 
 def test_parsing_needs_a_checkpoint(make_cfg):
-    cfg = make_cfg(["task=parsing", "train=false", "~logger"])
-    with pytest.raises(ValueError, match="set ckpt_path"):
+    cfg = make_cfg(["task=parsing", "~logger"], config_name="eval")
+    with pytest.raises(ValueError, match="set ckpt_path=/path/to/<run>/checkpoints/<name>.ckpt"):
+        evaluate(cfg)
+
+
+def test_train_py_refuses_parsing_and_names_eval_py(make_cfg):
+    """Guards the refusal: train.py task=parsing stops before reading data or the checkpoint, with
+    the command that does what was meant (break: remove refuse_evaluation_task from runner.run)."""
+    cfg = make_cfg(["task=parsing", "ckpt_path=/nowhere/lm.ckpt", "~logger"])
+    with pytest.raises(ValueError, match=r"task=parsing evaluates a trained language model and trains nothing: "
+                                         r"run it with python eval.py task=parsing ckpt_path=/path/to/lm.ckpt"):
         train.train(cfg)
 
 
@@ -186,8 +196,8 @@ def lm_checkpoint(tmp_path_factory) -> Path:
 
 
 def run_parsing(make_cfg, checkpoint: Path, *extra: str, subdir: str = "parse") -> tuple[dict, Path]:
-    cfg = make_cfg(["task=parsing", f"ckpt_path={checkpoint}", "train=false", "logger=csv", FEW_FILES, *extra], subdir)
-    return train.train(cfg), Path(cfg.paths.output_dir)
+    cfg = make_cfg(["task=parsing", f"ckpt_path={checkpoint}", "logger=csv", FEW_FILES, *extra], subdir, "eval")
+    return evaluate(cfg), Path(cfg.paths.output_dir)
 
 
 @requires_data("ptb/train.txt", "treebank/combined")
@@ -256,6 +266,7 @@ HAND_SET_DISTANCES = {
 
 
 def hand_set_gate_distances(model, id_sequences):
+    hand_set_gate_distances.implementations.add(model.stack.implementation)  # what ran the LM
     out = []
     for ids in id_sequences:
         layer1, layer2 = HAND_SET_DISTANCES[len(ids) - 2]
@@ -275,12 +286,13 @@ def hand_set_parsing(tmp_path, monkeypatch, make_cfg):
     torch.save({"hyper_parameters": {"model": dataclasses.asdict(config)}, "vocab": vocab,
                 "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, checkpoint)
     monkeypatch.setattr("tasks.unsupervised_parsing.word_gate_distances", hand_set_gate_distances)
+    hand_set_gate_distances.implementations = set()
 
     def run(*extra: str, subdir: str = "hand") -> dict:
-        cfg = make_cfg(["task=parsing", f"ckpt_path={checkpoint}", "train=false", "~logger",
+        cfg = make_cfg(["task=parsing", f"ckpt_path={checkpoint}", "~logger",
                         f"paths.data_dir={tmp_path}", "task.datamodule.treebank=tb", "task.module.n_figures=0", *extra],
-                       subdir)
-        return train.train(cfg)
+                       subdir, "eval")
+        return evaluate(cfg)
 
     return run
 
@@ -324,8 +336,12 @@ def test_development_and_test_sections_must_differ(tmp_path):
         TreebankDataModule(data_dir=str(tmp_path), sections=None, dev_sections=[0])
 
 
-@requires_data("ptb/train.txt", "treebank/combined")
-def test_fitting_the_parsing_task_says_to_use_train_false(make_cfg, lm_checkpoint):
-    cfg = make_cfg(["task=parsing", f"ckpt_path={lm_checkpoint}", "~logger", FEW_FILES])
-    with pytest.raises(RuntimeError, match="train=false"):
-        train.train(cfg)
+def test_run_implementation_reaches_the_lm_that_parses(hand_set_parsing):
+    """Guards the run options of an evaluation: the checkpoint says what the LM is, the config how
+    it runs; `run.implementation=reference` is the LM the distances come from (break: drop the
+    `run` argument of load_language_model in UnsupervisedParsingTask: "fused" is seen)."""
+    hand_set_parsing("run.implementation=reference", subdir="reference")
+    assert hand_set_gate_distances.implementations == {"reference"}
+    hand_set_gate_distances.implementations.clear()
+    hand_set_parsing(subdir="default")
+    assert hand_set_gate_distances.implementations == {"fused"}

@@ -19,6 +19,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 
 import train as entry
+from eval import evaluate
 from datamodules.files import DataError
 from datamodules.text_corpus import TextCorpusDataModule, load_corpus
 from tasks.checkpoints import CheckpointError, load_language_model, read_checkpoint
@@ -122,8 +123,8 @@ def test_chunk_size_that_does_not_divide_the_layers(make_cfg):
 
 
 def test_unknown_implementation_names_the_key_and_the_choices(make_cfg):
-    cfg = make_cfg([*TINY_LM, "model.implementation=cudnn"])
-    with pytest.raises(ValueError, match=r"model.implementation must be one of \[.*'fused_cpu'.*\], got 'cudnn'"):
+    cfg = make_cfg([*TINY_LM, "run.implementation=cudnn"])
+    with pytest.raises(ValueError, match=r"run.implementation must be one of \[.*'fused_cpu'.*\], got 'cudnn'"):
         entry.train(cfg)
 
 
@@ -178,21 +179,25 @@ class TouchPayload:
 
 @requires_data("ptb/train.txt")
 @pytest.mark.parametrize(
-    "overrides", [TINY_LM, [*TINY_LM, "train=false", "test=true"], ["task=syneval", "train=false"]],
-    ids=["resume_fit", "test_only", "syneval"],
+    "overrides,config_name",
+    [(TINY_LM, "config"), ([*TINY_LM, "train=false", "test=true"], "config"), (["task=lm"], "eval"),
+     (["task=syneval"], "eval")],
+    ids=["resume_fit", "test_only", "eval_lm", "eval_syneval"],
 )
-def test_train_py_refuses_a_checkpoint_with_pickled_code_before_running_it(tiny_checkpoint, make_cfg, tmp_path, overrides):
+def test_entry_points_refuse_a_checkpoint_with_pickled_code_before_running_it(tiny_checkpoint, make_cfg, tmp_path,
+                                                                              overrides, config_name):
     """Guards the paths a user takes with ckpt_path: resuming a fit, testing a checkpoint
-    (train=false) and scoring it (task=syneval): a checkpoint that also carries a pickled object
-    is refused with the file named and the reason, and its code never runs (no marker file)."""
+    (train=false, eval.py task=lm) and scoring it (eval.py task=syneval): a checkpoint that also
+    carries a pickled object is refused with the file named and the reason, and its code never runs
+    (no marker file)."""
     marker = tmp_path / "code_ran"
     checkpoint = torch.load(tiny_checkpoint, weights_only=True)
     checkpoint["payload"] = TouchPayload(marker)
     evil = tmp_path / "evil.ckpt"
     torch.save(checkpoint, evil)
-    cfg = make_cfg([*overrides, f"ckpt_path={evil}"])
+    cfg = make_cfg([*overrides, f"ckpt_path={evil}"], config_name=config_name)
     with pytest.raises(CheckpointError, match=r"evil.ckpt: refused to load: it holds more than tensors"):
-        entry.train(cfg)
+        (entry.train if config_name == "config" else evaluate)(cfg)
     assert not marker.exists()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import train
+from eval import evaluate
 from tasks import resume
 from tasks.checkpoints import read_checkpoint
 from tests.helpers import LM_TINY_RUN, ROOT, cli_env, logged_metrics, requires_data, run_train
@@ -95,10 +95,10 @@ def test_done_record_names_commit_machine_and_metrics(tmp_path):
 def test_a_run_that_builds_on_an_unfinished_one_refuses_to_start(make_cfg, tmp_path):
     lm_run = tmp_path / "lm_run"
     (lm_run / "checkpoints").mkdir(parents=True)
-    cfg = make_cfg(["task=parsing", "train=false", f"ckpt_path={lm_run}/checkpoints/best.ckpt",
-                    f"requires_finished_runs=[{lm_run}]"])
+    cfg = make_cfg(["task=parsing", f"ckpt_path={lm_run}/checkpoints/best.ckpt",
+                    f"requires_finished_runs=[{lm_run}]"], config_name="eval")
     with pytest.raises(FileNotFoundError, match=rf"{lm_run} holds no finished run .*evidence_lm before"):
-        train.train(cfg)
+        evaluate(cfg)
 
 
 @pytest.mark.slow

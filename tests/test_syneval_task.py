@@ -14,6 +14,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 
 import train as entry
+from eval import evaluate
 from datamodules.minimal_pairs import MinimalPairsDataModule
 from onlstm import BackboneConfig, RNNLanguageModel
 from onlstm.parsing.inference import sequence_log_probs
@@ -68,7 +69,7 @@ def unigram_model(bias: dict[str, float]) -> RNNLanguageModel:
 
 def run_suite(tmp_path: Path, model: RNNLanguageModel, suite: dict = RECORDS, **datamodule_kwargs) -> SyntacticEvaluationTask:
     ckpt = save_checkpoint(model, tmp_path / "lm.ckpt")
-    module = SyntacticEvaluationTask(model={}, checkpoint=str(ckpt))
+    module = SyntacticEvaluationTask(checkpoint=str(ckpt))
     datamodule = MinimalPairsDataModule(str(write_suite(tmp_path, suite)), **datamodule_kwargs)
     datamodule.use_vocabulary(module.vocab)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
@@ -170,14 +171,14 @@ def test_last_layer_states_reproduce_the_forward_logits():
         last_layer_states(model.train(), tokens)
 
 
-def test_end_to_end_through_train_py(make_cfg, tmp_path):
+def test_end_to_end_through_eval_py(make_cfg, tmp_path):
     torch.manual_seed(2)
     ckpt = save_checkpoint(RNNLanguageModel(len(WORDS), CFG), tmp_path / "lm.ckpt")
     cfg = make_cfg(
-        ["task=syneval", "train=false", f"ckpt_path={ckpt}", f"paths.data_dir={write_suite(tmp_path / 'data')}",
-         "logger=csv", "trainer.enable_progress_bar=false"]
+        ["task=syneval", f"ckpt_path={ckpt}", f"paths.data_dir={write_suite(tmp_path / 'data')}",
+         "logger=csv", "trainer.enable_progress_bar=false"], config_name="eval"
     )  # fmt: skip
-    metrics = entry.train(cfg)
+    metrics = evaluate(cfg)
     assert {"test/acc", "test/acc/simple_agrmt", "test/acc/simple_npi/good_vs_intrusive", "test/suite_seconds"} <= set(metrics)
     assert metrics["test/items"] == 4 and metrics["test/sentences"] == 10
     out = Path(cfg.paths.output_dir)
@@ -195,8 +196,17 @@ def test_schema_rejects_a_typo_and_training_is_refused(make_cfg, tmp_path):
     assert "Key 'skip_oovv' not in 'MinimalPairsDataSchema'" in str(info.value.__cause__)
     ckpt = save_checkpoint(unigram_model({}), tmp_path / "lm.ckpt")
     cfg = make_cfg(["task=syneval", f"ckpt_path={ckpt}", f"paths.data_dir={write_suite(tmp_path / 'data')}", "logger=csv"])
-    with pytest.raises(RuntimeError, match="train=false"):
-        entry.train(cfg)  # train=true (the default) would fit: refused with the fix
+    with pytest.raises(ValueError, match=r"run it with python eval.py task=syneval ckpt_path=/path/to/lm.ckpt"):
+        entry.train(cfg)  # train.py trains: refused with the command that evaluates
+
+
+def test_the_lm_runs_as_the_run_options_say(tmp_path):
+    """`run` (python eval.py task=syneval run.implementation=reference) picks how the checkpoint's
+    LM runs (break: drop `run` from load_language_model's call in SyntacticEvaluationTask)."""
+    ckpt = save_checkpoint(unigram_model({}), tmp_path / "lm.ckpt")
+    assert SyntacticEvaluationTask(checkpoint=str(ckpt)).model.stack.implementation == "fused"
+    module = SyntacticEvaluationTask(checkpoint=str(ckpt), run={"implementation": "reference", "cuda_graphs": False})
+    assert module.model.stack.implementation == "reference"
 
 
 def test_experiment_trains_then_scores_the_suite(make_cfg):

@@ -66,7 +66,7 @@ def build(compiler: str | None = None) -> Path:
     if path is None:
         raise KernelBuildError(
             f"no C compiler {compiler!r} on PATH to build {SOURCE.name}: install one (gcc or clang; "
-            "or set CC), or use model.implementation=fused_aten"
+            "or set CC), or use run.implementation=fused_aten"
         )
     version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, path, version, _cpu_flags()]).encode())
@@ -82,7 +82,7 @@ def build(compiler: str | None = None) -> Path:
         if done.returncode != 0:
             raise KernelBuildError(
                 f"compiling {SOURCE} with {path} failed:\n{done.stderr.strip()}\n"
-                "fix the compiler setup (or set CC), or use model.implementation=fused_aten"
+                "fix the compiler setup (or set CC), or use run.implementation=fused_aten"
             )
         os.replace(tmp, target)
     finally:

@@ -1,4 +1,4 @@
-"""Calls of a module replayed as CUDA graphs, one graph per input signature (``model.cuda_graphs``).
+"""Calls of a module replayed as CUDA graphs, one graph per input signature (``run.cuda_graphs``).
 
 Even with one Triton kernel per step (:mod:`onlstm.ops.triton_kernels`), a paper-size ON-LSTM
 launches about a thousand kernels per BPTT segment, and on a GPU the launches, not the

@@ -40,14 +40,16 @@ def _config_type(annotation: Any) -> Any:
     return annotation
 
 
-def signature_schema(name: str, target: type, exclude: tuple[str, ...] = ()) -> type:
+def signature_schema(name: str, target: type, exclude: tuple[str, ...] = (), instantiable: bool = True) -> type:
     """A typed config schema of ``target``'s constructor: one field per keyword argument, with the
     type and default of the signature, which is the one place a default is written; ``_target_``
     names ``target`` for ``hydra.utils.instantiate``. ``name`` is the schema's class name, which
     config errors show ("Key 'lrr' not in 'LanguageModelingSchema'"). ``exclude``: arguments the
-    runner passes itself (the model config, what the datamodule tells the module)."""
+    runner passes itself (the model config, what the datamodule tells the module).
+    ``instantiable=False``: no ``_target_``, for a node of plain options that the runner hands to
+    ``target`` as arguments."""
     hints = typing.get_type_hints(target.__init__)
-    fields: list[tuple] = [("_target_", str, f"{target.__module__}.{target.__qualname__}")]
+    fields: list[tuple] = [("_target_", str, f"{target.__module__}.{target.__qualname__}")] if instantiable else []
     for argument, parameter in inspect.signature(target.__init__).parameters.items():
         if argument == "self" or argument in exclude or parameter.kind in (parameter.VAR_POSITIONAL,
                                                                              parameter.VAR_KEYWORD):

@@ -16,7 +16,9 @@ from tasks.language_modeling import LanguageModelingTask
 from tasks.schemas.base import TaskSchemaBase, signature_schema
 
 TextCorpusDataSchema = signature_schema("TextCorpusDataSchema", TextCorpusDataModule)
-LanguageModelingSchema = signature_schema("LanguageModelingSchema", LanguageModelingTask, exclude=("model", "vocab"))
+LanguageModelingSchema = signature_schema(
+    "LanguageModelingSchema", LanguageModelingTask, exclude=("model", "vocab", "run")
+)
 
 
 @dataclass

@@ -14,8 +14,7 @@ from tasks.schemas.base import TaskSchemaBase, signature_schema
 PropositionalLogicDataSchema = signature_schema("PropositionalLogicDataSchema", PropositionalLogicDataModule)
 # the vocabulary, relations and operator counts come from the datamodule (module_kwargs)
 LogicalInferenceSchema = signature_schema(
-    "LogicalInferenceSchema", LogicalInferenceTask,
-    exclude=("model", "vocab_size", "relations", "train_ops", "test_ops", "pad_id"),
+    "LogicalInferenceSchema", LogicalInferenceTask, exclude=("model", "run", "vocab_size", "relations", "train_ops", "test_ops", "pad_id")
 )
 
 

@@ -14,7 +14,7 @@ from tasks.unsupervised_parsing import UnsupervisedParsingTask
 TreebankDataSchema = signature_schema("TreebankDataSchema", TreebankDataModule)
 # the checkpoint is ckpt_path; the short-sentence limit and the development set come from the datamodule
 UnsupervisedParsingSchema = signature_schema(
-    "UnsupervisedParsingSchema", UnsupervisedParsingTask, exclude=("model", "checkpoint", "max_length", "has_dev_set")
+    "UnsupervisedParsingSchema", UnsupervisedParsingTask, exclude=("checkpoint", "run", "max_length", "has_dev_set")
 )
 
 

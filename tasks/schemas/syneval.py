@@ -12,7 +12,9 @@ from tasks.schemas.base import TaskSchemaBase, signature_schema
 from tasks.syntactic_evaluation import SyntacticEvaluationTask
 
 MinimalPairsDataSchema = signature_schema("MinimalPairsDataSchema", MinimalPairsDataModule)
-SyntacticEvaluationSchema = signature_schema("SyntacticEvaluationSchema", SyntacticEvaluationTask, exclude=("model", "checkpoint"))
+SyntacticEvaluationSchema = signature_schema(
+    "SyntacticEvaluationSchema", SyntacticEvaluationTask, exclude=("checkpoint", "run")
+)
 
 
 @dataclass

@@ -1,0 +1,71 @@
+"""Evaluate a trained checkpoint: ``python eval.py task=<task> ckpt_path=<ckpt> [key=value ...]``.
+
+    python eval.py task=parsing ckpt_path=<lm ckpt>      unsupervised parsing of the treebank
+    python eval.py task=syneval ckpt_path=<lm ckpt>      the Marvin & Linzen suite
+    python eval.py task=lm ckpt_path=<lm ckpt>           test-split perplexity
+    python eval.py task=logic ckpt_path=<logic ckpt>     test accuracy per number of operators
+
+The model is the checkpoint's (sizes, chunk, dropouts, weights, vocabulary); the data, the run
+options (``run.implementation``), the Trainer and the loggers are this config's (``conf/eval.yaml``).
+``evaluate(cfg)`` returns the metrics; ``main`` returns ``task.optimized_metric`` for sweepers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
+
+import hydra
+from omegaconf import DictConfig
+
+from tasks.runner import evaluate as evaluate_checkpoint
+from tasks.runner import register_resolvers
+from tasks.schemas import register_configs
+
+log = logging.getLogger("onlstm.eval")
+register_configs()
+register_resolvers()
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Test ``cfg.ckpt_path`` as the config says; always close the experiment tracker."""
+    try:
+        return evaluate_checkpoint(cfg)
+    except Exception:
+        log.exception("evaluation failed; output folder: %s", cfg.paths.get("output_dir", "?"))
+        raise
+    finally:
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and wandb.run is not None:
+            wandb.finish()  # so that the next job of a multirun starts its own run
+
+
+# absolute, as in train.py: the onlstm-eval console script imports this module from elsewhere
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
+def main(cfg: DictConfig) -> float | None:
+    metrics = evaluate(cfg)
+    name = cfg.task.get("optimized_metric")
+    if name and name in metrics:
+        return metrics[name]
+    return None
+
+
+def cli() -> None:
+    """The ``onlstm-eval`` console script: :func:`main`, once the config folder is known to exist."""
+    if not CONF_DIR.is_dir():
+        sys.exit(
+            f"onlstm-eval: no config folder {CONF_DIR}: the configs are in the project checkout; "
+            "install it editable (pip install -e <checkout>) or run python eval.py from the checkout"
+        )
+    main()
+
+
+if __name__ == "__main__":
+    main()
