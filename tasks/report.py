@@ -271,7 +271,7 @@ def lm_section(runs: list[Run]) -> Section:
                 f"{statistics.fmean(lstm):.1f}; LSTM minus ON-LSTM = {advantage:.1f}, standard error {se:.1f}.")
     section.text.append(line + "\n")
 
-    figure, axes = validation_curves(runs, "val/ppl", "Validation perplexity against training time",
+    figure, axes = validation_curves([r for r in runs if r.finished], "val/ppl", "Validation perplexity against training time",
                                      "validation perplexity")
     axes.set_yscale("log")
     section.figure("lm_validation_curves", figure, "Validation perplexity at every validation, each seed a line.")
@@ -374,7 +374,7 @@ def logic_section(runs: list[Run]) -> Section:
     axes.legend(fontsize=8)
     section.figure("logic_accuracy_by_operators", figure, "Mean over seeds, band: +- one standard deviation.")
 
-    figure, axes = validation_curves(runs, "val/acc", "Validation accuracy against training time",
+    figure, axes = validation_curves([r for r in runs if r.finished], "val/acc", "Validation accuracy against training time",
                                      "validation accuracy (<= 6 operators)")
     axes.axhline(LOGIC_PRECONDITION, color="black", linestyle=":", linewidth=1)
     section.figure("logic_validation_curves", figure, "Validation accuracy at every validation, each seed a line.")
