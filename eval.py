@@ -12,7 +12,6 @@ options (``run.implementation``), the Trainer and the loggers are this config's 
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -23,25 +22,16 @@ import hydra
 from omegaconf import DictConfig
 
 from tasks.runner import evaluate as evaluate_checkpoint
-from tasks.runner import register_resolvers
+from tasks.runner import closing_the_tracker, optimized_value, register_resolvers
 from tasks.schemas import register_configs
 
-log = logging.getLogger("onlstm.eval")
 register_configs()
 register_resolvers()
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test ``cfg.ckpt_path`` as the config says; always close the experiment tracker."""
-    try:
-        return evaluate_checkpoint(cfg)
-    except Exception:
-        log.exception("evaluation failed; output folder: %s", cfg.paths.get("output_dir", "?"))
-        raise
-    finally:
-        wandb = sys.modules.get("wandb")
-        if wandb is not None and wandb.run is not None:
-            wandb.finish()  # so that the next job of a multirun starts its own run
+    return closing_the_tracker(evaluate_checkpoint, cfg, "evaluation")
 
 
 # absolute, as in train.py: the onlstm-eval console script imports this module from elsewhere
@@ -50,11 +40,7 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def main(cfg: DictConfig) -> float | None:
-    metrics = evaluate(cfg)
-    name = cfg.task.get("optimized_metric")
-    if name and name in metrics:
-        return metrics[name]
-    return None
+    return optimized_value(cfg, evaluate(cfg))
 
 
 def cli() -> None:

@@ -7,7 +7,6 @@ the value of ``task.optimized_metric`` so Hydra sweepers (Optuna) can optimise i
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -17,25 +16,16 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 import hydra
 from omegaconf import DictConfig
 
-from tasks.runner import register_resolvers, run
+from tasks.runner import closing_the_tracker, optimized_value, register_resolvers, run
 from tasks.schemas import register_configs
 
-log = logging.getLogger("onlstm.train")
 register_configs()
 register_resolvers()
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and/or test as the config says; always close the experiment tracker."""
-    try:
-        return run(cfg)
-    except Exception:
-        log.exception("run failed; output folder: %s", cfg.paths.get("output_dir", "?"))
-        raise
-    finally:
-        wandb = sys.modules.get("wandb")
-        if wandb is not None and wandb.run is not None:
-            wandb.finish()  # so that the next job of a multirun starts its own run
+    return closing_the_tracker(run, cfg, "run")
 
 
 # An absolute config path: Hydra reads a relative one against the *module* when train is imported
@@ -45,11 +35,7 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
-    name = cfg.task.get("optimized_metric")
-    if name and name in metrics:
-        return metrics[name]
-    return None
+    return optimized_value(cfg, train(cfg))
 
 
 def cli() -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import math
 import signal
 import time
@@ -366,3 +367,23 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, float]:
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     log_hparams_with_final_metrics(cfg, trainer, metrics, model=backbone)
     return metrics
+
+
+def closing_the_tracker(entry, cfg: DictConfig, what: str) -> dict[str, float]:
+    """``entry(cfg)`` for train.py and eval.py: a failure is logged with the run's folder, and an
+    open wandb run is always finished, so that the next job of a multirun starts its own."""
+    try:
+        return entry(cfg)
+    except Exception:
+        log.exception("%s failed; output folder: %s", what, cfg.paths.get("output_dir", "?"))
+        raise
+    finally:
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and wandb.run is not None:
+            wandb.finish()
+
+
+def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """What a Hydra sweeper (Optuna) optimises: the run's ``task.optimized_metric``."""
+    name = cfg.task.get("optimized_metric")
+    return metrics[name] if name and name in metrics else None
