@@ -309,8 +309,10 @@ def parsing_section(runs: list[Run]) -> Section:
     )
     layer_rows = []
     for members, label in ((trained, "trained"), (untrained, "initial weights")):
-        n_layers = int(members[0].config["model"]["n_layers"]) if members else 0
-        for k in range(1, n_layers + 1):
+        # the layers the runs scored (the checkpoint's, which an evaluation config does not restate)
+        layers = sorted({int(key[len("test/f1_sentence_layer"):]) for r in members for key in r.metrics
+                         if key.startswith("test/f1_sentence_layer")})
+        for k in layers:
             layer_rows.append([label, k, fmt(values_of(members, f"dev/f1_sentence_layer{k}"), 1, 100),
                                fmt(values_of(members, f"test/f1_sentence_layer{k}"), 1, 100),
                                fmt(values_of(members, f"test/wsj10/f1_sentence_layer{k}"), 1, 100)])

@@ -93,7 +93,8 @@ def parsing_run(sweep: Path, seed: int, weights: str, f1: float, wsj10: float, l
                "test/f1_sentence_left_branching": 0.10, "test/wsj10/f1_sentence_left_branching": 0.20,
                "dev/f1_sentence_layer1": 0.3, "dev/f1_sentence_layer2": 0.5, "test/f1_sentence_layer1": 0.3,
                "test/f1_sentence_layer2": f1}
-    config = {"seed": seed, "lm_weights": weights, "model": {"arch": "onlstm", "n_layers": 2},
+    # the evaluation config's model node is not the checkpoint's (3 layers here, 2 scored)
+    config = {"seed": seed, "lm_weights": weights, "model": {"arch": "onlstm", "n_layers": 3},
               "task": {"name": "parsing"}}
     fake_run(sweep / f"onlstm_seed{seed}_{weights}", config, metrics)
 
@@ -112,6 +113,7 @@ def test_parsing_claim_against_right_branching_and_the_untrained_control(tmp_pat
     # <= 10 words: 60.0 against 60.0: no difference
     assert "**Verdict (<= 10 words): not shown at this scale.**" in text
     assert "1: 2, 2: 2, 3: 2" in text  # chosen layers
+    assert "| trained | 2 | 50.0 ± 0.0 (n=3) |" in text and "| trained | 3 |" not in text
 
 
 def logic_run(sweep: Path, arch: str, seed: int, val_acc: float, long_acc: float) -> None:
