@@ -45,6 +45,7 @@ ABLATION = [
     ("no C transpose", "onlstm", "fused", {"c_transpose": False}),
     ("no hashed DropConnect", "onlstm", "fused", {"hashed_dropconnect": False}),
     ("no oneDNN (torch.mm)", "onlstm", "fused", {"onednn": False}),
+    ("all three off", "onlstm", "fused", {"c_transpose": False, "hashed_dropconnect": False, "onednn": False}),
     ("aten path (fused_aten)", "onlstm", "fused_aten", {"hashed_dropconnect": False}),
     ("reference loop", "onlstm", "reference", {"hashed_dropconnect": False}),
     ("LSTM", "lstm", "fused", {}),
