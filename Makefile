@@ -52,10 +52,7 @@ evidence-report: install ## docs/evidence.md from the finished runs under logs/e
 bench: install ## CPU throughput benchmarks (tables printed and saved under benchmarks/results/; ~20 min, idle machine)
 	$(BIN)/python benchmarks/recurrence.py | tee benchmarks/results/recurrence_cpu.md
 	$(BIN)/python benchmarks/lm_throughput.py --out benchmarks/results/lm_throughput_cpu.md
-	$(BIN)/python benchmarks/step_matmul.py | tee benchmarks/results/step_matmul_cpu.md
-	$(BIN)/python benchmarks/large_matmul.py | tee benchmarks/results/large_matmul_cpu.md
 	$(BIN)/python benchmarks/dropconnect.py | tee benchmarks/results/dropconnect_cpu.md
-	$(BIN)/python benchmarks/transpose.py | tee benchmarks/results/transpose_cpu.md
 
 lint: install ## ruff
 	$(BIN)/ruff check onlstm tasks datamodules tests benchmarks train.py eval.py

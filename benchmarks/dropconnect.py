@@ -1,8 +1,6 @@
 """DropConnect mask sampling for the hidden weights: bernoulli_ and a multiply against uniform < p
 with a select or a multiply (the last is what ``onlstm.regularizers.LinearDropConnect.sampled_weight``
-does where the C kernels are missing, and on GPUs), and the C kernels' hashed mask
-(``onlstm.ops.cpu.dropconnect``, what it does for float32 CPU weights), forward and backward, interleaved
-medians of --repeats calls, at the ON-LSTM weight shapes.
+does), forward and backward, interleaved medians of --repeats calls, at the ON-LSTM weight shapes.
 
     python benchmarks/dropconnect.py [--repeats 15]
 """
@@ -18,7 +16,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import interleaved_medians, parse_repeats, print_title  # noqa: E402  (after the sys.path line)
-from onlstm.ops.cpu import dropconnect  # noqa: E402
 
 KEEP = 1.0 - 0.45  # the paper's wdrop
 SHAPES = [("paper layers 1-2 W_hh", 4830, 1150), ("paper layer 3 W_hh", 1680, 400), ("small layer W_hh", 1088, 256)]
@@ -26,7 +23,6 @@ SAMPLERS = {
     "bernoulli_ * weight": lambda w: w * torch.empty_like(w).bernoulli_(KEEP),
     "where(rand < p, weight, 0)": lambda w: torch.where(torch.rand_like(w) < KEEP, w, 0.0),
     "weight * (rand < p)": lambda w: w * (torch.rand_like(w) < KEEP).to(w.dtype),
-    "C hashed mask": lambda w: dropconnect(w, KEEP),
 }
 
 

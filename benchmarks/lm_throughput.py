@@ -5,10 +5,8 @@ the ratios are fair; medians of --repeats timed steps after one warm-up step.
 
     python benchmarks/lm_throughput.py [--quick] [--device cpu|cuda] [--out benchmarks/results/lm_throughput_cpu.md]
 
-``--ablation`` (CPU) times the ON-LSTM step with each hand-tuned piece of the float32 CPU path
-switched off in turn (``onlstm.ops.switched``), the aten path that runs without the C kernels,
-and the reference loop, beside everything on and the LSTM: what decides whether each piece stays
-(docs/performance.md, "Switching the hand-tuned pieces off").
+The ablation that decided which hand-tuned CPU pieces to delete (benchmarks/results/
+lm_ablation_cpu.md) ran as ``--ablation`` of this script at commit 414ad4f, before the deletion.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import header, interleaved_medians, synchronizer, timed  # noqa: E402  (after the sys.path line)
 from onlstm import BackboneConfig, RNNLanguageModel  # noqa: E402
-from onlstm.ops import switched  # noqa: E402
 
 CONFIGS = {
     # name: (backbone, vocab, bptt, batch)
@@ -36,30 +33,6 @@ CONFIGS = {
     ),
     "small [200,256,200] c8": (BackboneConfig(emb_size=200, hidden_size=256, n_layers=2, chunk_size=8), 10000, 35, 32),
 }
-
-
-# --ablation: (label, arch, implementation, switches off); the aten path and the reference run as
-# they would without the C kernels (torch's DropConnect masks)
-ABLATION = [
-    ("ON-LSTM, all on", "onlstm", "fused", {}),
-    ("no C transpose", "onlstm", "fused", {"c_transpose": False}),
-    ("no hashed DropConnect", "onlstm", "fused", {"hashed_dropconnect": False}),
-    ("no oneDNN (torch.mm)", "onlstm", "fused", {"onednn": False}),
-    ("all three off", "onlstm", "fused", {"c_transpose": False, "hashed_dropconnect": False, "onednn": False}),
-    ("aten path (fused_aten)", "onlstm", "fused_aten", {"hashed_dropconnect": False}),
-    ("reference loop", "onlstm", "reference", {"hashed_dropconnect": False}),
-    ("LSTM", "lstm", "fused", {}),
-]
-
-
-def with_switches(step, off: dict[str, bool]):
-    """``step`` run with the pieces in ``off`` switched off (each call: the variants interleave)."""
-
-    def run() -> None:
-        with switched(**off):
-            step()
-
-    return run
 
 
 def make_step(model: RNNLanguageModel, vocab: int, bptt: int, batch: int, device: str):
@@ -88,30 +61,25 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this markdown file")
-    parser.add_argument("--ablation", action="store_true", help="each hand-tuned CPU piece off in turn (CPU only)")
     args = parser.parse_args()
-    if args.ablation and args.device != "cpu":
-        parser.error("--ablation times the float32 CPU path's pieces: use --device cpu")
     repeats = args.repeats or (3 if args.quick else 7)
     torch.manual_seed(0)
 
-    # (label, arch, cuda_graphs, implementation, switches off); the graphed variant only where CUDA graphs exist
-    variants = [("ON-LSTM", "onlstm", False, "fused", {}), ("LSTM", "lstm", False, "fused", {})]
+    # (label, arch, cuda_graphs); the graphed variant only where CUDA graphs exist
+    variants = [("ON-LSTM", "onlstm", False), ("LSTM", "lstm", False)]
     if args.device == "cuda":
-        variants.insert(1, ("ON-LSTM + cuda_graphs", "onlstm", True, "fused", {}))
-    if args.ablation:
-        variants = [(label, arch, False, implementation, off) for label, arch, implementation, off in ABLATION]
+        variants.insert(1, ("ON-LSTM + cuda_graphs", "onlstm", True))
     table = [
-        "| config | bptt | batch | model | tokens/s | vs LSTM | first step (s) |" + (" step time vs all on |" if args.ablation else ""),
-        "|---|---|---|---|---:|---:|---:|" + ("---:|" if args.ablation else ""),
+        "| config | bptt | batch | model | tokens/s | vs LSTM | first step (s) |",
+        "|---|---|---|---|---:|---:|---:|",
     ]
     sync = synchronizer(args.device)
     for name, (cfg, vocab, bptt, batch) in CONFIGS.items():
         steps, first = {}, {}
-        for label, arch, graphs, implementation, off in variants:
+        for label, arch, graphs in variants:
             backbone = BackboneConfig(**{**cfg.__dict__, "arch": arch})
-            model = RNNLanguageModel(vocab, backbone, implementation=implementation, cuda_graphs=graphs).to(args.device).train()
-            steps[label] = with_switches(make_step(model, vocab, bptt, batch, args.device), off)
+            model = RNNLanguageModel(vocab, backbone, cuda_graphs=graphs).to(args.device).train()
+            steps[label] = make_step(model, vocab, bptt, batch, args.device)
             # the first call, reported separately (allocations, lazy init, graph capture)
             first[label] = timed(steps[label], sync)
         medians = interleaved_medians(steps, repeats, warmup=1, sync=sync)  # all variants see the same machine state
@@ -120,7 +88,6 @@ def main() -> None:
             table.append(
                 f"| {name} | {bptt} | {batch} | {label} | {tokens / medians[label]:,.0f} "
                 f"| {medians['LSTM'] / medians[label]:.2f}x | {first[label]:.2f} |"
-                + (f" {medians[label] / medians[ABLATION[0][0]]:.2f}x |" if args.ablation else "")
             )
 
     text = (

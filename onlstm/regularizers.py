@@ -12,8 +12,6 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from onlstm.ops import cpu as cpu_ops
-
 
 class LockedDropout(nn.Module):
     """Variational dropout: one mask per sequence, shared by every time step.
@@ -49,11 +47,8 @@ class LinearDropConnect(nn.Linear):
         if self.dropout == 0.0:
             return self.weight
         if self.training:
-            # keep each entry with probability 1 - dropout
-            if cpu_ops.hashed_mask_applies(self.weight):
-                return cpu_ops.dropconnect(self.weight, 1.0 - self.dropout)
-            # uniform < p instead of bernoulli_: the same distribution, faster
-            # (docs/performance.md, benchmarks/results/dropconnect_cpu.md)
+            # keep each entry with probability 1 - dropout; uniform < p instead of bernoulli_: the
+            # same distribution, faster (benchmarks/dropconnect.py)
             keep = torch.rand_like(self.weight) < 1.0 - self.dropout
             return self.weight * keep.to(self.weight.dtype)
         return self.weight * (1.0 - self.dropout)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from onlstm.cell import ONLSTMCell
-from onlstm.ops import LayerResult, onlstm_layer
+from onlstm.ops import LayerResult, onlstm_layer, resolve_backend
 from onlstm.ops.cuda_graphs import GraphCache
 from onlstm.regularizers import LinearDropConnect, LockedDropout
 
@@ -112,15 +112,14 @@ class ONLSTMStack(_RecurrentStack):
     [400, 1150, 1150, 400]. ``chunk_size`` must divide every layer size. ``dropout`` is the
     locked dropout between layers, ``dropconnect`` the DropConnect rate of the hidden-to-hidden
     weights. ``implementation`` picks the recurrence: "fused" (the fast default: one autograd
-    node per layer, run by :func:`onlstm.ops.onlstm_layer` on the backend that fits the tensors:
-    Triton kernels on float32 CUDA tensors, compiled C step kernels on float32 CPU tensors,
-    PyTorch ops otherwise), "fused_aten", "fused_cpu" or "fused_triton" to force one of the three,
-    or "reference" (the per-step loop above). All compute the same numbers.
+    node per layer, run by :func:`onlstm.ops.onlstm_layer` on the fast path that fits the tensors:
+    Triton kernels on float32 CUDA tensors, compiled C step kernels on float32 CPU tensors; the
+    per-step loop above for any other tensor), "fused_cpu" or "fused_triton" to force one of the
+    two, or "reference" (the per-step loop above). All compute the same numbers.
     """
 
     IMPLEMENTATIONS = {
         "fused": "auto",
-        "fused_aten": "aten",
         "fused_cpu": "cpu",
         "fused_triton": "triton",
         "reference": None,
@@ -147,10 +146,11 @@ class ONLSTMStack(_RecurrentStack):
     def _run_layer(self, index: int, x: Tensor, h: Tensor, c: Tensor) -> LayerResult:
         cell = self.cells[index]
         backend = self.IMPLEMENTATIONS[self.implementation]
-        if backend is not None:
-            w_hh = cell.hh.sampled_weight()
-            return onlstm_layer(x, cell.ih.weight, cell.ih.bias, h, c, w_hh, cell.hh.bias, cell.n_chunk, backend)
-        return onlstm_layer_reference(cell, x, h, c, cell.hh.sampled_weight())
+        fast_path = resolve_backend(backend, x) if backend is not None else None
+        w_hh = cell.hh.sampled_weight()
+        if fast_path is not None:
+            return onlstm_layer(x, cell.ih.weight, cell.ih.bias, h, c, w_hh, cell.hh.bias, cell.n_chunk, fast_path)
+        return onlstm_layer_reference(cell, x, h, c, w_hh)
 
 
 class LSTMLayer(nn.Module):

@@ -274,7 +274,9 @@ def lm_section(runs: list[Run]) -> Section:
     figure, axes = validation_curves([r for r in runs if r.finished], "val/ppl", "Validation perplexity against training time",
                                      "validation perplexity")
     axes.set_yscale("log")
-    section.figure("lm_validation_curves", figure, "Validation perplexity at every validation, each seed a line.")
+    section.figure("lm_validation_curves", figure,
+                   "Validation perplexity at every validation against the CPU minutes used by then (one "
+                   "thread: the budget's clock, the wall time of a job with a core to itself), each seed a line.")
     return section
 
 

@@ -1,8 +1,8 @@
 """The CPU ops (onlstm/ops/cpu.py, the C kernels of onlstm/ops/csrc/onlstm_cpu.c) compute what the
 per-step reference computes; they are registered torch ops that pass ``torch.library.opcheck``
 and refuse bad arguments before a pointer reaches C; their build behaves: cached per source and
-CPU, a clear error (explicit ``fused_cpu``) or a warned fallback (``fused``) without a compiler;
-each hand-tuned piece can be switched off, and its public fallback computes the same numbers."""
+CPU, a clear error (explicit ``fused_cpu``) or a warned fallback to the reference loop (``fused``)
+without a compiler."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ import shutil
 
 import pytest
 import torch
-from torch import Tensor
 
-from onlstm.ops import cpu as cpu_ops
-from onlstm.ops import cpu_build, resolve_backend, shared, switched
+from onlstm.ops import cpu_build, resolve_backend
 from onlstm.stack import ONLSTMStack
 from tests.helpers import SHAPES, check_matches_reference, check_zero_state_and_inference
 
@@ -68,8 +66,7 @@ def test_extreme_gate_values_saturate_without_nan():
 def test_auto_backend_per_device_and_dtype():
     x32, x64 = torch.zeros(1), torch.zeros(1, dtype=torch.float64)
     assert resolve_backend("auto", x32) == "cpu"
-    assert resolve_backend("auto", x64) == "aten"
-    assert resolve_backend("aten", x32) == "aten"
+    assert resolve_backend("auto", x64) is None  # no fast path: the stack runs the reference loop
     assert resolve_backend("cpu", x32) == "cpu"
 
 
@@ -92,12 +89,12 @@ def test_missing_compiler_is_a_clear_error_for_fused_cpu_and_a_warned_fallback_f
     fresh_cache, monkeypatch, caplog
 ):
     monkeypatch.setenv("CC", "no-such-compiler-onlstm")
-    with pytest.raises(cpu_build.KernelBuildError, match="no C compiler 'no-such-compiler-onlstm'.*fused_aten"):
+    with pytest.raises(cpu_build.KernelBuildError, match="no C compiler 'no-such-compiler-onlstm'.*run.implementation=reference"):
         ONLSTMStack([4, 8], 2, implementation="fused_cpu")(torch.randn(3, 2, 4))
     cpu_build._build_and_load.cache_clear()
     with caplog.at_level(logging.WARNING, logger="onlstm.ops.cpu_build"):
-        assert resolve_backend("auto", torch.zeros(1)) == "aten"
-    assert "PyTorch ops" in caplog.text and "no-such-compiler-onlstm" in caplog.text
+        assert resolve_backend("auto", torch.zeros(1)) is None
+    assert "reference loop" in caplog.text and "no-such-compiler-onlstm" in caplog.text
 
 
 def test_failed_compile_names_the_source_and_keeps_no_partial_file(fresh_cache, monkeypatch, tmp_path):
@@ -110,93 +107,34 @@ def test_failed_compile_names_the_source_and_keeps_no_partial_file(fresh_cache, 
     assert not fresh_cache.exists() or not any(fresh_cache.iterdir())
 
 
-def test_kernels_can_be_turned_off(monkeypatch):
+def test_kernels_turned_off_make_fused_run_the_reference_loop(monkeypatch):
+    """Without the kernels (``ONLSTM_CPU_KERNEL=0``, or no compiler) ``fused`` runs the very
+    reference loop: the same numbers bit for bit, not just to rounding."""
     monkeypatch.setenv("ONLSTM_CPU_KERNEL", "0")
-    assert resolve_backend("auto", torch.zeros(1)) == "aten"
+    assert resolve_backend("auto", torch.zeros(1)) is None
     with pytest.raises(RuntimeError, match="ONLSTM_CPU_KERNEL=0"):
         resolve_backend("cpu", torch.zeros(1))
-
-
-@needs_compiler
-@pytest.mark.parametrize("min_macs", [0, 500])
-def test_large_products_through_onednn_match_reference(monkeypatch, min_macs):
-    """The paper size's projections, weight gradients and backward per-step products run as oneDNN
-    matmuls; the test shapes are small, so the thresholds are lowered to send all (0) or some (500)
-    of their products there."""
-    monkeypatch.setattr(cpu_ops, "ONEDNN_MIN_MACS", min_macs)
-    monkeypatch.setattr(cpu_ops, "PREPACK_BACKWARD_MIN_WEIGHTS", min_macs)
-    check_matches_reference([5, 12, 8], 4, 6, 3, 0.3, 0.4, True, "used", implementation="fused_cpu")
-
-
-@needs_compiler
-@pytest.mark.parametrize("rows,cols", [(1, 1), (1, 9), (13, 1), (8, 8), (37, 13), (300, 517), (1030, 1029)])
-@pytest.mark.parametrize("threads", [1, 2, 3, 8])
-def test_transposing_copy_equals_torch(monkeypatch, rows, cols, threads):
-    """The C transpose the backward uses: every element in place for shapes off the 8 x 8 blocks
-    and the 128-row tiles, split over threads (the largest shape is big enough to be
-    split), from a strided view too."""
-    transposed = cpu_ops.transposed
-    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
-    x = torch.randn(rows, cols)
-    assert torch.equal(transposed(x), x.t().contiguous())
-    view = torch.randn(cols, rows).t()  # not contiguous: copied first
-    assert torch.equal(transposed(view), view.t().contiguous())
-
-
-@needs_compiler
-@pytest.mark.parametrize("keep", [0.55, 0.9, 0.1])
-def test_hashed_dropconnect_mask_has_the_bernoulli_statistics(keep):
-    """The C DropConnect mask (float32 CPU weights): keep rate, rows and columns alike, neighbours
-    and successive draws independent, all within 5 standard deviations of a Bernoulli(keep)."""
-    rows, cols = 600, 500
-    weight = torch.ones(rows, cols)
-    masks = torch.stack([cpu_ops.dropconnect(weight, keep) for _ in range(4)])  # 4 draws
-    assert set(masks.unique().tolist()) <= {0.0, 1.0}
-
-    def within(observed: Tensor, expected: float, count: int, sigmas: float = 5.0) -> bool:
-        return abs(observed.item() - expected) <= sigmas * (expected * (1 - expected) / count) ** 0.5
-
-    assert within(masks.mean(), keep, masks.numel())
-    # pairs: horizontal and vertical neighbours, and the same entry in the next draw
-    assert within((masks[:, :, 1:] * masks[:, :, :-1]).mean(), keep**2, masks[:, :, 1:].numel())
-    assert within((masks[:, 1:] * masks[:, :-1]).mean(), keep**2, masks[:, 1:].numel())
-    assert within((masks[1:] * masks[:-1]).mean(), keep**2, masks[1:].numel())
-    # row and column rates spread like binomials (their variance within 20%)
-    for rates, n in ((masks.mean(-1), cols), (masks.mean(-2), rows)):
-        assert abs(rates.var().item() / (keep * (1 - keep) / n) - 1) < 0.2
-
-
-@needs_compiler
-def test_hashed_dropconnect_repeats_under_a_seed_and_masks_the_gradient():
-    from onlstm.regularizers import LinearDropConnect
-
-    layer = LinearDropConnect(30, 40, dropout=0.45).train()
+    torch.manual_seed(0)
+    reference = ONLSTMStack([4, 8], 2, dropconnect=0.3, implementation="reference").train()
+    fused = ONLSTMStack([4, 8], 2, dropconnect=0.3, implementation="fused").train()
+    fused.load_state_dict(reference.state_dict())
+    x = torch.randn(5, 3, 4)
     torch.manual_seed(1)
-    first = layer.sampled_weight()
+    expected = reference(x)
     torch.manual_seed(1)
-    again = layer.sampled_weight()
-    other = layer.sampled_weight()
-    assert torch.equal(first, again) and not torch.equal(first, other)
-    kept = first != 0
-    torch.testing.assert_close(first[kept], layer.weight[kept])
-    grad = torch.randn(40, 30)
-    first.backward(grad)
-    assert torch.equal(layer.weight.grad, grad * kept)  # the backward regenerates the same mask
+    actual = fused(x)
+    assert torch.equal(actual.output, expected.output) and torch.equal(actual.distances, expected.distances)
 
 
 @needs_compiler
 def test_cpu_kernels_at_the_paper_sizes_match_reference():
     """Guards the kernels at the shapes every paper number comes from: layers 400-1150-1150-400,
     chunk 10 (115 and 40 chunks, not multiples of the vector width), batch 20, dropout and
-    DropConnect 0.45 in training; 10 steps make 200 rows, so the layer-2/3 input projections cross
-    ONEDNN_MIN_MACS (200 x 1150 x 4830 > 1e9) and the 1150-unit W_hh takes the prepacked backward,
-    at their real thresholds. One forward and backward (same masks): outputs, distances, final
-    state and every gradient == the reference's, gradients to 1e-4 of their largest entry (sums
-    over 200 rows in another order)."""
+    DropConnect 0.45 in training, 10 steps (200 rows in the large products). One forward and
+    backward (same masks): outputs, distances, final state and every gradient == the reference's,
+    gradients to 1e-4 of their largest entry (sums over 200 rows in another order)."""
 
-    sizes, rows = [400, 1150, 1150, 400], 4 * 1150 + 2 * 115
-    assert cpu_ops.uses_onednn(200, 1150, rows) and not cpu_ops.uses_onednn(200, 400, rows)
-    assert 1150 * rows >= cpu_ops.PREPACK_BACKWARD_MIN_WEIGHTS > 400 * (4 * 400 + 2 * 40)
+    sizes = [400, 1150, 1150, 400]
     torch.manual_seed(0)
     stacks = {name: ONLSTMStack(sizes, 10, dropout=0.45, dropconnect=0.45, implementation=name).train()
               for name in ("reference", "fused_cpu")}  # fmt: skip
@@ -250,13 +188,6 @@ def test_opcheck_cpu_layer_backward(with_grads):
 
 
 @needs_compiler
-def test_opcheck_transpose_and_dropconnect():
-    torch.library.opcheck(torch.ops.onlstm.transpose.default, (torch.randn(37, 13),))
-    weight = torch.randn(30, 20, requires_grad=True)
-    torch.library.opcheck(torch.ops.onlstm.hashed_dropconnect.default, (weight, 0.6, 12345))
-
-
-@needs_compiler
 def test_cpu_layer_op_gradients_equal_the_reference_layer():
     """The op's autograd formula against autograd through the per-step reference, for every
     input, with gradients on all four differentiable outputs (h_0 among the hs included)."""
@@ -288,7 +219,7 @@ def test_ops_are_visible_to_the_profiler():
     with torch.profiler.profile() as prof:
         stack(torch.randn(3, 2, 4)).output.sum().backward()
     names = {event.name for event in prof.events()}
-    assert {"onlstm::cpu_layer_forward", "onlstm::cpu_layer_backward", "onlstm::hashed_dropconnect"} <= names
+    assert {"onlstm::cpu_layer_forward", "onlstm::cpu_layer_backward"} <= names
 
 
 @needs_compiler
@@ -330,70 +261,3 @@ def test_backward_op_refuses_non_contiguous_buffers_and_a_forward_without_keep()
     out = torch.ops.onlstm.cpu_layer_forward(x, w_ih, bias, h0, c0, w_hh, n, False)
     with pytest.raises(RuntimeError, match="keep=False"):
         out[0].sum().backward()
-
-
-@needs_compiler
-def test_transpose_and_dropconnect_ops_check_their_arguments():
-    with pytest.raises(ValueError, match=r"onlstm::transpose: x must have shape \(\*, \*\), got \(2, 3, 4\)"):
-        torch.ops.onlstm.transpose(torch.randn(2, 3, 4))
-    with pytest.raises(ValueError, match="weight must be torch.float32"):
-        torch.ops.onlstm.hashed_dropconnect(torch.randn(3, 3).double(), 0.5, 1)
-    with pytest.raises(ValueError, match="keep must be in"):
-        torch.ops.onlstm.hashed_dropconnect(torch.randn(3, 3), 1.5, 1)
-
-
-# ----------------------------------------------------------------------------- switched-off pieces
-@needs_compiler
-@pytest.mark.parametrize("flag", ["c_transpose", "hashed_dropconnect", "onednn"])
-def test_each_hand_tuned_piece_off_still_matches_reference(monkeypatch, flag):
-    """What the benchmark's ablation runs: each piece off, its public fallback on the same shapes
-    (thresholds lowered so that the small shapes take the oneDNN products and transposes)."""
-    monkeypatch.setattr(cpu_ops, "ONEDNN_MIN_MACS", 0)
-    monkeypatch.setattr(cpu_ops, "PREPACK_BACKWARD_MIN_WEIGHTS", 0)
-    with switched(**{flag: False}):
-        check_matches_reference([5, 12, 8], 4, 6, 3, 0.3, 0.4, True, "used", implementation="fused_cpu")
-        weight = torch.ones(8, 8)
-        assert cpu_ops.hashed_mask_applies(weight) is (flag != "hashed_dropconnect")
-        assert shared.onednn_available() is (flag != "onednn" and torch.backends.mkldnn.is_available())
-    assert shared.SWITCHES.c_transpose and shared.SWITCHES.hashed_dropconnect and shared.SWITCHES.onednn
-
-
-def test_unknown_switch_is_an_error():
-    with pytest.raises(ValueError, match="unknown switches"):
-        with switched(fast=False):
-            pass
-
-
-def test_missing_private_onednn_ops_fall_back_to_torch_mm(monkeypatch):
-    """``torch.ops.mkldnn._reorder_linear_weight`` / ``_linear_pointwise`` are private: where a
-    torch build lacks them the lookup gives None and every per-step product is ``torch.mm``, with
-    the same results as the reference."""
-    import types
-
-    monkeypatch.setattr(torch.ops, "mkldnn", types.SimpleNamespace())
-    assert shared._mkldnn_linear_ops.__wrapped__() is None
-    monkeypatch.undo()
-    monkeypatch.setattr(shared, "_mkldnn_linear_ops", lambda: None)
-    assert not shared.onednn_available()
-    matmul = shared.RepeatedMatmul(torch.randn(12, 5), 3)
-    assert matmul.packed is None
-    x = torch.randn(3, 5)
-    assert torch.equal(matmul(x), torch.mm(x, matmul.weight.t()))
-    for implementation in ("fused_aten", "fused_cpu") if cpu_build.library() is not None else ("fused_aten",):
-        check_matches_reference([5, 12, 8], 4, 6, 3, 0.3, 0.4, True, "used", implementation=implementation)
-
-
-def test_benchmark_ablation_variants_each_run_one_step():
-    """benchmarks/lm_throughput.py --ablation: every variant builds and runs a (tiny) LM step with
-    its pieces off; nothing is timed here."""
-    from benchmarks.lm_throughput import ABLATION, make_step, with_switches
-    from onlstm import RNNLanguageModel
-    from tests.helpers import tiny_backbone
-
-    for label, arch, implementation, off in ABLATION:
-        torch.manual_seed(0)
-        model = RNNLanguageModel(30, tiny_backbone(arch=arch), implementation=implementation).train()
-        before = model.embedding.weight.detach().clone()
-        with_switches(make_step(model, 30, 5, 2, "cpu"), off)()
-        assert not torch.equal(model.embedding.weight, before), label
-    assert shared.SWITCHES.c_transpose and shared.SWITCHES.hashed_dropconnect and shared.SWITCHES.onednn

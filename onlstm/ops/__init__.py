@@ -1,33 +1,39 @@
-"""How a layer's ON-LSTM recurrence runs: one entry, :func:`onlstm_layer`, that picks the backend.
+"""How a layer's ON-LSTM recurrence runs fast: :func:`resolve_backend` picks the kernel for the
+tensors, :func:`onlstm_layer` runs it.
+
+One fast path per device:
 
 * :mod:`onlstm.ops.cpu`: float32 CPU tensors, compiled C step kernels (``csrc/onlstm_cpu.c``,
   built at first use by :mod:`onlstm.ops.cpu_build`) behind registered torch ops;
 * :mod:`onlstm.ops.triton_kernels`: float32 CUDA tensors, one Triton kernel per step, registered
   torch ops (imported only when used: Triton is optional);
-* :mod:`onlstm.ops.aten`: PyTorch ops only, any device and dtype: the fallback;
 * :mod:`onlstm.ops.cuda_graphs`: replays a module's training calls as CUDA graphs;
-* :mod:`onlstm.ops.shared`: what they share (the result type, the distances' gradient, the
-  per-step matmul, argument checks, the switches of the hand-tuned pieces).
+* :mod:`onlstm.ops.shared`: what they share (the result type, the distances' gradient, argument
+  checks).
 
-Every backend computes what :func:`onlstm.stack.onlstm_layer_reference` computes (the paper's
-equations, one step at a time, in :class:`onlstm.cell.ONLSTMCell`): tests/test_ops_*.py. The ops
-take tensors and return tensors; nothing here imports the model.
+Every other tensor (float64, another device, no C compiler, no Triton) runs the readable
+per-step reference, :func:`onlstm.stack.onlstm_layer_reference` (the paper's equations in
+:class:`onlstm.cell.ONLSTMCell`), which every fast path is tested against (tests/test_ops_*.py).
+The ops take tensors and return tensors; nothing here imports the model.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from onlstm.ops import aten, cpu, cpu_build
-from onlstm.ops.shared import SWITCHES, LayerResult, Switches, switched
+from onlstm.ops import cpu, cpu_build
+from onlstm.ops.shared import LayerResult
 
-BACKENDS = ("auto", "aten", "cpu", "triton")
+log = logging.getLogger(__name__)
 
-__all__ = ["BACKENDS", "SWITCHES", "LayerResult", "Switches", "onlstm_layer", "resolve_backend", "switched"]
+BACKENDS = ("auto", "cpu", "triton")
+
+__all__ = ["BACKENDS", "LayerResult", "onlstm_layer", "resolve_backend"]
 
 
 @functools.cache
@@ -41,17 +47,21 @@ def triton_available() -> bool:
     return True
 
 
-def resolve_backend(backend: str, x: Tensor) -> str:
-    """The backend that runs: "triton", "cpu" (the compiled step kernels) or "aten".
+@functools.cache
+def _warn_no_triton() -> None:
+    log.warning("Triton is not installed: ON-LSTM layers on CUDA run the reference loop (slower); pip install triton")
 
-    ``auto`` takes the Triton kernels for float32 CUDA tensors when Triton is installed, the
-    compiled CPU kernels for float32 CPU tensors when they built, PyTorch ops otherwise. An
-    explicit backend that cannot run here is an error that says why.
+
+def resolve_backend(backend: str, x: Tensor) -> str | None:
+    """The fast path that runs: "triton" (float32 CUDA), "cpu" (the compiled step kernels, float32
+    CPU), or None: no fast path for these tensors, the caller runs the reference loop.
+
+    ``auto`` takes the fast path that fits the tensors, None where none does (a missing compiler
+    or Triton is warned about once). An explicit backend that cannot run here is an error that
+    says why.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "aten":
-        return "aten"
     if backend == "triton":
         if not triton_available():
             raise RuntimeError("implementation 'fused_triton' needs the triton package (pip install triton)")
@@ -64,12 +74,15 @@ def resolve_backend(backend: str, x: Tensor) -> str:
         cpu_build.require()
         return "cpu"
     if x.dtype != torch.float32:
-        return "aten"
+        return None
     if x.is_cuda:
-        return "triton" if triton_available() else "aten"
-    if x.device.type == "cpu":
-        return "cpu" if cpu_build.library() is not None else "aten"
-    return "aten"
+        if triton_available():
+            return "triton"
+        _warn_no_triton()
+        return None
+    if x.device.type == "cpu" and cpu_build.library() is not None:
+        return "cpu"
+    return None
 
 
 def onlstm_layer(
@@ -81,28 +94,23 @@ def onlstm_layer(
     w_hh: Tensor,
     b_hh: Tensor | None,
     n_chunk: int,
-    backend: str = "auto",
+    backend: str,
 ) -> LayerResult:
-    """One ON-LSTM layer over a whole sequence: x (T, B, I), weights (R, I) and (R, H) with
-    R = 4H + 2 n_chunk in the gate order of :class:`onlstm.cell.ONLSTMCell`, state (B, H).
+    """One ON-LSTM layer over a whole sequence on a fast path: x (T, B, I), weights (R, I) and
+    (R, H) with R = 4H + 2 n_chunk in the gate order of :class:`onlstm.cell.ONLSTMCell`, state
+    (B, H).
 
     ``w_hh`` is the weight to use for the whole sequence (DropConnect-masked by the caller);
-    gradients flow to every tensor argument. ``backend``: "aten", "cpu", "triton" or "auto"
-    (:func:`resolve_backend`).
+    gradients flow to every tensor argument. ``backend``: "cpu" or "triton", as
+    :func:`resolve_backend` returns it.
     """
-    path = resolve_backend(backend, x)
-    if path == "cpu":  # the input projection happens inside, as a oneDNN matmul when large
+    if backend == "cpu":  # the input projection happens inside
         return cpu.layer(x, w_ih, b_ih, h0, c0, w_hh, b_hh, n_chunk)
+    if backend != "triton":
+        raise ValueError(f"onlstm_layer runs 'cpu' or 'triton' (resolve_backend's answer), got {backend!r}")
+    from onlstm.ops import triton_kernels  # imported only here: Triton is optional
+
     wx = F.linear(x, w_ih, b_ih)  # the input projection of all steps: one matmul outside the recurrence
     if b_hh is None:
         b_hh = wx.new_zeros(())
-    if path == "triton":
-        from onlstm.ops import triton_kernels  # imported only here: Triton is optional
-
-        return triton_kernels.layer(wx, h0, c0, w_hh, b_hh, n_chunk)
-    inputs = (wx, h0, c0, w_hh, b_hh)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        return LayerResult(*aten.ONLSTMLayerFunction.apply(*inputs, n_chunk))
-    # inference: no graph, so no (time, ...) buffers for a backward
-    hs, c_last, dist_f, dist_i, _ = aten.recurrence(*inputs, n_chunk, keep=False)
-    return LayerResult(hs[1:], hs[-1].clone(), c_last, dist_f, dist_i)
+    return triton_kernels.layer(wx, h0, c0, w_hh, b_hh, n_chunk)

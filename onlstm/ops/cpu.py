@@ -6,53 +6,33 @@ meta tensors, checked by ``torch.library.opcheck`` in tests/test_ops_cpu.py):
 
 * ``cpu_layer_forward(x, w_ih, bias, h0, c0, w_hh, n_chunk, keep)``: the input projection and
   the recurrence; with ``keep`` also what the backward needs. Its autograd formula calls
-* ``cpu_layer_backward(...)``: every gradient, the large products after the step loop;
-* ``transpose(x)``: ``x.t()`` as a contiguous matrix, by the C blocked transpose;
-* ``hashed_dropconnect(weight, keep, seed)``: ``weight * mask`` with the mask hashed from
-  ``seed``; its autograd formula masks the gradient with the same mask.
+* ``cpu_layer_backward(...)``: every gradient, the large products after the step loop.
 
 Every argument is checked (dtype, device, shape, contiguity: :func:`onlstm.ops.shared.check_tensor`)
 in Python before a pointer reaches C, so a wrong shape is a ValueError, not memory corruption.
 
-Same structure as :class:`onlstm.ops.aten.ONLSTMLayerFunction` (the forward keeps what the
-backward needs, the weight gradients are products over all steps after the backward loop), with
-three changes:
-
-* the ~40 small PyTorch kernels of each step's pointwise part, and their dispatch, are one C
-  call;
-* the input projection happens inside the layer, so that it, the input gradient and both weight
-  gradients can run as oneDNN matmuls when they are large (:func:`linear`);
-* the transposed operands those need are copied by the C kernels' blocked transpose
-  (:func:`transposed`).
+The structure: the forward keeps what the backward needs, the backward loop computes only the
+pre-activation gradients and the recurrent ``dh``/``dc``, and the weight gradients are products
+over all steps after it; the ~40 small PyTorch kernels of each step's pointwise part, and their
+dispatch, are one C call. Every matmul is ``torch.mm`` (the per-step ``h W_hh^T`` and
+``d gates W_hh`` too).
 
 Kept per step for the backward: the activated gate row (T, B, R), the master gates' softmax and
 cumax (T, B, 2, n) each, the cell states c_0..c_T, tanh(c_t) and h_0..h_T. The overlap and the
 two mixes (``ONLSTMCell.step`` names their equations) are recomputed in the backward (cheaper
-than storing them). docs/performance.md says why each piece is there, with its measurement.
+than storing them).
 
 Why ctypes and not a ``torch.utils.cpp_extension`` build: docs/performance.md ("Why plain C and
-ctypes"): a first use that compiles in about half a second instead of about ten, and the same
-machine code (hence the same float32 rounding) as the experiments run so far.
+ctypes"): a first use that compiles in about half a second instead of about ten.
 """
 
 from __future__ import annotations
-
-import functools
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from onlstm.ops import cpu_build
-from onlstm.ops.shared import (
-    SWITCHES,
-    LayerResult,
-    RepeatedMatmul,
-    check_tensor,
-    layer_sizes,
-    master_grad_from_distances,
-    onednn_available,
-)
+from onlstm.ops.shared import LayerResult, check_tensor, layer_sizes, master_grad_from_distances
 
 
 def _address(buffer: Tensor | None, per_step: bool = True):
@@ -64,123 +44,6 @@ def _address(buffer: Tensor | None, per_step: bool = True):
     if per_step:
         return lambda t: base + t * stride
     return lambda t: base
-
-
-# Products with at least this many multiply-adds run as oneDNN matmuls, smaller ones as torch.mm
-# (MKL): oneDNN was faster for the paper size's large products (reorder and transposing copies
-# included), MKL as fast or faster below ~1e9 multiply-adds and needs no transposed copies
-# (docs/performance.md, benchmarks/results/large_matmul_cpu.md).
-ONEDNN_MIN_MACS = 1e9
-# The backward's per-step product d gates_t W_hh uses oneDNN's prepacked matmul from this many
-# weights on (the paper's layers 1-2), torch.mm below: the prepacking needs W_hh^T copied and
-# reordered, which pays only for large weights (benchmarks/results/step_matmul_cpu.md).
-PREPACK_BACKWARD_MIN_WEIGHTS = 1_000_000
-
-
-def uses_onednn(m: int, k: int, n: int) -> bool:
-    return m * k * n >= ONEDNN_MIN_MACS and onednn_available()
-
-
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``x @ weight.T (+ bias)``: oneDNN's matmul for large products, torch.mm for small ones."""
-    if uses_onednn(x.size(0), x.size(1), weight.size(0)):
-        return RepeatedMatmul(weight, x.size(0), bias)(x)
-    return torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
-
-
-def transposed(x: Tensor) -> Tensor:
-    """``x.t()`` as a contiguous matrix: the C blocked transpose (:func:`transpose`) when the
-    kernels are built and the ``c_transpose`` switch is on, PyTorch's strided copy otherwise."""
-    if SWITCHES.c_transpose and cpu_build.library() is not None:
-        return torch.ops.onlstm.transpose(x)
-    return x.t().contiguous()
-
-
-def linear_t(x: Tensor, weight: Tensor) -> Tensor:
-    """``x @ weight``: oneDNN's matmul of the transposed copy for large products, torch.mm (which
-    takes the transposed view without a copy) for small ones."""
-    if uses_onednn(x.size(0), x.size(1), weight.size(1)):
-        return RepeatedMatmul(transposed(weight), x.size(0))(x)
-    return torch.mm(x, weight)
-
-
-def weight_gradient(d_gates_t: Callable[[], Tensor], d_gates: Tensor, inputs: Tensor) -> Tensor:
-    """``d_gates^T @ inputs`` summed over all steps; ``d_gates_t()`` gives the transposed copy
-    (made once, shared by both weight gradients) that oneDNN needs."""
-    rows, (steps_batch, features) = d_gates.size(1), inputs.shape
-    if uses_onednn(rows, steps_batch, features):
-        return linear_t(d_gates_t(), inputs)
-    return torch.mm(d_gates.t(), inputs)
-
-
-# ----------------------------------------------------------------------------- transpose
-@torch.library.custom_op("onlstm::transpose", mutates_args=())
-def transpose(x: Tensor) -> Tensor:
-    """``x.t().contiguous()`` for a 2-D float32 CPU tensor, by the C blocked transpose (8 x 8
-    register blocks in 128 x 128 tiles, rows split over ``torch.get_num_threads()`` threads for
-    large matrices)."""
-    check_tensor("onlstm::transpose", "x", x, (-1, -1))
-    x = x.contiguous()
-    out = torch.empty(x.size(1), x.size(0))
-    threads = torch.get_num_threads()
-    cpu_build.require().onlstm_transpose(x.size(0), x.size(1), x.data_ptr(), out.data_ptr(), threads)
-    return out
-
-
-@transpose.register_fake
-def _(x: Tensor) -> Tensor:
-    check_tensor("onlstm::transpose", "x", x, (-1, -1))
-    return x.new_empty(x.size(1), x.size(0))
-
-
-# ----------------------------------------------------------------------------- DropConnect
-@torch.library.custom_op("onlstm::hashed_dropconnect", mutates_args=())
-def hashed_dropconnect(weight: Tensor, keep: float, seed: int) -> Tensor:
-    """``weight * mask`` for a float32 CPU tensor, each entry kept with probability ``keep``
-    (kept entries not rescaled), ``mask_i`` a hash of ``(seed, i)`` over the row-major entries.
-
-    A counter-based hash instead of a random stream: the backward regenerates the same mask from
-    the seed (nothing stored), and the C loop vectorises. Same distribution as
-    ``rand_like(weight) < keep`` (tested: tests/test_ops_cpu.py)."""
-    check_tensor("onlstm::hashed_dropconnect", "weight", weight, [-1] * weight.dim())
-    if not 0.0 <= keep <= 1.0:
-        raise ValueError(f"onlstm::hashed_dropconnect: keep must be in [0, 1], got {keep}")
-    if not 0 <= seed < 2**63:
-        raise ValueError(f"onlstm::hashed_dropconnect: seed must be in [0, 2**63), got {seed}")
-    weight = weight.contiguous()
-    out = torch.empty_like(weight)
-    cpu_build.require().onlstm_dropconnect(weight.numel(), seed, keep, weight.data_ptr(), out.data_ptr())
-    return out
-
-
-@hashed_dropconnect.register_fake
-def _(weight: Tensor, keep: float, seed: int) -> Tensor:
-    return torch.empty_like(weight, memory_format=torch.contiguous_format)
-
-
-def _dropconnect_setup(ctx, inputs, output) -> None:
-    _, ctx.keep, ctx.seed = inputs
-
-
-def _dropconnect_backward(ctx, grad: Tensor):
-    return torch.ops.onlstm.hashed_dropconnect(grad, ctx.keep, ctx.seed), None, None
-
-
-hashed_dropconnect.register_autograd(_dropconnect_backward, setup_context=_dropconnect_setup)
-
-
-def hashed_mask_applies(weight: Tensor) -> bool:
-    """Whether DropConnect on ``weight`` draws its mask with :func:`hashed_dropconnect`: contiguous
-    float32 CPU weights, the kernels built, the ``hashed_dropconnect`` switch on."""
-    cpu32 = weight.device.type == "cpu" and weight.dtype == torch.float32 and weight.is_contiguous()
-    return cpu32 and SWITCHES.hashed_dropconnect and cpu_build.library() is not None
-
-
-def dropconnect(weight: Tensor, keep: float) -> Tensor:
-    """:func:`hashed_dropconnect` with a seed from PyTorch's generator, so that
-    ``torch.manual_seed`` makes runs repeat."""
-    seed = int(torch.randint(0, 2**63 - 1, (1,), dtype=torch.int64))
-    return torch.ops.onlstm.hashed_dropconnect(weight, keep, seed)
 
 
 # ----------------------------------------------------------------------------- the layer
@@ -213,7 +76,7 @@ def cpu_layer_forward(
     kept = steps if keep else 1
     # (T, B, R) pre-activations of every step's input part; the kernel adds the recurrent part
     # and activates them in place
-    gates = linear(x.reshape(steps * batch, -1), w_ih).view(steps, batch, -1)
+    gates = torch.mm(x.reshape(steps * batch, -1), w_ih.t()).view(steps, batch, -1)
     bias = bias.contiguous()
     probs = torch.empty(kept, batch, 2, n)
     master = torch.empty(steps, batch, 2, n)  # every step: the distances are its means
@@ -223,12 +86,12 @@ def cpu_layer_forward(
     scratch = torch.empty(2 * n)
     hs[0].copy_(h0)
     cells[0].copy_(c0)
-    recurrent = RepeatedMatmul(w_hh, batch)
+    w_hh_t = w_hh.t()  # a transposed view: torch.mm takes it without a copy
     at_gates, at_master, at_h = _address(gates), _address(master), _address(hs)
     at_probs, at_cell, at_tanh = _address(probs, keep), _address(cells, keep), _address(tanh_c, keep)
     hs_v = hs.unbind(0)
     for t in range(steps):
-        rec = recurrent(hs_v[t])  # (B, R), contiguous; kept referenced until the kernel has read it
+        rec = torch.mm(hs_v[t], w_hh_t)  # (B, R), contiguous; kept referenced until the kernel has read it
         lib.onlstm_forward_step(
             batch, n, hidden // n, at_gates(t), rec.data_ptr(), bias.data_ptr(), at_cell(t), at_probs(t), at_master(t),
             at_cell(t + 1), at_tanh(t), at_h(t + 1), scratch.data_ptr(),
@@ -308,10 +171,6 @@ def cpu_layer_backward(
     d_out = None if d_hs is None else d_hs[1:].contiguous()  # hs[0] is h0: its gradient goes to d_h0 below
     d_master = master_grad_from_distances(d_dist_f, d_dist_i, n, gates)
     scratch = torch.empty(3 * hidden + 2 * n)
-    # d gates_t W_hh: oneDNN's prepacked form needs W_hh^T copied and reordered, worth it for large
-    # weights only (PREPACK_BACKWARD_MIN_WEIGHTS)
-    prepack = w_hh.numel() >= PREPACK_BACKWARD_MIN_WEIGHTS and onednn_available()
-    back = RepeatedMatmul(transposed(w_hh) if prepack else w_hh.t(), batch, prepack=prepack)
     at_gates, at_probs, at_master = _address(gates), _address(probs), _address(master)
     at_cell, at_tanh, at_d_gates = _address(cells), _address(tanh_c), _address(d_gates)
     at_d_out, at_d_master = _address(d_out), _address(d_master)
@@ -323,21 +182,20 @@ def cpu_layer_backward(
             at_d_gates(t), scratch.data_ptr(),
         )  # fmt: skip
         if t > 0:
-            dh_in = back(d_gates[t])  # d h_{t-1} from the recurrence (d_out[t-1] added by the kernel)
+            dh_in = torch.mm(d_gates[t], w_hh)  # d h_{t-1} from the recurrence (d_out[t-1] added by the kernel)
 
     empty = gates.new_empty(0)
     flat = d_gates.view(steps * batch, rows)
-    flat_t = functools.cache(lambda: transposed(flat))  # (R, T*B)
-    d_x = linear_t(flat, w_ih) if needs[0] else empty
-    d_w_ih = weight_gradient(flat_t, flat, x.reshape(steps * batch, -1)) if needs[1] else empty.clone()
+    d_x = torch.mm(flat, w_ih) if needs[0] else empty
+    d_w_ih = torch.mm(flat.t(), x.reshape(steps * batch, -1)) if needs[1] else empty.clone()
     d_bias = flat.sum(0) if needs[2] else empty.clone()
     d_h0 = empty.clone()
     if needs[3]:
-        d_h0 = back(d_gates[0])
+        d_h0 = torch.mm(d_gates[0], w_hh)
         if d_hs is not None:
             d_h0 += d_hs[0]
     d_c0 = dc if needs[4] else empty.clone()
-    d_w_hh = weight_gradient(flat_t, flat, hs[:-1].reshape(steps * batch, hidden)) if needs[5] else empty.clone()
+    d_w_hh = torch.mm(flat.t(), hs[:-1].reshape(steps * batch, hidden)) if needs[5] else empty.clone()
     return d_x, d_w_ih, d_bias, d_h0, d_c0, d_w_hh
 
 

@@ -13,8 +13,8 @@ instead would need torch inside pip's isolated build environment (the multi-GB C
   file name hashes the source, the flags, the compiler and the CPU's feature flags
   (``-march=native``), so a home folder shared by different machines keeps one build per CPU kind.
 * compiler: ``$CC``, else ``cc``. Where there is none (or it fails) :func:`library` returns None
-  and the ``fused`` implementation falls back to PyTorch ops, with one warning that says why.
-* ``ONLSTM_CPU_KERNEL=0`` turns the kernels off (``fused`` then uses PyTorch ops).
+  and the ``fused`` implementation falls back to the reference loop, with one warning that says why.
+* ``ONLSTM_CPU_KERNEL=0`` turns the kernels off (``fused`` then runs the reference loop).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "onlstm_cpu.c"
 # -fno-trapping-math lets GCC vectorise floorf; nothing here relies on floating-point traps
-FLAGS = ["-O3", "-march=native", "-fno-trapping-math", "-std=gnu11", "-shared", "-fPIC", "-pthread"]
+FLAGS = ["-O3", "-march=native", "-fno-trapping-math", "-std=gnu11", "-shared", "-fPIC"]
 
 
 class KernelBuildError(RuntimeError):
@@ -66,7 +66,7 @@ def build(compiler: str | None = None) -> Path:
     if path is None:
         raise KernelBuildError(
             f"no C compiler {compiler!r} on PATH to build {SOURCE.name}: install one (gcc or clang; "
-            "or set CC), or use run.implementation=fused_aten"
+            "or set CC), or use run.implementation=reference"
         )
     version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, path, version, _cpu_flags()]).encode())
@@ -82,7 +82,7 @@ def build(compiler: str | None = None) -> Path:
         if done.returncode != 0:
             raise KernelBuildError(
                 f"compiling {SOURCE} with {path} failed:\n{done.stderr.strip()}\n"
-                "fix the compiler setup (or set CC), or use run.implementation=fused_aten"
+                "fix the compiler setup (or set CC), or use run.implementation=reference"
             )
         os.replace(tmp, target)
     finally:
@@ -98,10 +98,6 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.onlstm_forward_step.restype = None
     lib.onlstm_backward_step.argtypes = [i64, i64, i64] + [ptr] * 11
     lib.onlstm_backward_step.restype = None
-    lib.onlstm_transpose.argtypes = [i64, i64, ptr, ptr, i64]
-    lib.onlstm_transpose.restype = None
-    lib.onlstm_dropconnect.argtypes = [i64, ctypes.c_uint64, ctypes.c_float, ptr, ptr]
-    lib.onlstm_dropconnect.restype = None
     return lib
 
 
@@ -111,7 +107,7 @@ def _build_and_load() -> tuple[ctypes.CDLL | None, str | None]:
     try:
         return _load(build()), None
     except (KernelBuildError, OSError) as error:
-        log.warning("CPU kernels unavailable, the fused recurrence and DropConnect use PyTorch ops (slower): %s", error)
+        log.warning("CPU kernels unavailable, the ON-LSTM layers run the reference loop (slower): %s", error)
         return None, str(error)
 
 

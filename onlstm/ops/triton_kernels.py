@@ -1,7 +1,7 @@
 """The layer op for GPUs: one Triton kernel per time step for everything but the matmul.
 
-On a GPU the aten path (:mod:`onlstm.ops.aten`) is bound by kernel launches: a dozen pointwise
-kernels per step forward and twenty backward, each doing microseconds of work. Here each step is
+On a GPU the per-step loop of PyTorch ops is bound by kernel launches: dozens of pointwise
+kernels per step forward and backward, each doing microseconds of work. Here each step is
 
 * forward: one cuBLAS ``addmm`` (``h_{t-1} W_hh^T`` into the step's gate row) and ONE Triton
   kernel computing the cumax master gates, the four gate nonlinearities, the overlap, the ON-LSTM
@@ -11,7 +11,7 @@ kernels per step forward and twenty backward, each doing microseconds of work. H
   and softmax backward included) and ``dc_{t-1}``, then one ``addmm`` for ``dh_{t-1}``.
 
 Weight and bias gradients are one matmul / reduction over all steps after the loop, as in the
-aten path. Both halves are registered ops (``torch.library.triton_op``, so ``torch.compile`` can
+CPU path. Both halves are registered ops (``torch.library.triton_op``, so ``torch.compile`` can
 trace into the kernels): ``onlstm::triton_layer_forward``, whose autograd formula calls
 ``onlstm::triton_layer_backward``. Written by hand rather than with ``torch.compile`` because the kernels are the point
 of this module: each program handles one batch row as an (n_chunks, chunk_size) tile, so the

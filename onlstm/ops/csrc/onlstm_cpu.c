@@ -1,8 +1,7 @@
 /* The CPU kernels of the fused ON-LSTM, for float32 tensors: the pointwise part of one time step
- * (forward and backward), and at the end of the file a transposing copy and DropConnect masks.
+ * (forward and backward).
  *
- * Everything of a step except the hidden-to-hidden matmul (which stays in PyTorch: oneDNN's
- * prepacked matmul): the cumax master gates, the four gate nonlinearities, the overlap, the ON-LSTM
+ * Everything of a step except the hidden-to-hidden matmul (which stays in PyTorch): the cumax master gates, the four gate nonlinearities, the overlap, the ON-LSTM
  * input and forget gates and the cell update (onlstm/cell.py names each equation) and h_t, and
  * in the backward the pre-activation gradient of the whole gate row and dc_{t-1}. One call per
  * step replaces ~40 small PyTorch kernels and their dispatch (onlstm/ops/cpu.py says why).
@@ -11,14 +10,12 @@
  * (onlstm/ops/cpu_build.py) and is called through ctypes with raw pointers to contiguous tensors,
  * only by the registered ops of onlstm/ops/cpu.py, which check every shape, dtype and stride first.
  * The step kernels are single-threaded on purpose: PyTorch's matmuls own the OpenMP pool, and a
- * second pool from this library would compete with it for the cores. The transposing copy at the
- * end splits its rows over a few short-lived threads (it runs between matmuls, not inside them).
+ * second pool from this library would compete with it for the cores.
  *
  * Gate row layout (onlstm/cell.py): [master input logits (n), master forget logits (n),
  * output (H), cell (H), input (H), forget (H)], H = n * cs.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,117 +194,5 @@ void onlstm_backward_step(int64_t batch, int64_t n, int64_t cs, const float *gat
             }
             for (int64_t i = 0; i < n; i++) dz[i] = ph[i] * (dz[i] - dot);
         }
-    }
-}
-
-/* ---- Transposing copy: dst (cols x rows) = src (rows x cols)^T, both contiguous. ----
- * The backward's large oneDNN products need transposed operands as contiguous matrices (the
- * gate gradients, W_hh^T for the prepacked per-step product, W_ih^T, the layer inputs), which
- * PyTorch's strided copy made slowly at the paper size; 8 x 8 register blocks (AVX) inside
- * 128 x 128 tiles (measurements: docs/performance.md, benchmarks/results/transpose_cpu.md). */
-#ifdef __AVX__
-#include <immintrin.h>
-/* one 8 x 8 block: 8 rows of src (stride ls) to 8 rows of dst (stride ld) */
-static inline void transpose_block8(const float *src, int64_t ls, float *dst, int64_t ld) {
-    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ls);
-    __m256 r2 = _mm256_loadu_ps(src + 2 * ls), r3 = _mm256_loadu_ps(src + 3 * ls);
-    __m256 r4 = _mm256_loadu_ps(src + 4 * ls), r5 = _mm256_loadu_ps(src + 5 * ls);
-    __m256 r6 = _mm256_loadu_ps(src + 6 * ls), r7 = _mm256_loadu_ps(src + 7 * ls);
-    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(s0, s4, 0x20));
-    _mm256_storeu_ps(dst + ld, _mm256_permute2f128_ps(s1, s5, 0x20));
-    _mm256_storeu_ps(dst + 2 * ld, _mm256_permute2f128_ps(s2, s6, 0x20));
-    _mm256_storeu_ps(dst + 3 * ld, _mm256_permute2f128_ps(s3, s7, 0x20));
-    _mm256_storeu_ps(dst + 4 * ld, _mm256_permute2f128_ps(s0, s4, 0x31));
-    _mm256_storeu_ps(dst + 5 * ld, _mm256_permute2f128_ps(s1, s5, 0x31));
-    _mm256_storeu_ps(dst + 6 * ld, _mm256_permute2f128_ps(s2, s6, 0x31));
-    _mm256_storeu_ps(dst + 7 * ld, _mm256_permute2f128_ps(s3, s7, 0x31));
-}
-#endif
-
-typedef struct {
-    int64_t rows, cols, row0, row1;
-    const float *src;
-    float *dst;
-} transpose_part;
-
-/* rows [row0, row1) of src */
-static void *transpose_rows(void *arg) {
-    const transpose_part *t = arg;
-    const int64_t rows = t->rows, cols = t->cols, TILE = 128;
-    for (int64_t i0 = t->row0; i0 < t->row1; i0 += TILE) {
-        const int64_t i1 = i0 + TILE < t->row1 ? i0 + TILE : t->row1;
-        for (int64_t j0 = 0; j0 < cols; j0 += TILE) {
-            const int64_t j1 = j0 + TILE < cols ? j0 + TILE : cols;
-            int64_t i = i0;
-#ifdef __AVX__
-            for (; i + 8 <= i1; i += 8) {
-                int64_t j = j0;
-                for (; j + 8 <= j1; j += 8) transpose_block8(t->src + i * cols + j, cols, t->dst + j * rows + i, rows);
-                for (; j < j1; j++)
-                    for (int64_t k = i; k < i + 8; k++) t->dst[j * rows + k] = t->src[k * cols + j];
-            }
-#endif
-            for (; i < i1; i++)
-                for (int64_t j = j0; j < j1; j++) t->dst[j * rows + i] = t->src[i * cols + j];
-        }
-    }
-    return NULL;
-}
-
-/* dst = src^T with up to `threads` threads (at most 8), each a band of src's rows; a thread that
- * cannot be started leaves its band to the calling thread. */
-void onlstm_transpose(int64_t rows, int64_t cols, const float *src, float *dst, int64_t threads) {
-    enum { MAX_THREADS = 8 };
-    threads = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
-    if (rows * cols < (int64_t)1 << 20) threads = 1; /* under 4 MB a thread costs more than it saves */
-    transpose_part parts[MAX_THREADS];
-    pthread_t ids[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    const int64_t band = ((rows + threads - 1) / threads + 7) / 8 * 8; /* whole 8-row blocks */
-    for (int64_t p = 0; p < threads; p++) {
-        const int64_t row0 = p * band < rows ? p * band : rows;
-        const int64_t row1 = row0 + band < rows ? row0 + band : rows;
-        parts[p] = (transpose_part){rows, cols, row0, row1, src, dst};
-        if (p > 0 && row0 < row1) started[p] = pthread_create(&ids[p], NULL, transpose_rows, &parts[p]) == 0;
-    }
-    transpose_rows(&parts[0]);
-    for (int64_t p = 1; p < threads; p++) {
-        if (started[p])
-            pthread_join(ids[p], NULL);
-        else
-            transpose_rows(&parts[p]);
-    }
-}
-
-/* ---- DropConnect: dst = src * mask, mask_i = [u_i < keep] with u_i a hash of (seed, i). ----
- * A counter-based hash instead of a stream: the backward regenerates the same mask from the
- * seed (nothing stored) and the loop vectorises (32-bit multiplies and shifts only), where
- * PyTorch's rand_like was a few percent of a paper-size training step (docs/performance.md,
- * benchmarks/dropconnect.py). The hash is two rounds of the "lowbias32" integer
- * mixer (Wellons, 2018) over a Weyl sequence; u_i has 24 bits, like torch.rand's float32. */
-static inline uint32_t mix32(uint32_t x) {
-    x ^= x >> 16;
-    x *= 0x7feb352dU;
-    x ^= x >> 15;
-    x *= 0x846ca68bU;
-    x ^= x >> 16;
-    return x;
-}
-
-void onlstm_dropconnect(int64_t count, uint64_t seed, float keep, const float *restrict src, float *restrict dst) {
-    const uint32_t lo = (uint32_t)seed, hi = (uint32_t)(seed >> 32);
-    /* keep with probability threshold / 2^24, the nearest 24-bit value to keep */
-    const uint32_t threshold = (uint32_t)(keep * 16777216.0f + 0.5f);
-    for (int64_t i = 0; i < count; i++) {
-        const uint32_t h = mix32(mix32((uint32_t)i * 0x9e3779b9U + lo) ^ hi);
-        dst[i] = (h >> 8) < threshold ? src[i] : 0.0f;
     }
 }
