@@ -49,16 +49,27 @@ def last_checkpoint(run_dir: str | Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def code_commit(root: str | Path) -> str:
-    """The checked-out commit, with ``+dirty`` when tracked files differ from it ("unknown" outside git)."""
+# The checkout this code runs from (train.py, tasks/, onlstm/ sit at its top). Not paths.root_dir:
+# PROJECT_ROOT may send the run folders to another checkout or disk, whose commit says nothing
+# about the code that ran.
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def code_commit(root: str | Path = SOURCE_ROOT) -> str:
+    """The commit checked out at ``root`` (by default the code this process runs), with ``+dirty``
+    when tracked files differ from it; "unknown" when ``root`` is not the top of a git checkout
+    (an installed package inside some other repository's folder counts as unknown too)."""
+    root = Path(root).resolve()
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10).stdout.strip()
+
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10,
-        ).stdout.strip()
+        toplevel = git("rev-parse", "--show-toplevel")
+        if not toplevel or Path(toplevel).resolve() != root:
+            return "unknown"
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (commit + ("+dirty" if dirty else "")) if commit else "unknown"

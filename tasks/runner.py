@@ -211,7 +211,7 @@ def as_job(cfg: DictConfig, work) -> dict[str, float]:
     """``work(cfg)`` as a job of a sweep: the runs it builds on must have finished, a finished job
     (``done.json``) is skipped with ``resume=true``, and a finished one records its metrics."""
     started = time.time()
-    commit = resume.code_commit(cfg.paths.root_dir)  # the code this process runs: read before it can change
+    commit = resume.code_commit()  # the code this process runs: read before it can change
     check_required_runs(cfg)
     if cfg.get("resume"):
         finished = continue_where_stopped(cfg)

@@ -17,7 +17,7 @@ import pytest
 from eval import evaluate
 from tasks import resume
 from tasks.checkpoints import read_checkpoint
-from tests.helpers import LM_TINY_RUN, ROOT, cli_env, logged_metrics, requires_data, run_train
+from tests.helpers import LM_TINY_RUN, ROOT, cli_env, compose_config, logged_metrics, requires_data, run_train
 
 # experiment=evidence_lm as a seconds-long sweep of one ON-LSTM job: a fixed number of steps
 # instead of the CPU-time budget (which would stop two attempts at different steps)
@@ -90,6 +90,48 @@ def test_done_record_names_commit_machine_and_metrics(tmp_path):
     with pytest.raises(ValueError, match=rf"{path}: not a run record .* delete it to run this job again"):
         resume.finished_metrics(tmp_path)
     assert resume.finished_metrics(tmp_path / "nothing") is None
+
+
+def git_repo(folder: Path) -> str:
+    """A git checkout at ``folder`` with one commit; its short commit."""
+    folder.mkdir(parents=True)
+    (folder / "file.txt").write_text("one\n")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for args in (["init", "-q"], ["add", "file.txt"], ["commit", "-q", "-m", "one"]):
+        subprocess.run(["git", "-C", str(folder), *args], check=True, env=env, capture_output=True)
+    return subprocess.run(["git", "-C", str(folder), "log", "-1", "--format=%h", "--abbrev=12"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_code_commit_reads_the_top_of_a_checkout_only(tmp_path):
+    """The commit of a checkout, +dirty once a tracked file changes; a folder inside some other
+    checkout (an installed package under a project's .venv) is "unknown", not that project's commit."""
+    repo = tmp_path / "repo"
+    commit = git_repo(repo)
+    assert resume.code_commit(repo) == commit
+    (repo / "file.txt").write_text("two\n")
+    assert resume.code_commit(repo) == commit + "+dirty"
+    (repo / "lib" / "site-packages").mkdir(parents=True)
+    assert resume.code_commit(repo / "lib" / "site-packages") == "unknown"
+    assert resume.code_commit(tmp_path / "not-a-checkout") == "unknown"
+
+
+@requires_data("ptb/train.txt", "ptb/valid.txt", "ptb/test.txt")
+def test_a_run_records_the_commit_of_its_code_not_of_paths_root_dir(tmp_path):
+    """PROJECT_ROOT (paths.root_dir) may point the run folders at another checkout; done.json
+    still names the commit of the code that ran (break: read the commit at paths.root_dir)."""
+    import train
+
+    other = git_repo(tmp_path / "elsewhere")
+    out = tmp_path / "run"
+    train.train(compose_config([*LM_TINY_RUN, "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2",
+                                "~logger", f"paths.root_dir={tmp_path / 'elsewhere'}"], out))
+    recorded = json.loads((out / resume.DONE_FILE).read_text())["commit"]
+    assert not recorded.startswith(other)
+    ours = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+    if ours.returncode == 0:  # a git checkout (CI's is)
+        assert recorded.split("+")[0] == ours.stdout.strip()
 
 
 def test_a_run_that_builds_on_an_unfinished_one_refuses_to_start(make_cfg, tmp_path):
