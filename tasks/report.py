@@ -521,8 +521,16 @@ def write_report(paths: Sequence[str | Path], out: str | Path, command: str,
     if absent:
         lines.append(f"Not found (sweeps not run yet?): {', '.join(absent)}.")
     lines.append("")
-    sections = [build([r for r in runs if r.kind == kind]) for kind, build in SECTIONS.items()
-                if any(r.kind == kind for r in runs)]
+    sections = []
+    for kind, build in SECTIONS.items():
+        members = [r for r in runs if r.kind == kind]
+        if not members:
+            continue
+        section = build(members)
+        if not any(r.finished for r in members):  # empty tables and figures say less than this line
+            section = Section(section.title)
+            section.text.append("**Not shown yet**: no finished run (the unfinished ones are listed above).\n")
+        sections.append(section)
     if tuning_runs:
         sections.append(tuning_section(tuning_runs))
     for section in sections:

@@ -186,3 +186,18 @@ def test_tuning_runs_and_sweeps_not_run_yet_are_listed(tmp_path):
     text = write_report([sweep, tmp_path / "logic"], tmp_path / "e", "c", tuning=[tuning]).read_text()
     assert f"Not found (sweeps not run yet?): {tmp_path / 'logic'}." in text
     assert "| logic | model.hidden_size=128 | val/acc_best | 0.9100 | 10.0 | yes |" in text
+
+
+def test_a_claim_with_unfinished_runs_only_says_so_without_empty_tables(tmp_path):
+    """A sweep in progress: its section names the claim and says nothing is finished; no empty
+    table or figure is written for it (break: build the section from the unfinished runs)."""
+    sweep = lm_sweep(tmp_path, [100, 102, 104], [110, 112, 114])
+    logic = tmp_path / "logic"
+    fake_run(logic / "onlstm_seed1", {"seed": 1, "model": {"arch": "onlstm"}, "task": {"name": "logic"}}, None,
+             [{"step": 100, "epoch": 1, "val/acc": 0.7, "time/cpu_minutes": 6.0}])
+    text = write_report([sweep, logic], tmp_path / "e", "c").read_text()
+    assert "## 3. Logical inference" in text
+    assert "**Not shown yet**: no finished run (the unfinished ones are listed above)." in text
+    assert "Unfinished runs (left out of every table): logic/onlstm_seed1 (CPU minutes at last validation: 6.0)." in text
+    assert not list((tmp_path / "e").glob("logic_*"))
+    assert (tmp_path / "e" / "lm_perplexity.csv").is_file()
