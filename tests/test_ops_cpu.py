@@ -7,6 +7,7 @@ without a compiler."""
 from __future__ import annotations
 
 import logging
+import platform
 import os
 import shutil
 
@@ -261,3 +262,31 @@ def test_backward_op_refuses_non_contiguous_buffers_and_a_forward_without_keep()
     out = torch.ops.onlstm.cpu_layer_forward(x, w_ih, bias, h0, c0, w_hh, n, False)
     with pytest.raises(RuntimeError, match="keep=False"):
         out[0].sum().backward()
+
+
+@needs_compiler
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="FTZ/DAZ are x86 SSE modes")
+def test_layer_ops_flush_subnormals_while_they_run_and_restore_the_callers_mode(monkeypatch):
+    """Inside the ops (kernels and matmuls) a product below FLT_MIN is 0, not a subnormal (whose
+    x86 slow path made a trained model's steps several times slower); the caller's mode is back
+    afterwards (break: drop runs_without_subnormals from either op)."""
+    tiny = torch.tensor([1e-20])
+
+    def underflows_to_zero() -> bool:
+        return (tiny * tiny).item() == 0.0  # 1e-40 is subnormal in float32
+
+    assert not underflows_to_zero()
+    seen = []
+    real_mm = torch.mm
+
+    def mm(*args, **kwargs):
+        seen.append(underflows_to_zero())
+        return real_mm(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "mm", mm)
+    tensors, n = _layer_args()
+    hs, *_ = torch.ops.onlstm.cpu_layer_forward(*tensors, n, True)
+    forward_calls = len(seen)
+    hs.sum().backward()
+    assert forward_calls and len(seen) > forward_calls and all(seen)
+    assert not underflows_to_zero()
