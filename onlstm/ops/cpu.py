@@ -37,8 +37,9 @@ machine code (hence the same float32 rounding) as the experiments run so far.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -183,6 +184,32 @@ def dropconnect(weight: Tensor, keep: float) -> Tensor:
     return torch.ops.onlstm.hashed_dropconnect(weight, keep, seed)
 
 
+# ----------------------------------------------------------------------------- subnormals
+@contextlib.contextmanager
+def subnormals_flushed(lib) -> Iterator[None]:
+    """Subnormal floats off (flush to zero) in this thread while the block runs, then the caller's
+    mode again: a trained model's tiny gradients and saturated gates otherwise make subnormal
+    values in the step kernels and the matmuls, where x86 CPUs take a slow path (a trained logic
+    model's training step several times slower than its untrained twin: docs/performance.md).
+    Values below 1.2e-38 become 0. Other threads (more than one intra-op thread) keep their mode."""
+    old = lib.onlstm_subnormals_off()
+    try:
+        yield
+    finally:
+        lib.onlstm_restore_fp_mode(old)
+
+
+def runs_without_subnormals(op):
+    """``op``'s body under :func:`subnormals_flushed` (the schema is read from ``op``'s signature)."""
+
+    @functools.wraps(op)
+    def run(*args, **kwargs):
+        with subnormals_flushed(cpu_build.require()):
+            return op(*args, **kwargs)
+
+    return run
+
+
 # ----------------------------------------------------------------------------- the layer
 _FORWARD = "onlstm::cpu_layer_forward"
 _BACKWARD = "onlstm::cpu_layer_backward"
@@ -200,6 +227,7 @@ def _check_forward(x, w_ih, bias, h0, c0, w_hh, n_chunk) -> tuple[int, int, int,
 
 
 @torch.library.custom_op(_FORWARD, mutates_args=())
+@runs_without_subnormals
 def cpu_layer_forward(
     x: Tensor, w_ih: Tensor, bias: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, n_chunk: int, keep: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -274,6 +302,7 @@ def _check_backward(d_hs, d_c_last, d_dist_f, d_dist_i, x, w_ih, gates, probs, m
 
 
 @torch.library.custom_op(_BACKWARD, mutates_args=())
+@runs_without_subnormals
 def cpu_layer_backward(
     d_hs: Tensor | None,
     d_c_last: Tensor | None,

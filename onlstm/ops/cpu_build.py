@@ -98,6 +98,10 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.onlstm_forward_step.restype = None
     lib.onlstm_backward_step.argtypes = [i64, i64, i64] + [ptr] * 11
     lib.onlstm_backward_step.restype = None
+    lib.onlstm_subnormals_off.argtypes = []
+    lib.onlstm_subnormals_off.restype = ctypes.c_uint
+    lib.onlstm_restore_fp_mode.argtypes = [ctypes.c_uint]
+    lib.onlstm_restore_fp_mode.restype = None
     lib.onlstm_transpose.argtypes = [i64, i64, ptr, ptr, i64]
     lib.onlstm_transpose.restype = None
     lib.onlstm_dropconnect.argtypes = [i64, ctypes.c_uint64, ctypes.c_float, ptr, ptr]

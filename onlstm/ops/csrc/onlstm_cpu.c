@@ -311,3 +311,22 @@ void onlstm_dropconnect(int64_t count, uint64_t seed, float keep, const float *r
         dst[i] = (h >> 8) < threshold ? src[i] : 0.0f;
     }
 }
+
+/* ---- Subnormal floats off for the calling thread, for the length of one op. ----
+ * Sets FTZ (results below FLT_MIN flush to zero) and DAZ (such inputs read as zero) in the SSE
+ * control register and returns the previous register for onlstm_restore_fp_mode. A trained
+ * model's tiny gradients and saturated gates make subnormal products in the step kernels and in
+ * MKL's matmuls, where x86 takes a slow microcode path (docs/performance.md, "Subnormal floats");
+ * oneDNN, which runs nn.LSTM, sets the same mode for its own kernels. Elsewhere: a no-op. */
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+unsigned int onlstm_subnormals_off(void) {
+    const unsigned int old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040u);
+    return old;
+}
+void onlstm_restore_fp_mode(unsigned int old) { _mm_setcsr(old); }
+#else
+unsigned int onlstm_subnormals_off(void) { return 0; }
+void onlstm_restore_fp_mode(unsigned int old) { (void)old; }
+#endif
