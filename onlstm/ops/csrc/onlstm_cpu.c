@@ -17,7 +17,6 @@
  */
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* exp(x) for float32: Cephes' range reduction and polynomial (relative error ~2e-7), written
