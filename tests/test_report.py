@@ -116,9 +116,13 @@ def test_parsing_claim_against_right_branching_and_the_untrained_control(tmp_pat
     assert "| trained | 2 | 50.0 ± 0.0 (n=3) |" in text and "| trained | 3 |" not in text
 
 
-def logic_run(sweep: Path, arch: str, seed: int, val_acc: float, long_acc: float) -> None:
+def logic_run(sweep: Path, arch: str, seed: int, val_acc: float, long_acc: float,
+              generated_acc: float | None = None) -> None:
+    """Accuracy ``long_acc`` on 7-12 operators and ``generated_acc`` (default: the same) on 13-20."""
+    generated_acc = long_acc if generated_acc is None else generated_acc
     metrics = {"val/acc_best": val_acc, **{f"test/acc_ops{n}": 0.99 for n in range(7)},
-               **{f"test/acc_ops{n}": long_acc for n in range(7, 21)}}
+               **{f"test/acc_ops{n}": long_acc for n in range(7, 13)},
+               **{f"test/acc_ops{n}": generated_acc for n in range(13, 21)}}
     history = [{"step": 100, "epoch": 1, "val/acc": val_acc, "time/cpu_minutes": 40.0}]
     fake_run(sweep / f"{arch}_seed{seed}", {"seed": seed, "model": {"arch": arch}, "task": {"name": "logic"}},
              metrics, history)
@@ -131,7 +135,9 @@ def test_logic_verdict_needs_the_precondition(tmp_path):
         logic_run(met, "lstm", seed, 0.96, lstm)
     text = write_report([met], tmp_path / "met_report", "c").read_text()
     assert "| 7 | 0.820 ± 0.020 (n=3) | 0.620 ± 0.020 (n=3) |" in text
-    assert "**Verdict: supported.** Mean accuracy over 7-20 operators: ON-LSTM 0.820, LSTM 0.620" in text
+    # difference 0.200, standard error sqrt(0.02^2/3 * 2) = 0.016
+    assert ("**Verdict (7-12 operators, Bowman's test files): supported.** Mean accuracy over 7-12 operators: "
+            "ON-LSTM 0.820, LSTM 0.620 (difference +0.200, standard error 0.016)") in text
 
     unmet = tmp_path / "unmet"
     for seed in (1, 2, 3):
@@ -140,7 +146,24 @@ def test_logic_verdict_needs_the_precondition(tmp_path):
     text = write_report([unmet], tmp_path / "unmet_report", "c").read_text()
     assert "**Verdict: not shown at this scale.** The precondition is not met" in text
     assert "LSTM seed 1: 0.900" in text
-    assert "For the record: Mean accuracy over 7-20 operators" in text
+    assert "For the record (7-12 operators, Bowman's test files): Mean accuracy over 7-12 operators" in text
+
+
+def test_logic_judges_the_test_files_and_the_generated_lengths_apart(tmp_path):
+    """ON-LSTM ahead on 7-12 operators and behind on 13-20: two verdicts, both in the summary at
+    the top (break: one mean over 7-20, where the eight generated lengths outvote the six)."""
+    sweep = tmp_path / "logic"
+    for seed, (on, lstm) in enumerate([(0.80, 0.70), (0.82, 0.72), (0.84, 0.74)], start=1):
+        logic_run(sweep, "onlstm", seed, 0.97, on, generated_acc=on - 0.25)
+        logic_run(sweep, "lstm", seed, 0.96, lstm, generated_acc=lstm - 0.05)
+    text = write_report([sweep], tmp_path / "e", "c").read_text()
+    # 7-12: 0.820 vs 0.720, +0.100 > 2 x 0.016; 13-20: 0.570 vs 0.670, -0.100
+    assert "**Verdict (7-12 operators, Bowman's test files): supported.**" in text
+    assert ("**Verdict (13-20 operators, generated): contradicted.** Mean accuracy over 13-20 operators: "
+            "ON-LSTM 0.570, LSTM 0.670 (difference -0.100") in text
+    summary = text[text.index("## Summary"):text.index("## 3.")]
+    assert "Verdict (7-12 operators, Bowman's test files): supported." in summary
+    assert "Verdict (13-20 operators, generated): contradicted." in summary
 
 
 def syneval_run(sweep: Path, arch: str, seed: int, accuracy: float) -> None:
@@ -185,7 +208,7 @@ def test_tuning_runs_and_sweeps_not_run_yet_are_listed(tmp_path):
         yaml.safe_dump(["experiment=evidence_logic", "test=false", "model.hidden_size=128"]))
     text = write_report([sweep, tmp_path / "logic"], tmp_path / "e", "c", tuning=[tuning]).read_text()
     assert f"Not found (sweeps not run yet?): {tmp_path / 'logic'}." in text
-    assert "| logic | model.hidden_size=128 | val/acc_best | 0.9100 | 10.0 | yes |" in text
+    assert "| logic | model.hidden_size=128 | val/acc_best | 0.9100 | 10.0 | yes | abc123 |" in text
 
 
 def test_a_claim_with_unfinished_runs_only_says_so_without_empty_tables(tmp_path):
