@@ -49,6 +49,7 @@ class Run:
     record: dict | None
     history: list[dict[str, float]] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
+    entry: str | None = None  # the script that ran it (Hydra's job name: "train" or "eval")
 
     @property
     def finished(self) -> bool:
@@ -72,6 +73,14 @@ class Run:
         if task == "lm" and "syneval" in (self.config.get("evaluate_after") or {}):
             return "syneval"
         return task
+
+    @property
+    def sweep_command(self) -> str | None:
+        """The command that runs this run's sweep again (continuing it where it stopped)."""
+        experiment = next((o for o in self.overrides if o.startswith("experiment=")), None)
+        if experiment is None or self.entry is None:
+            return None
+        return f"python {self.entry}.py -m {experiment}"
 
     def last(self, key: str) -> float | None:
         values = [row[key] for row in self.history if key in row]
@@ -107,7 +116,10 @@ def read_run(folder: Path) -> Run:
     record = json.loads(done.read_text()) if done.is_file() else None
     overrides_file = folder / ".hydra" / "overrides.yaml"
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-    return Run(folder, config, record, read_history(folder), list(overrides or []))
+    hydra_file = folder / ".hydra" / "hydra.yaml"
+    hydra = yaml.safe_load(hydra_file.read_text()) if hydra_file.is_file() else None
+    entry = ((hydra or {}).get("hydra") or {}).get("job", {}).get("name")
+    return Run(folder, config, record, read_history(folder), list(overrides or []), entry)
 
 
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:
@@ -487,6 +499,13 @@ def provenance(runs: list[Run]) -> list[str]:
     dates = sorted(r.record["finished"][:10] for r in finished)
     if dates:
         lines.append(f"Runs finished between {dates[0]} and {dates[-1]}.")
+    sweeps: dict[str, list[str]] = {}
+    for run in runs:
+        if run.sweep_command and str(run.folder.parent) not in sweeps.setdefault(run.sweep_command, []):
+            sweeps[run.sweep_command].append(str(run.folder.parent))
+    if sweeps:
+        lines.append("Sweeps (each command continues its sweep where it stopped; `make evidence` runs them all): "
+                     + "; ".join(f"`{c}` ({', '.join(f)})" for c, f in sweeps.items()) + ".")
     commits = sorted({r.record.get("commit", "unknown") for r in finished})
     machines = sorted({f"{r.record['machine']['device']} (torch {r.record['machine']['torch']}, "
                        f"{r.record['machine']['threads']} thread(s))" for r in finished if "machine" in r.record})

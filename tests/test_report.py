@@ -199,6 +199,21 @@ def test_runs_are_found_in_sweeps_and_bad_folders_are_named(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out and (tmp_path / "cli.md").is_file()
 
 
+def test_the_report_names_the_command_of_each_sweep(tmp_path):
+    """A reader reruns a claim from the report alone: the entry script (Hydra's job name) and the
+    experiment of each sweep (break: drop the entry, or read the experiment from the config)."""
+    lm = lm_sweep(tmp_path, [100, 102, 104], [110, 112, 114])
+    parsing = tmp_path / "parsing"
+    parsing_run(parsing, 1, "best", 0.5, 0.6, 2)
+    for folder, entry, experiment in ((lm / "onlstm_seed1", "train", "evidence_lm"),
+                                      (parsing / "onlstm_seed1_best", "eval", "evidence_parsing")):
+        (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["seed=1", f"experiment={experiment}"]))
+        (folder / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"name": entry}}}))
+    text = write_report([lm, parsing], tmp_path / "e", "c").read_text()
+    assert f"`python train.py -m experiment=evidence_lm` ({lm})" in text
+    assert f"`python eval.py -m experiment=evidence_parsing` ({parsing})" in text
+
+
 def test_tuning_runs_and_sweeps_not_run_yet_are_listed(tmp_path):
     sweep = lm_sweep(tmp_path, [100, 102, 104], [110, 112, 114])
     tuning = tmp_path / "tuning"
