@@ -506,11 +506,14 @@ def provenance(runs: list[Run]) -> list[str]:
     if sweeps:
         lines.append("Sweeps (each command continues its sweep where it stopped; `make evidence` runs them all): "
                      + "; ".join(f"`{c}` ({', '.join(f)})" for c, f in sweeps.items()) + ".")
-    commits = sorted({r.record.get("commit", "unknown") for r in finished})
+    commits: dict[str, set[str]] = {}  # per sweep folder: a reader places each claim's runs on its own
+    for run in finished:
+        commits.setdefault(str(run.folder.parent), set()).add(run.record.get("commit", "unknown"))
     machines = sorted({f"{r.record['machine']['device']} (torch {r.record['machine']['torch']}, "
                        f"{r.record['machine']['threads']} thread(s))" for r in finished if "machine" in r.record})
     if commits:
-        lines.append(f"Code: commit(s) {', '.join(commits)}.")
+        lines.append("Code (commit of the code that ran, per sweep): " + "; ".join(
+            f"{folder}: {', '.join(sorted(c))}" for folder, c in commits.items()) + ".")
     if machines:
         lines.append(f"Machine(s): {'; '.join(machines)}.")
     unfinished = [r for r in runs if not r.finished]

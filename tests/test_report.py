@@ -212,6 +212,7 @@ def test_the_report_names_the_command_of_each_sweep(tmp_path):
     text = write_report([lm, parsing], tmp_path / "e", "c").read_text()
     assert f"`python train.py -m experiment=evidence_lm` ({lm})" in text
     assert f"`python eval.py -m experiment=evidence_parsing` ({parsing})" in text
+    assert f"Code (commit of the code that ran, per sweep): {lm}: abc123; {parsing}: abc123." in text
 
 
 def test_tuning_runs_and_sweeps_not_run_yet_are_listed(tmp_path):
