@@ -394,8 +394,13 @@ def logic_section(runs: list[Run]) -> Section:
             axes.fill_between(xs, [m - s for m, s in zip(means, sds)], [m + s for m, s in zip(means, sds)],
                               color=COLORS[arch], alpha=0.2)
     axes.axvspan(6.5, max(ops, default=7) + 0.5, color="grey", alpha=0.1, label="longer than training")
+    if any(n > BOWMAN_MAX_OPERATORS for n in ops):
+        axes.axvline(BOWMAN_MAX_OPERATORS + 0.5, color="grey", linestyle=":", linewidth=1,
+                     label="right of it: generated formulas")
     axes.legend(fontsize=8)
-    section.figure("logic_accuracy_by_operators", figure, "Mean over seeds, band: +- one standard deviation.")
+    section.figure("logic_accuracy_by_operators", figure,
+                   "Mean over seeds, band: +- one standard deviation; shaded: longer than training; "
+                   "dotted line: Bowman's test files to its left, generated formulas to its right.")
 
     figure, axes = validation_curves([r for r in runs if r.finished], "val/acc", "Validation accuracy against training time",
                                      "validation accuracy (<= 6 operators)")
