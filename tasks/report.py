@@ -9,11 +9,11 @@ table) and ``docs/evidence/*.png`` (figures). Each argument is a multirun folder
 are read) or a single run folder. Only finished runs (``done.json``, :mod:`tasks.resume`) enter
 the tables; unfinished ones are listed with how far they got.
 
-Verdicts compare means over seeds with the standard error of their difference (Welch):
-"supported" / "contradicted" when the difference favours / goes against the claim by more than
-two standard errors, "not shown at this scale" otherwise, or when a claim's precondition (fewer
-than ``MIN_SEEDS`` finished seeds per model, a logic model that has not learned its training
-distribution) is not met.
+Verdicts compare means over seeds with a t-test at the 5% level, two-sided (Welch's between the
+two models; one-sample against a baseline that does not vary over seeds): "supported" /
+"contradicted" when it rejects equal means and the difference favours / goes against the claim,
+"not shown at this scale" otherwise, or when a claim's precondition (fewer than ``MIN_SEEDS``
+finished seeds per model, a logic model that has not learned its training distribution) is not met.
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ from typing import Any
 
 import yaml
 from matplotlib.figure import Figure
+from scipy import stats
 
 from tasks.reporting import markdown_table
 from tasks.resume import DONE_FILE
 
 MIN_SEEDS = 3
+ALPHA = 0.05  # two-sided significance level of every verdict
 LOGIC_PRECONDITION = 0.95  # validation accuracy on <= 6 operators both models must reach
 BOWMAN_MAX_OPERATORS = 12  # Bowman et al.'s test files stop here; longer formulas come from our generator
 CHANCE_BAND = 0.05  # a minimal-pair accuracy within 0.5 +- this is "at chance"
@@ -162,22 +164,55 @@ def per_seed(runs: Sequence[Run], value: Callable[[Run], float | None], digits: 
     return ", ".join(parts)
 
 
-def difference_se(a: Sequence[float], b: Sequence[float]) -> float:
-    """Standard error of mean(a) - mean(b) (Welch); a group of one seed has no variance: nan."""
-    if len(a) < 2 or len(b) < 2:
-        return math.nan
-    return math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
+@dataclass(frozen=True)
+class Comparison:
+    """Mean of the claim's side minus the other's, and the t-test that decides the verdict."""
+    advantage: float  # > 0 favours the claim
+    se: float  # standard error of the difference
+    t: float
+    df: float
+    p: float  # two-sided
 
-
-def verdict(advantage: float, se: float) -> str:
-    """``advantage`` > 0 favours the claim."""
-    if math.isnan(se) or math.isnan(advantage):
+    @property
+    def verdict(self) -> str:
+        if math.isnan(self.p):
+            return "not shown at this scale"
+        if self.p < ALPHA:
+            return "supported" if self.advantage > 0 else "contradicted"
         return "not shown at this scale"
-    if advantage > 2 * se:
-        return "supported"
-    if advantage < -2 * se:
-        return "contradicted"
-    return "not shown at this scale"
+
+    def describe(self, scale: float = 1.0, digits: int = 1) -> str:
+        numbers = f"difference {scale * self.advantage:+.{digits}f}, standard error {scale * self.se:.{digits}f}"
+        if math.isnan(self.p):
+            return numbers + ": no test (a group of one seed, or no spread over seeds)"
+        return numbers + f", t = {self.t:.2f}, df {self.df:.1f}, two-sided p = {self.p:.3f}"
+
+
+def _comparison(advantage: float, se: float, test: Callable[[], Any]) -> Comparison:
+    if se == 0:  # identical values within each group: no spread to test a difference against
+        return Comparison(advantage, se, math.nan, math.nan, math.nan)
+    result = test()
+    return Comparison(advantage, se, float(result.statistic), float(result.df), float(result.pvalue))
+
+
+def welch(favoured: Sequence[float], other: Sequence[float]) -> Comparison:
+    """Welch's t-test of mean(favoured) - mean(other): at three seeds per model two standard errors
+    are not a 5% test (the t quantile at ~4 degrees of freedom is 2.8), so the verdict uses the t
+    distribution. A group of one seed has no variance: nothing can be decided (p is nan)."""
+    advantage = statistics.fmean(favoured) - statistics.fmean(other) if favoured and other else math.nan
+    if len(favoured) < 2 or len(other) < 2:
+        return Comparison(advantage, math.nan, math.nan, math.nan, math.nan)
+    se = math.sqrt(statistics.variance(favoured) / len(favoured) + statistics.variance(other) / len(other))
+    return _comparison(advantage, se, lambda: stats.ttest_ind(favoured, other, equal_var=False))
+
+
+def against_constant(values: Sequence[float], reference: float) -> Comparison:
+    """One-sample t-test of mean(values) - reference (a baseline with no variance over seeds)."""
+    advantage = statistics.fmean(values) - reference if values else math.nan
+    if len(values) < 2:
+        return Comparison(advantage, math.nan, math.nan, math.nan, math.nan)
+    se = statistics.stdev(values) / math.sqrt(len(values))
+    return _comparison(advantage, se, lambda: stats.ttest_1samp(values, reference))
 
 
 def values_of(runs: Iterable[Run], key: str) -> list[float]:
@@ -279,15 +314,14 @@ def lm_section(runs: list[Run]) -> Section:
     if missing:
         line = f"**Not shown yet**: {missing}."
     else:
-        advantage = statistics.fmean(lstm) - statistics.fmean(on)  # lower perplexity is better
-        se = difference_se(on, lstm)
-        result = verdict(advantage, se)
-        if result == "not shown at this scale" and advantage >= 0:
+        comparison = welch(lstm, on)  # lower perplexity is better: the claim's side is the LSTM's perplexity
+        result = comparison.verdict
+        if result == "not shown at this scale" and comparison.advantage >= 0:
             result = "supported (ON-LSTM at least as good: lower or equal mean)"
         elif result == "not shown at this scale":
-            result = "not shown at this scale (ON-LSTM worse on average, within two standard errors)"
+            result = "not shown at this scale (ON-LSTM worse on average, not significantly)"
         line = (f"**Verdict: {result}.** Mean test perplexity ON-LSTM {statistics.fmean(on):.1f}, LSTM "
-                f"{statistics.fmean(lstm):.1f}; LSTM minus ON-LSTM = {advantage:.1f}, standard error {se:.1f}.")
+                f"{statistics.fmean(lstm):.1f}; LSTM minus ON-LSTM: {comparison.describe()}.")
     section.conclude(line + "\n")
 
     figure, axes = validation_curves([r for r in runs if r.finished], "val/ppl", "Validation perplexity against training time",
@@ -346,16 +380,15 @@ def parsing_section(runs: list[Run]) -> Section:
     for name, prefix in keys.items():
         scores = values_of(trained, f"{prefix}f1_sentence")
         rb = values_of(trained, f"{prefix}f1_sentence_right_branching")
-        advantage = statistics.fmean(scores) - statistics.fmean(rb)
-        se = statistics.stdev(scores) / math.sqrt(len(scores))  # right-branching has no variance
-        line = (f"**Verdict ({name}): {verdict(advantage, se)}.** Trained ON-LSTM "
+        comparison = against_constant(scores, statistics.fmean(rb))  # right-branching has no variance
+        line = (f"**Verdict ({name}): {comparison.verdict}.** Trained ON-LSTM "
                 f"{100 * statistics.fmean(scores):.1f} against right-branching {100 * statistics.fmean(rb):.1f} "
-                f"(difference {100 * advantage:+.1f}, standard error {100 * se:.1f})")
+                f"({comparison.describe(scale=100)})")
         initial = values_of(untrained, f"{prefix}f1_sentence")
         if len(initial) >= 2:
-            gain = statistics.fmean(scores) - statistics.fmean(initial)
-            line += (f"; untrained {100 * statistics.fmean(initial):.1f}, so training adds {100 * gain:+.1f} "
-                     f"(standard error {100 * difference_se(scores, initial):.1f})")
+            gain = welch(scores, initial)
+            line += (f"; untrained {100 * statistics.fmean(initial):.1f}, so training adds {100 * gain.advantage:+.1f} "
+                     f"(standard error {100 * gain.se:.1f}, p = {gain.p:.3f})")
         section.conclude(line + ".\n")
     return section
 
@@ -428,13 +461,13 @@ def logic_section(runs: list[Run]) -> Section:
         name = f"{lengths[0]}-{lengths[-1]} operators, {source}"
         on, lstm = ([statistics.fmean(r.metrics[f"test/acc_ops{n}"] for n in lengths) for r in groups[arch]]
                     for arch in ("onlstm", "lstm"))
-        advantage, se = statistics.fmean(on) - statistics.fmean(lstm), difference_se(on, lstm)
+        comparison = welch(on, lstm)
         numbers = (f"Mean accuracy over {lengths[0]}-{lengths[-1]} operators: ON-LSTM {statistics.fmean(on):.3f}, "
-                   f"LSTM {statistics.fmean(lstm):.3f} (difference {advantage:+.3f}, standard error {se:.3f})")
+                   f"LSTM {statistics.fmean(lstm):.3f} ({comparison.describe(digits=3)})")
         if unmet:
             section.text.append(f"For the record ({name}): {numbers}.\n")
         else:
-            section.conclude(f"**Verdict ({name}): {verdict(advantage, se)}.** {numbers}.\n")
+            section.conclude(f"**Verdict ({name}): {comparison.verdict}.** {numbers}.\n")
     return section
 
 
@@ -481,16 +514,15 @@ def syneval_section(runs: list[Run]) -> Section:
         return statistics.fmean(float(per_run[id(run)][key]["accuracy"]) for key in long_sva)
 
     on, lstm = [long_mean(r) for r in groups["onlstm"]], [long_mean(r) for r in groups["lstm"]]
-    advantage, se = statistics.fmean(on) - statistics.fmean(lstm), difference_se(on, lstm)
+    comparison = welch(on, lstm)
     numbers = (f"Mean accuracy over the {len(long_sva)} long-term subject-verb agreement rows: ON-LSTM "
-               f"{statistics.fmean(on):.3f}, LSTM {statistics.fmean(lstm):.3f} (difference {advantage:+.3f}, "
-               f"standard error {se:.3f})")
+               f"{statistics.fmean(on):.3f}, LSTM {statistics.fmean(lstm):.3f} ({comparison.describe(digits=3)})")
     at_chance = all(abs(statistics.fmean(v) - 0.5) <= CHANCE_BAND for v in (on, lstm))
     if at_chance:
         section.conclude(f"**Verdict: not shown at this scale: both models are at chance** (0.5 +- "
                             f"{CHANCE_BAND}). {numbers}.\n")
     else:
-        section.conclude(f"**Verdict: {verdict(advantage, se)}.** {numbers}.\n")
+        section.conclude(f"**Verdict: {comparison.verdict}.** {numbers}.\n")
     return section
 
 

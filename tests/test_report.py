@@ -58,7 +58,8 @@ def lm_sweep(root: Path, onlstm: list[float], lstm: list[float]) -> Path:
 
 def test_lm_claim_supported_with_mean_sd_per_seed_and_files(tmp_path):
     # ON-LSTM 100, 102, 104: mean 102, sd 2; LSTM 110, 112, 114: mean 112, sd 2.
-    # Standard error of the difference sqrt(4/3 + 4/3) = 1.63; LSTM - ON-LSTM = 10 > 2 x 1.63.
+    # Standard error of the difference sqrt(4/3 + 4/3) = 1.63; LSTM - ON-LSTM = 10: t = 6.12 with
+    # Welch's df = 2 x (3 - 1) = 4 (equal variances and sizes), beyond t(0.975, 4) = 2.776.
     sweep = lm_sweep(tmp_path, [100, 102, 104], [110, 112, 114])
     fake_run(sweep / "onlstm_seed4", lm_config("onlstm", 4), None,
              [{"step": 5, "val/ppl": 900.0, "time/cpu_minutes": 2.5}])  # interrupted: no done.json
@@ -67,7 +68,7 @@ def test_lm_claim_supported_with_mean_sd_per_seed_and_files(tmp_path):
     assert markdown == tmp_path / "out" / "evidence.md"
     assert "| ON-LSTM | 3 | 102.0 ± 2.0 (n=3) | 1: 100.0, 2: 102.0, 3: 104.0 |" in text
     assert "| LSTM | 3 | 112.0 ± 2.0 (n=3) |" in text
-    assert "**Verdict: supported.**" in text and "LSTM minus ON-LSTM = 10.0, standard error 1.6" in text
+    assert "**Verdict: supported.**" in text and "LSTM minus ON-LSTM: difference +10.0, standard error 1.6, t = 6.12, df 4.0" in text
     assert "Unfinished runs (left out of every table): lm/onlstm_seed4 (CPU minutes at last validation: 2.5)" in text
     assert "2026-11-30" in text and "abc123" in text and "Test CPU" in text
     rows = list(csv.reader(open(tmp_path / "out" / "evidence" / "lm_perplexity.csv")))
@@ -135,9 +136,9 @@ def test_logic_verdict_needs_the_precondition(tmp_path):
         logic_run(met, "lstm", seed, 0.96, lstm)
     text = write_report([met], tmp_path / "met_report", "c").read_text()
     assert "| 7 | 0.820 ± 0.020 (n=3) | 0.620 ± 0.020 (n=3) |" in text
-    # difference 0.200, standard error sqrt(0.02^2/3 * 2) = 0.016
+    # difference 0.200, standard error sqrt(0.02^2/3 * 2) = 0.016, t = 12.25 at df 4
     assert ("**Verdict (7-12 operators, Bowman's test files): supported.** Mean accuracy over 7-12 operators: "
-            "ON-LSTM 0.820, LSTM 0.620 (difference +0.200, standard error 0.016)") in text
+            "ON-LSTM 0.820, LSTM 0.620 (difference +0.200, standard error 0.016, t = 12.25, df 4.0") in text
 
     unmet = tmp_path / "unmet"
     for seed in (1, 2, 3):
@@ -147,6 +148,21 @@ def test_logic_verdict_needs_the_precondition(tmp_path):
     assert "**Verdict: not shown at this scale.** The precondition is not met" in text
     assert "LSTM seed 1: 0.900" in text
     assert "For the record (7-12 operators, Bowman's test files): Mean accuracy over 7-12 operators" in text
+
+
+def test_two_standard_errors_at_three_seeds_are_not_enough(tmp_path):
+    """0.82 against 0.78 with sd 0.02 in each model: difference 0.04, standard error 0.0163, t = 2.45
+    at df 4. Beyond two standard errors, short of t(0.975, 4) = 2.776 (t tables: two-sided p between
+    0.05 and 0.10), so not shown (break: decide by two standard errors, as a z-test would)."""
+    sweep = tmp_path / "logic"
+    for seed, (on, lstm) in enumerate([(0.80, 0.76), (0.82, 0.78), (0.84, 0.80)], start=1):
+        logic_run(sweep, "onlstm", seed, 0.97, on)
+        logic_run(sweep, "lstm", seed, 0.96, lstm)
+    text = write_report([sweep], tmp_path / "e", "c").read_text()
+    line = next(t for t in text.splitlines() if t.startswith("**Verdict (7-12 operators"))
+    assert "**Verdict (7-12 operators, Bowman's test files): not shown at this scale.**" in line
+    assert "(difference +0.040, standard error 0.016, t = 2.45, df 4.0, two-sided p = " in line
+    assert 0.05 < float(line.split("two-sided p = ")[1][:5]) < 0.10
 
 
 def test_logic_judges_the_test_files_and_the_generated_lengths_apart(tmp_path):
