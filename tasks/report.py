@@ -188,31 +188,36 @@ class Comparison:
         return numbers + f", t = {self.t:.2f}, df {self.df:.1f}, two-sided p = {self.p:.3f}"
 
 
-def _comparison(advantage: float, se: float, test: Callable[[], Any]) -> Comparison:
-    if se == 0:  # identical values within each group: no spread to test a difference against
-        return Comparison(advantage, se, math.nan, math.nan, math.nan)
-    result = test()
+def _untested(advantage: float, se: float = math.nan) -> Comparison:
+    return Comparison(advantage, se, math.nan, math.nan, math.nan)
+
+
+def _tested(advantage: float, se: float, result: Any) -> Comparison:
     return Comparison(advantage, se, float(result.statistic), float(result.df), float(result.pvalue))
 
 
 def welch(favoured: Sequence[float], other: Sequence[float]) -> Comparison:
     """Welch's t-test of mean(favoured) - mean(other): at three seeds per model two standard errors
     are not a 5% test (the t quantile at ~4 degrees of freedom is 2.8), so the verdict uses the t
-    distribution. A group of one seed has no variance: nothing can be decided (p is nan)."""
+    distribution. A group of one seed, or no spread at all, decides nothing (p is nan)."""
     advantage = statistics.fmean(favoured) - statistics.fmean(other) if favoured and other else math.nan
     if len(favoured) < 2 or len(other) < 2:
-        return Comparison(advantage, math.nan, math.nan, math.nan, math.nan)
+        return _untested(advantage)
     se = math.sqrt(statistics.variance(favoured) / len(favoured) + statistics.variance(other) / len(other))
-    return _comparison(advantage, se, lambda: stats.ttest_ind(favoured, other, equal_var=False))
+    if se == 0:
+        return _untested(advantage, se)
+    return _tested(advantage, se, stats.ttest_ind(favoured, other, equal_var=False))
 
 
 def against_constant(values: Sequence[float], reference: float) -> Comparison:
     """One-sample t-test of mean(values) - reference (a baseline with no variance over seeds)."""
     advantage = statistics.fmean(values) - reference if values else math.nan
     if len(values) < 2:
-        return Comparison(advantage, math.nan, math.nan, math.nan, math.nan)
+        return _untested(advantage)
     se = statistics.stdev(values) / math.sqrt(len(values))
-    return _comparison(advantage, se, lambda: stats.ttest_1samp(values, reference))
+    if se == 0:
+        return _untested(advantage, se)
+    return _tested(advantage, se, stats.ttest_1samp(values, reference))
 
 
 def values_of(runs: Iterable[Run], key: str) -> list[float]:
