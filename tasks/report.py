@@ -480,24 +480,25 @@ def logic_section(runs: list[Run]) -> Section:
 def syneval_section(runs: list[Run]) -> Section:
     section = Section("4. Targeted syntactic evaluation: ON-LSTM >= LSTM on long-distance agreement")
     groups = by_arch(r for r in runs if r.finished)
-    per_run = {id(r): {(row["test"], row["comparison"]): row for row in r.table("syneval_table3")}
+    # A row is named by all four fields: the paper reuses test names across phenomena ("Simple" is both
+    # a subject-verb agreement and a reflexive anaphora row).
+    def row_key(row: dict) -> tuple[str, str, str, str]:
+        return row["dependency"], row["phenomenon"], row["test"], row["comparison"]
+
+    per_run = {id(r): {row_key(row): row for row in r.table("syneval_table3")}
                for members in groups.values() for r in members}
     order: list[tuple[str, str, str, str]] = []
     for members in groups.values():
         for r in members:
-            for row in r.table("syneval_table3"):
-                key = (row["dependency"], row["phenomenon"], row["test"], row["comparison"])
-                if key not in order:
-                    order.append(key)
+            order.extend(key for key in per_run[id(r)] if key not in order)
     rows = []
-    for dependency, phenomenon, test, comparison in order:
+    for key in order:
+        dependency, phenomenon, test, comparison = key
         cells = []
         for arch in ("onlstm", "lstm"):
-            values = [float(per_run[id(r)][(test, comparison)]["accuracy"])
-                      for r in groups[arch] if (test, comparison) in per_run[id(r)]]
+            values = [float(per_run[id(r)][key]["accuracy"]) for r in groups[arch] if key in per_run[id(r)]]
             cells.append(fmt(values, 3))
-        sample = next(per_run[id(r)][(test, comparison)] for m in groups.values() for r in m
-                      if (test, comparison) in per_run[id(r)])
+        sample = next(per_run[id(r)][key] for m in groups.values() for r in m if key in per_run[id(r)])
         rows.append([dependency, phenomenon, f"{test} ({comparison.replace('_', ' ')})", sample["items"],
                      sample["items_with_oov"], *cells])
     section.table("syneval_rows", ["dependency", "phenomenon", "test", "items", "items with an OOV word",
@@ -513,7 +514,7 @@ def syneval_section(runs: list[Run]) -> Section:
     if missing:
         section.conclude(f"**Not shown yet**: {missing}.\n")
         return section
-    long_sva = [(t, c) for d, p, t, c in order if d == "long-term" and p.startswith("Subject-verb")]
+    long_sva = [key for key in order if key[0] == "long-term" and key[1].startswith("Subject-verb")]
 
     def long_mean(run: Run) -> float:
         return statistics.fmean(float(per_run[id(run)][key]["accuracy"]) for key in long_sva)

@@ -183,10 +183,12 @@ def test_logic_judges_the_test_files_and_the_generated_lengths_apart(tmp_path):
 
 
 def syneval_run(sweep: Path, arch: str, seed: int, accuracy: float) -> None:
-    rows = [{"dependency": d, "phenomenon": "Subject-verb agreement", "test": t, "comparison": "good_vs_bad",
-             "items": "100", "items_with_oov": "3", "accuracy": str(a)}
-            for d, t, a in (("short-term", "Simple", 0.9), ("long-term", "Across a prepositional phrase", accuracy),
-                            ("long-term", "Across a subject relative clause", accuracy))]
+    sva, refl = "Subject-verb agreement", "Reflexive anaphora"
+    rows = [{"dependency": d, "phenomenon": p, "test": t, "comparison": "good_vs_bad",
+             "items": str(n), "items_with_oov": "3", "accuracy": str(a)}
+            for d, p, t, n, a in (("short-term", sva, "Simple", 140, 0.9), ("short-term", refl, "Simple", 280, 0.6),
+                                  ("long-term", sva, "Across a prepositional phrase", 100, accuracy),
+                                  ("long-term", sva, "Across a subject relative clause", 100, accuracy))]
     config = {"seed": seed, "model": {"arch": arch}, "task": {"name": "lm"}, "evaluate_after": {"syneval": {}}}
     fake_run(sweep / f"{arch}_seed{seed}", config, {"val/ppl_best": 300.0, "test/acc": 0.5},
              tables={"syneval_table3": rows})
@@ -201,6 +203,20 @@ def test_syneval_says_when_both_models_are_at_chance(tmp_path):
     assert "| long-term | Subject-verb agreement | Across a prepositional phrase (good vs bad) | 100 | 3 |" in text
     assert "0.520 ± 0.010 (n=3) | 0.490 ± 0.000 (n=3) |" in text
     assert "both models are at chance" in text
+
+
+def test_syneval_rows_that_share_a_test_name_stay_apart(tmp_path):
+    """The paper names a subject-verb agreement row and a reflexive anaphora row both "Simple"; each
+    keeps its own items and accuracy (break: key the rows by test name and comparison only)."""
+    sweep = tmp_path / "syneval"
+    for seed in (1, 2, 3):
+        syneval_run(sweep, "onlstm", seed, 0.5)
+        syneval_run(sweep, "lstm", seed, 0.5)
+    text = write_report([sweep], tmp_path / "e", "c").read_text()
+    assert ("| short-term | Subject-verb agreement | Simple (good vs bad) | 140 | 3 | 0.900 ± 0.000 (n=3) | "
+            "0.900 ± 0.000 (n=3) |") in text
+    assert ("| short-term | Reflexive anaphora | Simple (good vs bad) | 280 | 3 | 0.600 ± 0.000 (n=3) | "
+            "0.600 ± 0.000 (n=3) |") in text
 
 
 def test_runs_are_found_in_sweeps_and_bad_folders_are_named(tmp_path, capsys):
