@@ -198,7 +198,9 @@ class LastCheckpoint(Checkpoint):
     def _save(self, trainer: pl.Trainer, why: str) -> None:
         if trainer.global_step == self._saved_step or trainer.sanity_checking or trainer.fast_dev_run:
             return
-        trainer.save_checkpoint(self.path)  # written to a temporary file, then moved into place
+        # written to a temporary file, then moved into place; the full state (optimizer, loops), which
+        # resuming needs, said explicitly so Lightning does not log its default at every save
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_step = trainer.global_step
         log.info("saved %s at step %d, epoch %d (%s)", self.path, trainer.global_step, trainer.current_epoch, why)
 
