@@ -567,19 +567,72 @@ def provenance(runs: list[Run]) -> list[str]:
     return lines
 
 
-def tuning_section(runs: list[Run]) -> Section:
+def tuned_value(run: Run) -> tuple[str, float | None]:
+    """The metric a tuning run is judged by (its best over validations when logged) and its value."""
+    metric = run.config["task"].get("optimized_metric", "")
+    if f"{metric}_best" in run.metrics:
+        return f"{metric}_best", run.metrics[f"{metric}_best"]
+    return metric, run.metrics.get(metric)
+
+
+def changed_settings(run: Run) -> list[str]:
+    return [o for o in run.overrides if not o.startswith(("experiment=", "test=", "hydra"))]
+
+
+def config_value(config: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(config, dict) or part not in config:
+            return None
+        config = config[part]
+    return config
+
+
+def same_setting(a: Any, b: Any) -> bool:
+    """``1e-3`` on the command line and ``0.001`` in a config are one setting."""
+    try:
+        return math.isclose(float(a), float(b))
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def recipe_check(task: str, tuning: Sequence[Run], recipe_runs: Sequence[Run]) -> str | None:
+    """Which tuning run won on validation, and whether the claim's runs use its settings: the table
+    alone would not show a recipe that kept a setting the tuning had since overturned."""
+    finished = [r for r in tuning if r.finished and tuned_value(r)[1] is not None]
+    if len(finished) < 2:
+        return None
+    settings = {r.folder: dict(o.split("=", 1) for o in changed_settings(r) if "=" in o) for r in finished}
+    swept = sorted({k for s in settings.values() for k in s
+                    if len({str(other.get(k)) for other in settings.values()}) > 1})
+    maximise = finished[0].config["task"].get("monitor_mode", "max") == "max"
+    best = (max if maximise else min)(finished, key=lambda r: tuned_value(r)[1])
+    metric, value = tuned_value(best)
+    chosen = " ".join(f"{k}={settings[best.folder][k]}" for k in swept)
+    line = f"Best {task} setting by {metric} ({'highest' if maximise else 'lowest'}): {chosen} ({value:.4f})."
+    if not recipe_runs:
+        return line
+    used = {k: sorted({str(config_value(r.config, k)) for r in recipe_runs}) for k in swept}
+    if all(all(same_setting(v, settings[best.folder][k]) for v in used[k]) for k in swept):
+        return line + f" The {task} runs above use it."
+    return line + (f" The {task} runs above use " + " ".join(f"{k}={'/'.join(v)}" for k, v in used.items())
+                   + ", not the best setting: their recipe predates this tuning.")
+
+
+def tuning_section(runs: list[Run], recipe_runs: Sequence[Run] = ()) -> Section:
     section = Section("Recipe selection (validation data only)")
     rows = []
     for run in sorted(runs, key=lambda r: str(r.folder)):
-        metric = run.config["task"].get("optimized_metric", "")
-        best = run.metrics.get(f"{metric}_best", run.metrics.get(metric))
-        changed = [o for o in run.overrides if not o.startswith(("experiment=", "test=", "hydra"))]
-        rows.append([run.config["task"]["name"], " ".join(changed) or "(the experiment as written)",
-                     f"{metric}_best" if f"{metric}_best" in run.metrics else metric,
-                     "-" if best is None else f"{best:.4f}", f"{run.last('time/cpu_minutes') or 0:.1f}",
+        metric, best = tuned_value(run)
+        rows.append([run.config["task"]["name"], " ".join(changed_settings(run)) or "(the experiment as written)",
+                     metric, "-" if best is None else f"{best:.4f}", f"{run.last('time/cpu_minutes') or 0:.1f}",
                      "yes" if run.finished else "no", (run.record or {}).get("commit", "-")])
     section.table("tuning", ["task", "overrides", "metric", "value", "CPU minutes", "finished", "commit"], rows,
                   "Runs that chose the recipes' free settings; each was scored on validation data only.")
+    for task in sorted({r.config["task"]["name"] for r in runs}):
+        line = recipe_check(task, [r for r in runs if r.config["task"]["name"] == task],
+                            [r for r in recipe_runs if r.kind == task])
+        if line:
+            section.text.append(line + "\n")
     return section
 
 
@@ -610,7 +663,7 @@ def write_report(paths: Sequence[str | Path], out: str | Path, command: str,
             section.conclude("**Not shown yet**: no finished run (the unfinished ones are listed above).\n")
         sections.append(section)
     if tuning_runs:
-        sections.append(tuning_section(tuning_runs))
+        sections.append(tuning_section(tuning_runs, runs))
     concluded = [s for s in sections if s.conclusions]
     if concluded:
         lines += ["## Summary", ""]

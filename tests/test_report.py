@@ -259,6 +259,36 @@ def test_tuning_runs_and_sweeps_not_run_yet_are_listed(tmp_path):
     assert "| logic | model.hidden_size=128 | val/acc_best | 0.9100 | 10.0 | yes | abc123 |" in text
 
 
+def test_the_report_says_whether_the_recipe_uses_the_best_tuned_setting(tmp_path):
+    """Tuning width 128 with lr 0.003 and width 256 with lr 1e-3: 256 wins on validation (0.93 >
+    0.88). Runs at width 256 with lr 0.001 in their config use it; runs at width 128 are named as
+    not using it (break: pick the first run, or compare the lr as text)."""
+    tuning = tmp_path / "tuning"
+    for width, lr, acc in ((128, "0.003", 0.88), (256, "1e-3", 0.93)):
+        config = {"seed": 141, "model": {"arch": "onlstm"},
+                  "task": {"name": "logic", "optimized_metric": "val/acc", "monitor_mode": "max"}}
+        fake_run(tuning / f"h{width}", config, {"val/acc_best": acc}, [{"step": 5, "time/cpu_minutes": 10.0}])
+        (tuning / f"h{width}" / ".hydra" / "overrides.yaml").write_text(
+            yaml.safe_dump(["seed=141", "experiment=evidence_logic", f"model.hidden_size={width}",
+                            f"task.module.lr={lr}"]))
+    for width in (256, 128):
+        logic = tmp_path / f"logic{width}"
+        for seed in (1, 2, 3):
+            for arch in ("onlstm", "lstm"):
+                logic_run(logic, arch, seed, 0.97, 0.8)
+                path = logic / f"{arch}_seed{seed}" / ".hydra" / "config.yaml"
+                config = yaml.safe_load(path.read_text())
+                config["model"]["hidden_size"] = width
+                config["task"]["module"] = {"lr": 1e-3}
+                path.write_text(yaml.safe_dump(config))
+        text = write_report([logic], tmp_path / f"e{width}", "c", tuning=[tuning]).read_text()
+        best = "Best logic setting by val/acc_best (highest): model.hidden_size=256 task.module.lr=1e-3 (0.9300)."
+        if width == 256:
+            assert best + " The logic runs above use it." in text
+        else:
+            assert best + " The logic runs above use model.hidden_size=128 task.module.lr=0.001, not the best" in text
+
+
 def test_a_claim_with_unfinished_runs_only_says_so_without_empty_tables(tmp_path):
     """A sweep in progress: its section names the claim and says nothing is finished; no empty
     table or figure is written for it (break: build the section from the unfinished runs)."""
