@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 from matplotlib.figure import Figure
+from omegaconf import OmegaConf
 from scipy import stats
 
 from tasks.reporting import markdown_table
@@ -579,14 +580,6 @@ def changed_settings(run: Run) -> list[str]:
     return [o for o in run.overrides if not o.startswith(("experiment=", "test=", "hydra"))]
 
 
-def config_value(config: dict, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(config, dict) or part not in config:
-            return None
-        config = config[part]
-    return config
-
-
 def same_setting(a: Any, b: Any) -> bool:
     """``1e-3`` on the command line and ``0.001`` in a config are one setting."""
     try:
@@ -611,7 +604,7 @@ def recipe_check(task: str, tuning: Sequence[Run], recipe_runs: Sequence[Run]) -
     line = f"Best {task} setting by {metric} ({'highest' if maximise else 'lowest'}): {chosen} ({value:.4f})."
     if not recipe_runs:
         return line
-    used = {k: sorted({str(config_value(r.config, k)) for r in recipe_runs}) for k in swept}
+    used = {k: sorted({str(OmegaConf.select(OmegaConf.create(r.config), k)) for r in recipe_runs}) for k in swept}
     if all(all(same_setting(v, settings[best.folder][k]) for v in used[k]) for k in swept):
         return line + f" The {task} runs above use it."
     return line + (f" The {task} runs above use " + " ".join(f"{k}={'/'.join(v)}" for k, v in used.items())
@@ -623,14 +616,13 @@ def tuning_section(runs: list[Run], recipe_runs: Sequence[Run] = ()) -> Section:
     rows = []
     for run in sorted(runs, key=lambda r: str(r.folder)):
         metric, best = tuned_value(run)
-        rows.append([run.config["task"]["name"], " ".join(changed_settings(run)) or "(the experiment as written)",
+        rows.append([run.kind, " ".join(changed_settings(run)) or "(the experiment as written)",
                      metric, "-" if best is None else f"{best:.4f}", f"{run.last('time/cpu_minutes') or 0:.1f}",
                      "yes" if run.finished else "no", (run.record or {}).get("commit", "-")])
     section.table("tuning", ["task", "overrides", "metric", "value", "CPU minutes", "finished", "commit"], rows,
                   "Runs that chose the recipes' free settings; each was scored on validation data only.")
-    for task in sorted({r.config["task"]["name"] for r in runs}):
-        line = recipe_check(task, [r for r in runs if r.config["task"]["name"] == task],
-                            [r for r in recipe_runs if r.kind == task])
+    for kind in sorted({r.kind for r in runs}):  # kind, not task name: a syneval LM is tuned as task=lm
+        line = recipe_check(kind, [r for r in runs if r.kind == kind], [r for r in recipe_runs if r.kind == kind])
         if line:
             section.text.append(line + "\n")
     return section
