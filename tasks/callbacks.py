@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
 import signal
 import threading
 import time
@@ -96,6 +98,71 @@ class CpuTimeBudget(pl.Callback):
         # restored before training continues: what earlier attempts used counts against the budget
         self._offset = float(state_dict["cpu_seconds"])
         self._start = time.process_time()
+
+
+class KeepBestAtCpuMarks(pl.Callback):
+    """Copies of the best checkpoint so far, as the run's CPU time (:class:`CpuTimeBudget`'s clock)
+    passes each of ``minutes``: ``<dirpath>/best_cpu040min.ckpt`` and so on.
+
+    One long run then holds the model that each shorter budget would have ended with (the best by
+    the task's validation metric among the validations before the mark), so a quality-against-
+    training-time curve costs one run instead of one run per budget. A mark is copied at the end of
+    the first batch at or past it; a mark passed before any best checkpoint exists is skipped with
+    a warning. Which marks are done travels in the checkpoint, so a resumed run does not copy a
+    mark again from a later best.
+    """
+
+    def __init__(self, minutes: list[float], dirpath: str):
+        if not minutes or any(m <= 0 for m in minutes):
+            raise ValueError(f"callbacks.best_at_cpu_marks.minutes must be positive numbers, got {minutes}")
+        self.minutes = sorted(float(m) for m in minutes)
+        self.dirpath = Path(dirpath)
+        self.done: set[float] = set()
+
+    @staticmethod
+    def filename(minutes: float) -> str:
+        return f"best_cpu{minutes:03g}min.ckpt"
+
+    def _budget(self, trainer: pl.Trainer) -> CpuTimeBudget:
+        budget = next((c for c in trainer.callbacks if isinstance(c, CpuTimeBudget)), None)
+        if budget is None:
+            raise ValueError("callbacks.best_at_cpu_marks needs callbacks.cpu_time_budget: the marks are on its clock")
+        return budget
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._budget(trainer)  # a config without the clock fails before training, not at the first mark
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        self._copy_passed_marks(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._copy_passed_marks(trainer)
+
+    def _copy_passed_marks(self, trainer: pl.Trainer) -> None:
+        used = self._budget(trainer).used_seconds() / 60.0
+        passed = [m for m in self.minutes if m <= used and m not in self.done]
+        if not passed or not trainer.is_global_zero:
+            return
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        for mark in passed:
+            self.done.add(mark)
+            if not best or not Path(best).is_file():
+                log.warning("CPU mark %g min passed at step %d before any best checkpoint was saved: no %s",
+                            mark, trainer.global_step, self.filename(mark))
+                continue
+            target = self.dirpath / self.filename(mark)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.copyfile(best, tmp)
+            os.replace(tmp, target)  # a run killed while copying leaves no half file under the mark's name
+            log.info("CPU mark %g min passed at step %d (%.1f CPU min used): %s kept as %s", mark,
+                     trainer.global_step, used, best, target)
+
+    def state_dict(self) -> dict:
+        return {"done": sorted(self.done)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.done = {float(m) for m in state_dict["done"]}
 
 
 class SaveInitialWeights(pl.Callback):

@@ -55,3 +55,44 @@ def test_make_evidence_runs_every_sweep_then_the_report():
     assert "$$entry -m experiment=evidence_$$sweep" in makefile and "-m tasks.report" in makefile
     assert "EVIDENCE_EVAL_SWEEPS := " + " ".join(EVAL_SWEEPS) in makefile
     assert "case $$sweep in $(EVIDENCE_EVAL_SWEEPS)) echo eval.py;; *) echo train.py;; esac" in makefile
+
+
+# ------------------------------------------------------------------ round 2 (docs/preregistration.md)
+def test_round_two_logic_is_round_one_recipe_on_fresh_seeds(make_cfg):
+    """The confirmation must differ from round 1 only in its seeds and folder: the same model,
+    optimiser, data and CPU budget (the plan's promise)."""
+    round1 = make_cfg(["experiment=evidence_logic"], subdir="r1")
+    round2 = make_cfg(["experiment=evidence2_logic"], subdir="r2")
+    assert dict(round2.hydra.sweeper.params) == {"seed": "4,5,6,7,8,9", "model": "onlstm,lstm"}
+    assert round2.hydra.sweep.dir == str(Path(round2.paths.log_dir) / "evidence" / "round2" / "logic")
+    assert round2.hydra.launcher.n_jobs == 2  # the two models of one seed side by side
+    for key in ("model", "task", "trainer", "callbacks"):
+        assert OmegaConf.to_container(round2[key], resolve=False) == OmegaConf.to_container(round1[key], resolve=False), key
+    assert (round2.threads, round2.resume) == (round1.threads, round1.resume) == (1, True)
+
+
+def test_round_two_lm_keeps_the_best_checkpoint_at_each_cpu_mark(make_cfg):
+    cfg = make_cfg(["experiment=evidence2_lm"], subdir="lm2")
+    assert cfg.callbacks.cpu_time_budget.minutes == 180
+    assert list(cfg.callbacks.best_at_cpu_marks.minutes) == [40, 60, 120, 180]
+    assert cfg.callbacks.best_at_cpu_marks.dirpath == cfg.callbacks.model_checkpoint.dirpath
+    assert dict(cfg.hydra.sweeper.params) == {"seed": "1,2,3", "model": "onlstm"}
+    # otherwise round 1's LM recipe
+    round1 = make_cfg(["experiment=evidence_lm"], subdir="lm1")
+    for key in ("model", "task", "trainer"):
+        assert OmegaConf.to_container(cfg[key], resolve=False) == OmegaConf.to_container(round1[key], resolve=False), key
+
+
+@pytest.mark.parametrize("experiment", ["evidence2_parsing", "evidence2_lm_marks"])
+def test_round_two_evaluations_read_every_kept_checkpoint_of_a_finished_lm(make_cfg, experiment):
+    from tasks.callbacks import KeepBestAtCpuMarks
+
+    cfg = make_cfg([f"experiment={experiment}"], subdir=experiment, config_name="eval")
+    lm = make_cfg(["experiment=evidence2_lm"], subdir="lm2")
+    marks = [KeepBestAtCpuMarks.filename(m).removesuffix(".ckpt") for m in lm.callbacks.best_at_cpu_marks.minutes]
+    weights = dict(cfg.hydra.sweeper.params)["lm_weights"].split(",")
+    assert weights == marks + (["initial"] if experiment == "evidence2_parsing" else [])
+    lm_run = Path(cfg.paths.log_dir) / Path(lm.hydra.sweep.dir).relative_to(lm.paths.log_dir) / "onlstm_seed141"
+    assert cfg.lm_run == str(lm_run) and list(cfg.requires_finished_runs) == [str(lm_run)]
+    assert cfg.ckpt_path.startswith(str(lm_run / "checkpoints") + "/")
+    assert cfg.resume is True and cfg.threads == 1
