@@ -2,7 +2,7 @@
 
 Times training steps (forward, loss, backward, Adam step) over the first ``--batches`` batches of a
 training epoch (the bucket sampler's order is shuffled, so they are a sample of all lengths) and
-forward passes over as many validation batches, one thread, in process CPU seconds, for ON-LSTM and
+forward passes over every validation batch, one thread, in process CPU seconds, for ON-LSTM and
 LSTM; an epoch's cost is the mean per batch times the number of batches. The evidence report quotes
 the table beside the CPU-sized recipe (docs/preregistration.md, question 1).
 
@@ -57,8 +57,8 @@ def measure(arch: str, batches: int) -> dict[str, float]:
     train_times = [cpu_seconds(lambda b=b: train_step(b)) for b in sample][2:]  # two warm-up steps
     module.eval()
     with torch.no_grad():
-        val_sample = [b for _, b in zip(range(batches), val_loader)]
-        val_times = [cpu_seconds(lambda b=b: module(b)) for b in val_sample]
+        # every validation batch: they are sorted by length, so the first ones would be the short ones
+        val_times = [cpu_seconds(lambda b=b: module(b)) for b in val_loader]
     per_train, per_val = statistics.fmean(train_times), statistics.fmean(val_times)
     epoch = per_train * len(train_loader) + per_val * len(val_loader)
     return {"parameters": sum(p.numel() for p in module.parameters()), "train_batches": len(train_loader),
@@ -68,12 +68,12 @@ def measure(arch: str, batches: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=40, help="batches timed per model and split")
+    parser.add_argument("--batches", type=int, default=40, help="training batches timed per model")
     batches = parser.parse_args().batches
     torch.set_num_threads(1)
     print_title("One epoch of experiment=logic_paper, one thread (CPU seconds)")
     rows = {arch: measure(arch, batches) for arch in ("onlstm", "lstm")}
-    print(f"Mean CPU seconds per batch over {batches} training and {batches} validation batches "
+    print(f"Mean CPU seconds per batch over {batches} training batches and every validation batch "
           "(after two untimed training steps); an epoch is that times the batches of each split.\n")
     print("| model | parameters | batch | training batches | s per training step | validation batches "
           "| s per validation batch | CPU minutes per epoch | CPU hours for the paper's epochs |")

@@ -8,8 +8,11 @@ import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import time
+from datetime import date
+from pathlib import Path
 from collections.abc import Callable
 
 import torch
@@ -26,8 +29,20 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def code_commit() -> str:
+    """The checkout's commit, ``+dirty`` when tracked files differ from it (a table names the code it timed)."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def header(device: str = "cpu") -> str:
     lines = [
+        f"- date {date.today().isoformat()}, code at commit {code_commit()}",
         f"- command: `{' '.join(shlex.quote(a) for a in [os.path.basename(sys.executable)] + sys.argv)}`",
         f"- machine: {platform.platform()}, {os.cpu_count()} logical CPUs, {cpu_model()}",
         f"- torch {torch.__version__}, threads {torch.get_num_threads()}, python {platform.python_version()}",
