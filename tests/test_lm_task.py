@@ -274,8 +274,6 @@ def test_every_experiment_config_runs_one_batch(make_cfg, experiment):
     ``evaluate_after``; the experiment that scores the syntactic suite after fitting on WikiText-2
     runs here one training batch (of 16 columns, not 128) and one validation batch, then the suite
     on the new checkpoint, one item per (file, condition): 72 items in 15 reporting groups (the data README)."""
-    if experiment == "evidence_parsing":
-        pytest.skip("parses with the LMs of a finished evidence_lm sweep: tests/test_evidence_configs.py")
     if experiment == "syneval_wikitext2":
         overrides = ["trainer.max_epochs=1", "+trainer.limit_train_batches=1", "task.datamodule.batch_size=16",
                      "+trainer.limit_val_batches=1", "test=false", "evaluate_after.syneval.datamodule.limit_per_condition=1",
@@ -283,6 +281,8 @@ def test_every_experiment_config_runs_one_batch(make_cfg, experiment):
     else:
         overrides = ["debug=fdr"]
     cfg = make_cfg([f"experiment={experiment}", *overrides])
+    if cfg.requires_finished_runs:
+        pytest.skip("evaluates the checkpoints of a finished evidence sweep: tests/test_evidence_configs.py")
     with open_dict(cfg):
         cfg.trainer.enable_model_summary = False
     metrics = entry.train(cfg)
