@@ -1,4 +1,4 @@
-"""docs/figures/tree_page.{html,png}: the tree page (onlstm/parsing/tree_page.py) of a few test sentences.
+"""docs/figures/tree_page.png: a screenshot of the tree page (onlstm/parsing/tree_page.py) of a few test sentences.
 
 The sentences: the first four of 6 to 10 words of the NLTK treebank sample's test half (WSJ
 section 01, under the data root). Their "induced" trees are the right-branching baseline's, not
@@ -46,22 +46,22 @@ def main() -> None:
                "docs/figures/tree_page.py"],
     )
     page = render_tree_page(records, header)
-    (HERE / "tree_page.html").write_text(page, encoding="utf-8")
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise SystemExit("no chromium on PATH for the screenshot: apt-get install chromium")
     with tempfile.TemporaryDirectory() as tmp:
-        shot = Path(tmp) / "shot.png"
+        html, shot = Path(tmp) / "tree_page.html", Path(tmp) / "shot.png"
+        html.write_text(page, encoding="utf-8")
         subprocess.run(
             # headless chromium caps the window at its screen, 1280x800 unless told otherwise
             [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,820",
-             "--screen-info={1600x1000}", f"--screenshot={shot}", (HERE / "tree_page.html").as_uri()],
+             "--screen-info={1600x1000}", f"--screenshot={shot}", html.as_uri()],
             check=True, capture_output=True, timeout=120,
         )
         # a palette of 64 colours keeps the PNG small; the page has few colours
         Image.open(shot).convert("RGB").quantize(64).save(HERE / "tree_page.png", optimize=True)
-    print(f"{HERE / 'tree_page.html'}, {HERE / 'tree_page.png'}: {len(records)} sentences, mean sentence F1 {100 * mean:.1f} %")
+    print(f"{HERE / 'tree_page.png'}: {len(records)} sentences, mean sentence F1 {100 * mean:.1f} %")
 
 
 if __name__ == "__main__":
