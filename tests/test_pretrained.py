@@ -152,6 +152,36 @@ def test_a_hub_id_is_downloaded_file_by_file(saved, monkeypatch):
         RNNLanguageModel.from_pretrained("someone/tiny-onlstm")
 
 
+def test_push_to_hub_uploads_the_same_folder(monkeypatch):
+    """push_to_hub is the mixin's: it saves through save_pretrained into a temporary folder and
+    uploads that. The Hub client is faked (no network); what would be uploaded is checked."""
+    import huggingface_hub.hub_mixin
+
+    uploaded: dict[str, bytes] = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **options):
+            return type("Repo", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, **options):
+            uploaded.update({p.name: p.read_bytes() for p in Path(folder_path).iterdir()})
+            return f"commit of {repo_id}"
+
+    monkeypatch.setattr(huggingface_hub.hub_mixin, "HfApi", FakeApi)
+    model = trained_like(tiny_backbone())
+    model.vocab = list(VOCAB)
+    url = model.push_to_hub("someone/tiny-onlstm", model_card_kwargs={"card": ModelCardInfo(steps=7, commit="abc123")})
+    assert url == "commit of someone/tiny-onlstm"
+    assert sorted(uploaded) == ["README.md", "config.json", "model.safetensors", "vocab.txt"]
+    assert uploaded["vocab.txt"].decode() == "".join(w + "\n" for w in VOCAB)
+    card = uploaded["README.md"].decode()
+    assert "- optimizer steps: 7" in card and "- code commit: `abc123`" in card
+    assert json.loads(uploaded["config.json"])["vocab_size"] == len(VOCAB)
+
+
 # ----------------------------------------------------------------------------- the model card
 def test_model_card_carries_the_given_metadata(tmp_path):
     info = ModelCardInfo(
