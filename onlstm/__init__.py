@@ -5,6 +5,8 @@ This package knows nothing of Lightning, Hydra or wandb: ``from onlstm import ON
 
 from onlstm.cell import ONLSTMCell, cumax
 from onlstm.lm import BackboneConfig, LMOutput, RNNLanguageModel, build_stack
+from onlstm.model_card import ModelCardInfo
+from onlstm.pretrained import PretrainedFolderError
 from onlstm.regularizers import LinearDropConnect, LockedDropout, embedded_dropout
 from onlstm.stack import LSTMStack, ONLSTMStack, StackOutput
 
@@ -14,8 +16,10 @@ __all__ = [
     "LSTMStack",
     "LinearDropConnect",
     "LockedDropout",
+    "ModelCardInfo",
     "ONLSTMCell",
     "ONLSTMStack",
+    "PretrainedFolderError",
     "RNNLanguageModel",
     "StackOutput",
     "build_stack",

@@ -1,13 +1,19 @@
-"""RNNLanguageModel: embedding -> recurrent stack -> tied decoder, AWD-LSTM style."""
+"""RNNLanguageModel: embedding -> recurrent stack -> tied decoder, AWD-LSTM style; saved as and
+loaded from a portable folder (``save_pretrained`` / ``from_pretrained``, :mod:`onlstm.pretrained`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
+from huggingface_hub import ModelCard, PyTorchModelHubMixin
 from torch import Tensor, nn
 
+from onlstm import pretrained
+from onlstm.model_card import ModelCardInfo, render_model_card
 from onlstm.regularizers import LockedDropout, embedded_dropout
 from onlstm.stack import DEFAULT_IMPLEMENTATION, GraphedStack, Hidden, LSTMStack, ONLSTMStack, StackOutput
 
@@ -73,7 +79,12 @@ class LMOutput(NamedTuple):
     distances_in: Tensor | None
 
 
-class RNNLanguageModel(nn.Module):
+class RNNLanguageModel(nn.Module, PyTorchModelHubMixin):
+    """Embedding -> recurrent stack -> decoder. ``save_pretrained(folder, vocab=...)`` writes a
+    folder that ``RNNLanguageModel.from_pretrained(folder_or_hub_id)`` loads with plain PyTorch, and
+    ``push_to_hub(repo_id)`` publishes (huggingface_hub's mixin); the format: :mod:`onlstm.pretrained`,
+    the card (its Hub metadata included): :mod:`onlstm.model_card`."""
+
     def __init__(
         self,
         vocab_size: int,
@@ -97,6 +108,9 @@ class RNNLanguageModel(nn.Module):
         self._graphed_stack: GraphedStack | None = None  # made at the first graphed call
         if cfg.tie_weights:
             self.decoder.weight = self.embedding.weight
+        # the word of each id (index = id), when known: from_pretrained sets it, save_pretrained writes
+        # it; the model itself never reads it
+        self.vocab: list[str] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -127,3 +141,74 @@ class RNNLanguageModel(nn.Module):
         output = self.lockdrop(out.output, self.cfg.dropout)
         outputs = out.outputs[:-1] + [output]
         return LMOutput(self.decoder(output), out.hidden, out.raw_outputs, outputs, out.distances, out.distances_in)
+
+    # ----------------------------------------------------------------- portable folders
+    def save_pretrained(
+        self,
+        save_directory: str | Path,
+        *,
+        vocab: Sequence[str] | None = None,
+        card: ModelCardInfo | None = None,
+        **hub_kwargs: Any,
+    ) -> str | None:
+        """Write ``config.json``, ``model.safetensors``, ``vocab.txt`` and the model card
+        ``README.md`` (:func:`onlstm.model_card.render_model_card` of ``card``; an older card in the
+        folder is replaced, as it described other weights) into ``save_directory``.
+
+        ``vocab``: the word of each id; attached to the model (``self.vocab``) as ``from_pretrained``
+        does; may be left out when ``self.vocab`` is set. ``hub_kwargs``: the mixin's
+        (``push_to_hub=True, repo_id=...`` uploads the folder too). ``push_to_hub(repo_id,
+        model_card_kwargs={"card": card})`` writes the same folder and uploads it."""
+        vocab = list(vocab) if vocab is not None else self.vocab
+        if vocab is None:
+            raise ValueError("save_pretrained needs the vocabulary: pass vocab=[word of id 0, word of id 1, ...] or set model.vocab")
+        pretrained.check_vocab(vocab, self.vocab_size)
+        self.vocab = vocab
+        (Path(save_directory) / pretrained.CARD_FILE).unlink(missing_ok=True)
+        card_kwargs = dict(hub_kwargs.pop("model_card_kwargs", None) or {})
+        if card is not None:
+            card_kwargs["card"] = card
+        return super().save_pretrained(save_directory, model_card_kwargs=card_kwargs, **hub_kwargs)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """The mixin's hook: the files but the card (written after it by :meth:`generate_model_card`)."""
+        if self.vocab is None:  # save_pretrained checked it; this guards a direct call
+            raise ValueError("no vocabulary to save: set model.vocab")
+        pretrained.write_config(save_directory / pretrained.CONFIG_FILE, self.vocab_size, self.cfg)
+        pretrained.save_weights(save_directory / pretrained.WEIGHTS_FILE, self)
+        pretrained.write_vocab(save_directory / pretrained.VOCAB_FILE, self.vocab)
+
+    def generate_model_card(self, card: ModelCardInfo | None = None) -> ModelCard:
+        """The mixin's hook for README.md (``model_card_kwargs`` arrive here)."""
+        return ModelCard(render_model_card(pretrained.config_record(self.vocab_size, self.cfg), card))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        *,
+        implementation: str = DEFAULT_IMPLEMENTATION,
+        cuda_graphs: bool = False,
+        map_location: str = "cpu",
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+    ) -> RNNLanguageModel:
+        """The model of a folder ``save_pretrained`` wrote, or of a Hub repository ``user/name``, in
+        eval mode on ``map_location``, with ``.vocab`` set. What the model is comes from the folder;
+        how it runs (``implementation``, ``cuda_graphs``) from the arguments, as in the constructor.
+        ``revision`` ... ``token``: huggingface_hub's download options (Hub ids only).
+
+        A missing file, a config with an unknown, missing or mistyped field, weights whose names or
+        shapes do not fit the config, a vocabulary of another size: :class:`onlstm.pretrained.PretrainedFolderError`."""
+        download = dict(revision=revision, cache_dir=cache_dir, force_download=force_download,
+                        local_files_only=local_files_only, token=token)
+        files = pretrained.locate_files(pretrained_model_name_or_path, **download)
+        vocab_size, cfg = pretrained.read_config(files[pretrained.CONFIG_FILE], BackboneConfig)
+        vocab = pretrained.read_vocab(files[pretrained.VOCAB_FILE], vocab_size)
+        model = cls(vocab_size, cfg, implementation=implementation, cuda_graphs=cuda_graphs).to(map_location)
+        pretrained.load_weights(files[pretrained.WEIGHTS_FILE], model, device=map_location)
+        model.vocab = vocab
+        return model.eval()
