@@ -18,8 +18,8 @@ These match the data README (section 6). Here the same distribution is drawn *co
 the length* (tokens without round brackets) lying in ``[min_length, max_length]``: exactly what
 rejection sampling from ``generate_tree`` gives (draw, keep when the length is in range), but
 without the rejections, which are impractical for long expressions: a published draw has
-900-1000 tokens with probability 1.35e-5, so 300 of them need some 2*10^7 draws, about 3 minutes
-here against about 1 s for this draw (``benchmarks/listops_generation.py``, table in
+900-1000 tokens with probability 1.35e-5, so 300 of them need some 2*10^7 draws, 3 to 4 minutes
+here against 1 to 2.5 s for this draw (``benchmarks/listops_generation.py``, table in
 ``benchmarks/results/listops_generation_cpu.md``). The long test sets therefore differ from the
 published distribution only by being conditioned on their length, as rejection would make them.
 
