@@ -16,15 +16,14 @@ right-padded with id 0: ``premise`` (time, batch) with ``premise_len`` (batch), 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
 
+from datamodules.batching import BucketedDataModule, ExampleDataset, pad_batch
 from datamodules.files import DataError, read_lines, require_dir
 from datamodules.logic_formulas import RELATIONS, SYMBOLS, random_example
 
@@ -119,26 +118,6 @@ def subsample(examples: list[LogicExample], fraction: float, seed: int) -> list[
     return [examples[i] for i in keep]
 
 
-class PairDataset(Dataset):
-    def __init__(self, examples: Sequence[LogicExample]):
-        self.examples = list(examples)
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, index: int) -> LogicExample:
-        return self.examples[index]
-
-
-def pad_batch(sequences: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
-    """(time, batch) ids right-padded with 0, and the lengths (batch)."""
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    ids = torch.zeros(int(lengths.max()), len(sequences), dtype=torch.long)
-    for j, seq in enumerate(sequences):
-        ids[: len(seq), j] = torch.tensor(seq, dtype=torch.long)
-    return ids, lengths
-
-
 def collate(examples: Sequence[LogicExample]) -> dict[str, Tensor]:
     premise, premise_len = pad_batch([e.premise for e in examples])
     hypothesis, hypothesis_len = pad_batch([e.hypothesis for e in examples])
@@ -152,41 +131,9 @@ def collate(examples: Sequence[LogicExample]) -> dict[str, Tensor]:
     }
 
 
-class BucketSampler(Sampler[int]):
-    """Shuffled indices arranged so that each run of ``batch_size`` has similar lengths.
+class PropositionalLogicDataModule(BucketedDataModule):
+    collate_fn = staticmethod(collate)
 
-    Pools of ``pool_batches * batch_size`` shuffled examples are sorted by length and cut into
-    batches, and the batches are shuffled: batches stay random but carry little padding (the
-    recurrence runs to the longest sequence of a batch). A plain index sampler, so a DataLoader
-    with ``batch_size`` cuts exactly these batches; the order is a function of (seed, epoch).
-    """
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, pool_batches: int = 50):
-        self.lengths = list(lengths)
-        self.batch_size = batch_size
-        self.seed = seed
-        self.pool = pool_batches * batch_size
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at each epoch start
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def __iter__(self) -> Iterator[int]:
-        rng = random.Random(self.seed * 100_003 + self.epoch)
-        order = list(range(len(self.lengths)))
-        rng.shuffle(order)
-        batches = []
-        for start in range(0, len(order), self.pool):
-            pool = sorted(order[start : start + self.pool], key=self.lengths.__getitem__)
-            batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
-        rng.shuffle(batches)
-        return iter([i for batch in batches for i in batch])
-
-
-class PropositionalLogicDataModule(pl.LightningDataModule):
     def __init__(
         self,
         data_dir: str,
@@ -209,7 +156,7 @@ class PropositionalLogicDataModule(pl.LightningDataModule):
         generated_test_count: int = 300,
         generated_test_seed: int = 0,
     ):
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, bucket, seed, num_workers)
         if val_every < 2:
             raise ValueError(f"val_every must be >= 2 (every val_every-th example is held out), got {val_every}")
         self.data_dir = Path(data_dir)
@@ -228,17 +175,9 @@ class PropositionalLogicDataModule(pl.LightningDataModule):
         self.generated_test_count = generated_test_count
         self.generated_test_seed = generated_test_seed
         self.val_every = val_every
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
         self.train_fraction = train_fraction
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
-        self.bucket = bucket
-        self.seed = seed
-        self.num_workers = num_workers
-        self.train_set: PairDataset | None = None
-        self.val_set: PairDataset | None = None
-        self.test_set: PairDataset | None = None
 
     def module_kwargs(self) -> dict:
         """What the task needs to know about the data before it is read."""
@@ -260,9 +199,9 @@ class PropositionalLogicDataModule(pl.LightningDataModule):
                 kept, held = split_holdout(read_pairs(self._file(self.data_dir, "train", n), n), self.val_every)
                 train += kept
                 val += held
-            self.train_set = PairDataset(subsample(train, self.train_fraction, self.seed))
+            self.train_set = ExampleDataset(subsample(train, self.train_fraction, self.seed))
             # evaluation order does not matter: sorting by length minimises padding
-            self.val_set = PairDataset(
+            self.val_set = ExampleDataset(
                 sorted(subsample(val, self.val_fraction, self.seed + 1), key=lambda e: e.length)
             )
         if stage in (None, "test") and self.test_set is None:
@@ -271,28 +210,4 @@ class PropositionalLogicDataModule(pl.LightningDataModule):
                 test += subsample(read_pairs(self._file(self.test_dir, "test", n), n), self.test_fraction, self.seed + 2)
             for n in self.generated_test_ops:
                 test += generated_pairs(n, self.generated_test_count, self.generated_test_seed)
-            self.test_set = PairDataset(sorted(test, key=lambda e: e.length))
-
-    def train_dataloader(self) -> DataLoader:
-        sampler = None
-        if self.bucket:
-            sampler = BucketSampler([e.length for e in self.train_set.examples], self.batch_size, self.seed)
-        return DataLoader(
-            self.train_set,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            shuffle=sampler is None,
-            collate_fn=collate,
-            num_workers=self.num_workers,
-        )
-
-    def _eval_loader(self, dataset: PairDataset) -> DataLoader:
-        return DataLoader(
-            dataset, batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate, num_workers=self.num_workers
-        )
-
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.val_set)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.test_set)
+            self.test_set = ExampleDataset(sorted(test, key=lambda e: e.length))

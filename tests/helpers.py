@@ -75,6 +75,12 @@ SYNEVAL_ITEMS_ONE_PER_CONDITION = 8 * 2 + 14 * 4
 SYNEVAL_GROUPS = 15
 
 
+def write_lines(path: Path, lines: list[str]) -> Path:
+    """A data file of ``lines``, each ended by a newline."""
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
 def requires_data(*relative: str):
     missing = [p for p in relative if not (DATA_DIR / p).exists()]
     return pytest.mark.skipif(bool(missing), reason=f"data not found under {DATA_DIR}: {missing}")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from datamodules.batching import BucketSampler
 from datamodules.files import DataError
 from datamodules.propositional_logic import (
     TOKEN_IDS,
-    BucketSampler,
     PropositionalLogicDataModule,
     collate,
     read_pairs,
@@ -33,7 +33,7 @@ from datamodules.logic_formulas import (
     to_string,
     truth_table,
 )
-from tests.helpers import DATA_DIR, requires_data
+from tests.helpers import DATA_DIR, requires_data, write_lines
 
 LOGIC = "logic"
 
@@ -145,13 +145,8 @@ def test_relation_agrees_with_train_labels_sample():
 
 
 # ----------------------------------------------------------------------------- data files
-def _write(path: Path, lines: list[str]) -> Path:
-    path.write_text("".join(line + "\n" for line in lines))
-    return path
-
-
 def test_read_pairs_encodes_lines(tmp_path):
-    path = _write(tmp_path / "train2", ["<\t( a ( and b ) )\ta", "#\ta\t( not b )"])
+    path = write_lines(tmp_path / "train2", ["<\t( a ( and b ) )\ta", "#\ta\t( not b )"])
     first, second = read_pairs(path, 2)
     assert first.label == RELATIONS.index("<") and first.ops == 2
     assert first.premise == tuple(TOKEN_IDS[t] for t in ["(", "a", "(", "and", "b", ")", ")"])
@@ -169,7 +164,7 @@ def test_read_pairs_encodes_lines(tmp_path):
     ],
 )
 def test_bad_lines_name_file_and_line(tmp_path, line, message):
-    path = _write(tmp_path / "test3", ["=\ta\ta", line])
+    path = write_lines(tmp_path / "test3", ["=\ta\ta", line])
     with pytest.raises(DataError, match=message) as err:
         read_pairs(path, 3)
     assert f"{path}:2" in str(err.value)
@@ -187,10 +182,10 @@ def test_holdout_every_tenth():
 
 
 def test_datamodule_splits_and_batches(tmp_path):
-    _write(tmp_path / "train0", [f"#\t{v}\tb" for v in "acdefacdefacdef"] + ["=\ta\ta"] * 5)  # 20 lines
-    _write(tmp_path / "train1", ["<\t( a ( and b ) )\ta"] * 10)
-    _write(tmp_path / "test0", ["=\tb\tb"])
-    _write(tmp_path / "test1", ["^\ta\t( not a )", ">\ta\t( a ( and c ) )"])
+    write_lines(tmp_path / "train0", [f"#\t{v}\tb" for v in "acdefacdefacdef"] + ["=\ta\ta"] * 5)  # 20 lines
+    write_lines(tmp_path / "train1", ["<\t( a ( and b ) )\ta"] * 10)
+    write_lines(tmp_path / "test0", ["=\tb\tb"])
+    write_lines(tmp_path / "test1", ["^\ta\t( not a )", ">\ta\t( a ( and c ) )"])
     dm = PropositionalLogicDataModule(str(tmp_path), train_ops=[0, 1], test_ops=[0, 1], batch_size=4)
     dm.setup("fit")
     dm.setup("test")
@@ -250,7 +245,7 @@ def test_generated_files_feed_the_test_split(tmp_path):
 def test_generated_test_pairs_sit_beside_the_test_files(tmp_path):
     """task.datamodule.generated_test_ops: longer formulas than Bowman's files, generated in memory
     with exact labels, the same pairs for every training seed, tested and reported per operator count."""
-    _write(tmp_path / "test1", ["^\ta\t( not a )"])
+    write_lines(tmp_path / "test1", ["^\ta\t( not a )"])
     kwargs = dict(test_ops=[1], generated_test_ops=[13, 15], generated_test_count=25, generated_test_seed=3)
     dm = PropositionalLogicDataModule(str(tmp_path), seed=1, **kwargs)
     dm.setup("test")

@@ -35,6 +35,7 @@ from onlstm.parsing.trees import (
     spans,
     split_tree,
     to_bracketed,
+    tree_from_spans,
 )
 
 W = ["the", "cat", "sat", "on", "the", "mat"]
@@ -207,3 +208,19 @@ def test_evaluate_trees_bundles_every_metric():
     assert result["f1_corpus"] == pytest.approx(0.8)  # 4 of 5 on both sides
     assert result["depth"] == pytest.approx((1 + 2 + 3 + 4 + 5 + 5) / 6)
     assert result["label_recall"]["NP"] == 0.5
+
+
+def test_tree_from_spans_builds_the_n_ary_tree_the_spans_describe():
+    words = ["a", "b", "c", "d", "e"]
+    assert tree_from_spans(words, [(1, 4), (2, 4)]) == ["a", ["b", ["c", "d"]], "e"]
+    assert tree_from_spans(words, [(2, 4), (1, 4), (0, 5), (3, 4)]) == ["a", ["b", ["c", "d"]], "e"]  # order, root, one-word spans
+    assert tree_from_spans(words, []) == words  # flat: the root alone
+    assert tree_from_spans(["x"], []) == "x"
+    binary = random_tree(W, random.Random(4))
+    assert tree_from_spans(W, spans(binary)) == binary  # the inverse of spans()
+
+
+@pytest.mark.parametrize("bad, message", [([(1, 3), (2, 4)], "cross"), ([(3, 6)], "not a span"), ([(2, 2)], "not a span")])
+def test_tree_from_spans_rejects_crossing_or_outside_spans(bad, message):
+    with pytest.raises(ValueError, match=message):
+        tree_from_spans(["a", "b", "c", "d", "e"], bad)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 # The Penn Treebank POS tags of words; everything else (punctuation, `#`, `$`, `-NONE-` empty
@@ -217,6 +217,43 @@ def spans(tree: Tree) -> set[tuple[int, int]]:
 
     walk(tree, 0)
     return found
+
+
+def tree_from_spans(words: Sequence[str], constituents: Iterable[tuple[int, int]]) -> Tree:
+    """The tree over ``words`` whose constituents are the given half-open spans, n-ary where
+    they say so: the inverse of :func:`spans`, whose result is the spans of two or more words
+    plus the whole sentence (which every tree has). One-word spans are ignored, as :func:`spans`
+    has none; a span outside the words or two crossing spans are a ValueError."""
+    n = len(words)
+    if not n:
+        raise ValueError("tree_from_spans needs at least one word")
+    wanted = set()
+    for start, end in constituents:
+        if not 0 <= start < end <= n:
+            raise ValueError(f"span ({start}, {end}) is not a span of the {n} words")
+        if end - start > 1:
+            wanted.add((start, end))
+    inner = sorted(wanted - {(0, n)}, key=lambda span: (span[0], -span[1]))  # outer before inner
+
+    def build(start: int, end: int, nested: list[tuple[int, int]]) -> Tree:
+        children: list[Tree] = []
+        position, k = start, 0
+        while position < end:
+            if k < len(nested) and nested[k][0] == position:
+                child_end = nested[k][1]
+                j = k + 1
+                while j < len(nested) and nested[j][0] < child_end:
+                    if nested[j][1] > child_end:
+                        raise ValueError(f"spans ({position}, {child_end}) and {nested[j]} cross")
+                    j += 1
+                children.append(build(position, child_end, nested[k + 1 : j]))
+                position, k = child_end, j
+            else:
+                children.append(words[position])
+                position += 1
+        return children[0] if len(children) == 1 else children
+
+    return build(0, n, inner)
 
 
 def leaf_depths(tree: Tree) -> list[int]:
