@@ -20,13 +20,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from datamodules.contract import TaskDataModule
 from datamodules.files import DataError, read_lines, require_dir
 from datamodules.logic_formulas import RELATIONS, SYMBOLS, random_example
+from onlstm.padding import pad_batch
 
 PAD = "<pad>"
 TOKENS = (PAD,) + SYMBOLS  # id 0 is padding
@@ -130,15 +131,6 @@ class PairDataset(Dataset):
         return self.examples[index]
 
 
-def pad_batch(sequences: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
-    """(time, batch) ids right-padded with 0, and the lengths (batch)."""
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    ids = torch.zeros(int(lengths.max()), len(sequences), dtype=torch.long)
-    for j, seq in enumerate(sequences):
-        ids[: len(seq), j] = torch.tensor(seq, dtype=torch.long)
-    return ids, lengths
-
-
 def collate(examples: Sequence[LogicExample]) -> dict[str, Tensor]:
     premise, premise_len = pad_batch([e.premise for e in examples])
     hypothesis, hypothesis_len = pad_batch([e.hypothesis for e in examples])
@@ -186,7 +178,7 @@ class BucketSampler(Sampler[int]):
         return iter([i for batch in batches for i in batch])
 
 
-class PropositionalLogicDataModule(pl.LightningDataModule):
+class PropositionalLogicDataModule(TaskDataModule):
     def __init__(
         self,
         data_dir: str,

@@ -28,10 +28,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict, read_write
 
-from tests.helpers import ROOT
+from tests.helpers import EVAL_ONLY_EXPERIMENTS, ROOT
 
 SNAPSHOT = ROOT / "tests" / "fixtures" / "composed_configs.yaml"
-EVAL_ONLY = ("evidence_parsing", "evidence2_parsing", "evidence2_lm_marks")  # composed with conf/eval.yaml
 FIXED_PATHS = ["paths.root_dir=/ROOT", "paths.data_dir=/DATA"]
 HYDRA_NODES = ("run", "sweep", "sweeper", "launcher", "callbacks")
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}-\d{6}")
@@ -41,7 +40,7 @@ def cases() -> dict[str, tuple[str, list[str]]]:
     """Snapshot name -> (config name, overrides)."""
     found: dict[str, tuple[str, list[str]]] = {}
     for path in sorted((ROOT / "conf" / "experiment").glob("*.yaml")):
-        config_name = "eval" if path.stem in EVAL_ONLY else "config"
+        config_name = "eval" if path.stem in EVAL_ONLY_EXPERIMENTS else "config"
         for model in ("onlstm", "lstm"):
             found[f"experiment={path.stem} model={model}"] = (config_name, [f"experiment={path.stem}", f"model={model}"])
     for task in ("lm", "logic", "parsing", "syneval"):

@@ -1,4 +1,4 @@
-"""The evidence report (``python -m tasks.report``): tables, verdicts and files from run folders.
+"""The evidence report (``python -m tasks.reports.evidence``): tables, verdicts and files from run folders.
 
 Synthetic run folders with hand-chosen metrics: each expected mean, standard deviation and
 verdict below is worked out by hand in the comments.
@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.report import load_runs, main, write_report
+from tasks.reports.evidence import main, write_report
+from tasks.reports.runs import load_runs
 
 
 def fake_run(folder: Path, config: dict, metrics: dict | None, history: list[dict] = (), tables: dict = None) -> Path:
@@ -260,18 +261,23 @@ def test_tuning_runs_and_sweeps_not_run_yet_are_listed(tmp_path):
     assert "| logic | model.hidden_size=128 | val/acc_best | 0.9100 | 10.0 | yes | abc123 |" in text
 
 
+def tuning_sweep(sweep: Path, *shared_overrides: str) -> Path:
+    """Two logic tuning runs: width 128 with lr 0.003 (0.88 on validation) and width 256 with lr
+    1e-3 (0.93), each run's overrides ``shared_overrides`` and its own."""
+    for width, lr, acc in ((128, "0.003", 0.88), (256, "1e-3", 0.93)):
+        config = {"seed": 141, "model": {"arch": "onlstm"},
+                  "task": {"name": "logic", "optimized_metric": "val/acc", "monitor_mode": "max"}}
+        fake_run(sweep / f"h{width}", config, {"val/acc_best": acc}, [{"step": 5, "time/cpu_minutes": 10.0}])
+        (sweep / f"h{width}" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(
+            [*shared_overrides, "experiment=evidence_logic", f"model.hidden_size={width}", f"task.module.lr={lr}"]))
+    return sweep
+
+
 def test_the_report_says_whether_the_recipe_uses_the_best_tuned_setting(tmp_path):
     """Tuning width 128 with lr 0.003 and width 256 with lr 1e-3: 256 wins on validation (0.93 >
     0.88). Runs at width 256 with lr 0.001 in their config use it; runs at width 128 are named as
     not using it (break: pick the first run, or compare the lr as text)."""
-    tuning = tmp_path / "tuning"
-    for width, lr, acc in ((128, "0.003", 0.88), (256, "1e-3", 0.93)):
-        config = {"seed": 141, "model": {"arch": "onlstm"},
-                  "task": {"name": "logic", "optimized_metric": "val/acc", "monitor_mode": "max"}}
-        fake_run(tuning / f"h{width}", config, {"val/acc_best": acc}, [{"step": 5, "time/cpu_minutes": 10.0}])
-        (tuning / f"h{width}" / ".hydra" / "overrides.yaml").write_text(
-            yaml.safe_dump(["seed=141", "experiment=evidence_logic", f"model.hidden_size={width}",
-                            f"task.module.lr={lr}"]))
+    tuning = tuning_sweep(tmp_path / "tuning", "seed=141")
     for width in (256, 128):
         logic = tmp_path / f"logic{width}"
         for seed in (1, 2, 3):
@@ -332,13 +338,7 @@ def evidence_folders(root: Path) -> tuple[list[str], list[str]]:
         for folder in sweep.iterdir():
             (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"experiment=evidence_{sweep.name}"]))
             (folder / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"name": entry}}}))
-    tuning = root / "logic_tuning"
-    for width, lr, acc in ((128, "0.003", 0.88), (256, "1e-3", 0.93)):
-        config = {"seed": 141, "model": {"arch": "onlstm"},
-                  "task": {"name": "logic", "optimized_metric": "val/acc", "monitor_mode": "max"}}
-        fake_run(tuning / f"h{width}", config, {"val/acc_best": acc}, [{"step": 5, "time/cpu_minutes": 10.0}])
-        (tuning / f"h{width}" / ".hydra" / "overrides.yaml").write_text(
-            yaml.safe_dump(["experiment=evidence_logic", f"model.hidden_size={width}", f"task.module.lr={lr}"]))
+    tuning_sweep(root / "logic_tuning")
     return ["lm", "parsing", "logic", "syneval"], ["logic_tuning"]
 
 
