@@ -123,6 +123,16 @@ def test_the_configs_write_where_the_layout_says(make_cfg, tmp_path):
     assert Path(logger.experiment.metrics_file_path) == run_folder.metrics_path(out)
     for name in ("model_checkpoint", "last_checkpoint"):
         assert Path(cfg.callbacks[name].dirpath) == run_folder.checkpoints_dir(out)
+    # the evidence sweeps keep the best checkpoint and the initial weights under the layout's names,
+    # and the parsing sweep reads them there
+    lm = make_cfg(["experiment=evidence_lm"], subdir="lm")
+    best = lm.callbacks.model_checkpoint
+    assert Path(best.dirpath) / f"{best.filename}.ckpt" == run_folder.checkpoints_dir(lm.paths.output_dir) / \
+        run_folder.BEST_CHECKPOINT
+    assert instantiate(lm.callbacks.initial_weights).path == run_folder.checkpoints_dir(lm.paths.output_dir) / \
+        run_folder.INITIAL_CHECKPOINT
+    parsing = make_cfg(["experiment=evidence_parsing"], subdir="parsing", config_name="eval")
+    assert Path(parsing.ckpt_path) == run_folder.checkpoints_dir(parsing.lm_run) / run_folder.BEST_CHECKPOINT
     # Hydra resolves the log's name when the job runs: the pattern, filled in as Hydra fills it
     pattern = OmegaConf.to_container(cfg.hydra.job_logging, resolve=False)["handlers"]["file"]["filename"]
     for job in ("train", "eval"):
