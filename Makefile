@@ -14,6 +14,8 @@ EVIDENCE_EVAL_SWEEPS := parsing
 # Pins the CPU build of torch (see constraints.txt); `make install CONSTRAINTS=` keeps the torch
 # an existing environment has (VENV=that environment).
 CONSTRAINTS ?= constraints.txt
+# make bench names its tables by the code's commit, so that a rerun never overwrites a table the docs cite
+BENCH_COMMIT := $(shell git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
 
 .PHONY: help install train test test-full evidence evidence-report bench lint clean
 
@@ -47,12 +49,12 @@ evidence: install ## ON-LSTM vs LSTM x 3 seeds for each of the paper's claims, t
 	$(MAKE) evidence-report
 
 evidence-report: install ## docs/evidence.md from the finished runs under logs/evidence
-	$(BIN)/python -m tasks.report $(addprefix logs/evidence/,$(EVIDENCE_SWEEPS)) --tuning logs/evidence/logic_tuning --out docs/evidence
+	$(BIN)/python -m tasks.reports.evidence $(addprefix logs/evidence/,$(EVIDENCE_SWEEPS)) --tuning logs/evidence/logic_tuning --out docs/evidence
 
-bench: install ## CPU throughput benchmarks (tables printed and saved under benchmarks/results/; ~20 min, idle machine)
-	$(BIN)/python benchmarks/recurrence.py | tee benchmarks/results/recurrence_cpu.md
-	$(BIN)/python benchmarks/lm_throughput.py --out benchmarks/results/lm_throughput_cpu.md
-	$(BIN)/python benchmarks/dropconnect.py | tee benchmarks/results/dropconnect_cpu.md
+bench: install ## CPU throughput benchmarks (tables printed and saved as benchmarks/results/<bench>_cpu_<commit>.md; ~20 min, idle machine)
+	$(BIN)/python benchmarks/recurrence.py | tee benchmarks/results/recurrence_cpu_$(BENCH_COMMIT).md
+	$(BIN)/python benchmarks/lm_throughput.py --out benchmarks/results/lm_throughput_cpu_$(BENCH_COMMIT).md
+	$(BIN)/python benchmarks/dropconnect.py | tee benchmarks/results/dropconnect_cpu_$(BENCH_COMMIT).md
 
 lint: install ## ruff
 	$(BIN)/ruff check onlstm tasks datamodules tests benchmarks train.py eval.py

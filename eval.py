@@ -21,17 +21,13 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 import hydra
 from omegaconf import DictConfig
 
-from tasks.runner import evaluate as evaluate_checkpoint
-from tasks.runner import closing_the_tracker, optimized_value, register_resolvers
-from tasks.schemas import register_configs
+from tasks.jobs.runner import evaluate, optimized_value, register_resolvers
+from tasks.jobs.schemas import register_configs
 
 register_configs()
 register_resolvers()
 
-
-def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Test ``cfg.ckpt_path`` as the config says; always close the experiment tracker."""
-    return closing_the_tracker(evaluate_checkpoint, cfg, "evaluation")
+__all__ = ["cli", "evaluate", "main"]  # evaluate(cfg): test cfg.ckpt_path as the config says (tasks.jobs.runner.evaluate)
 
 
 # absolute, as in train.py: the onlstm-eval console script imports this module from elsewhere

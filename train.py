@@ -16,16 +16,13 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 import hydra
 from omegaconf import DictConfig
 
-from tasks.runner import closing_the_tracker, optimized_value, register_resolvers, run
-from tasks.schemas import register_configs
+from tasks.jobs.runner import optimized_value, register_resolvers, train
+from tasks.jobs.schemas import register_configs
 
 register_configs()
 register_resolvers()
 
-
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit and/or test as the config says; always close the experiment tracker."""
-    return closing_the_tracker(run, cfg, "run")
+__all__ = ["cli", "main", "train"]  # train(cfg): fit and/or test as the config says (tasks.jobs.runner.train)
 
 
 # An absolute config path: Hydra reads a relative one against the *module* when train is imported

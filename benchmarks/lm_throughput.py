@@ -3,7 +3,7 @@
 ON-LSTM and LSTM at the paper's size and a small size, measured interleaved in one process so that
 the ratios are fair; medians of --repeats timed steps after one warm-up step.
 
-    python benchmarks/lm_throughput.py [--quick] [--device cpu|cuda] [--out benchmarks/results/lm_throughput_cpu.md]
+    python benchmarks/lm_throughput.py [--quick] [--device cpu|cuda] [--out benchmarks/results/lm_throughput_cpu_<commit>.md]
 
 The ablation that decided which hand-tuned CPU pieces to delete (benchmarks/results/
 lm_ablation_cpu.md) ran as ``--ablation`` of this script at commit 414ad4f, before the deletion.

@@ -35,7 +35,7 @@ def cpu_seconds(fn) -> float:
 def measure(arch: str, batches: int) -> dict[str, float]:
     from hydra.utils import instantiate
 
-    from tasks.runner import build_module
+    from tasks.jobs.task_from_config import build_module
     from tests.helpers import compose_config
 
     with tempfile.TemporaryDirectory() as out:

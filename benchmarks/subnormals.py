@@ -29,7 +29,7 @@ from benchmarks.machine import interleaved_medians, print_title  # noqa: E402  (
 def main() -> None:
     from hydra.utils import instantiate
 
-    from tasks.runner import build_module
+    from tasks.jobs.task_from_config import build_module
     from tests.helpers import compose_config
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

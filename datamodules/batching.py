@@ -1,5 +1,5 @@
-"""Batching shared by the sequence-classification datamodules (propositional logic, ListOps):
-right-padded time-major id tensors, a length-bucketing training sampler, and the loaders."""
+"""Batching shared by the sequence-classification datamodules (propositional logic, ListOps): a
+length-bucketing training sampler and the loaders (the padding itself: :func:`onlstm.padding.pad_batch`)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,9 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import pytorch_lightning as pl
-import torch
-from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-
-def pad_batch(sequences: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
-    """(time, batch) ids right-padded with 0, and the lengths (batch)."""
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    ids = torch.zeros(int(lengths.max()), len(sequences), dtype=torch.long)
-    for j, seq in enumerate(sequences):
-        ids[: len(seq), j] = torch.tensor(seq, dtype=torch.long)
-    return ids, lengths
+from datamodules.contract import TaskDataModule
 
 
 class BucketSampler(Sampler[int]):
@@ -69,7 +59,7 @@ class ExampleDataset(Dataset):
         return self.examples[index]
 
 
-class BucketedDataModule(pl.LightningDataModule):
+class BucketedDataModule(TaskDataModule):
     """The loaders of a classification datamodule: training batches of ``batch_size`` from
     :class:`BucketSampler` (``bucket``; else shuffled), evaluation batches of ``eval_batch_size``
     in the datasets' order (``seed``: the training order's). A subclass sets ``collate_fn`` (a

@@ -50,10 +50,11 @@ from typing import Any
 
 import torch
 
-from datamodules.batching import BucketedDataModule, ExampleDataset, pad_batch
+from datamodules.batching import BucketedDataModule, ExampleDataset
 from datamodules.files import DataError
 from datamodules.listops_expressions import SYMBOLS, ListOpsItem, make_item, read_listops
 from datamodules.listops_generator import MAX_DEPTH, LengthTables, generate
+from onlstm.padding import pad_batch
 
 PAD = "<pad>"
 TOKENS = (PAD,) + SYMBOLS  # id 0 is padding

@@ -29,11 +29,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.contract import TaskDataModule
 from datamodules.files import DataError, read_lines, require_dir
 from datamodules.vocabulary import EOS, UNK, Vocabulary
 
@@ -335,7 +335,7 @@ class SentenceBatches(Dataset):
         return {"sentence": torch.tensor(group), "tokens": tokens, "edges": edges, "new": new}
 
 
-class MinimalPairsDataModule(pl.LightningDataModule):
+class MinimalPairsDataModule(TaskDataModule):
     """The test split only: the suite's distinct sentences, encoded with the LM's vocabulary.
 
     The runner calls :meth:`use_vocabulary` with the checkpoint's vocabulary before testing.

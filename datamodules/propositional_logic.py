@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from datamodules.batching import BucketedDataModule, ExampleDataset, pad_batch
+from datamodules.batching import BucketedDataModule, ExampleDataset
 from datamodules.files import DataError, read_lines, require_dir
 from datamodules.logic_formulas import RELATIONS, SYMBOLS, random_example
+from onlstm.padding import pad_batch
 
 PAD = "<pad>"
 TOKENS = (PAD,) + SYMBOLS  # id 0 is padding

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.contract import TaskDataModule
 from datamodules.files import DataError, read_lines, require_dir
 from datamodules.vocabulary import EOS, Vocabulary
 
@@ -150,7 +150,7 @@ def load_corpus(folder: Path) -> CorpusSplits:
     return CorpusSplits(vocab, *(encode_lines(lines[s], vocab, folder / f"{s}.txt") for s in SPLITS))
 
 
-class TextCorpusDataModule(pl.LightningDataModule):
+class TextCorpusDataModule(TaskDataModule):
     """PTB / WikiText-2 token streams from ``<data_dir>/<corpus>/{train,valid,test}.txt``."""
 
     def __init__(

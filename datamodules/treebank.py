@@ -23,11 +23,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nltk
-import pytorch_lightning as pl
 from nltk.corpus.reader import BracketParseCorpusReader
 from nltk.tree import Tree
 from torch.utils.data import DataLoader
 
+from datamodules.contract import TaskDataModule
 from datamodules.files import DataError, require_dir
 from datamodules.vocabulary import EOS, UNK, Vocabulary
 from onlstm.parsing.trees import from_labeled, labeled_spans, labeled_words
@@ -152,7 +152,7 @@ def _as_is(batch):
     return batch
 
 
-class TreebankDataModule(pl.LightningDataModule):
+class TreebankDataModule(TaskDataModule):
     """Test batches of treebank sentences, the development set's first, each set sorted by length:
     dicts of ``split`` ("dev" or "test") and of lists ``index`` (position in :attr:`sentences`),
     ``source`` (``file#tree number``), ``ids`` (``<eos> words <eos>`` word ids), ``words``,

@@ -1,5 +1,6 @@
-"""RNNLanguageModel: embedding -> recurrent stack -> tied decoder, AWD-LSTM style; saved as and
-loaded from a portable folder (``save_pretrained`` / ``from_pretrained``, :mod:`onlstm.pretrained`)."""
+"""RNNLanguageModel: embedding -> recurrent stack -> tied decoder, AWD-LSTM style (the front end,
+:class:`WordEncoder`, is shared with the logic task's classifier); saved as and loaded from a
+portable folder (``save_pretrained`` / ``from_pretrained``, :mod:`onlstm.pretrained`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from torch import Tensor, nn
 from onlstm import pretrained
 from onlstm.model_card import ModelCardInfo, render_model_card
 from onlstm.regularizers import LockedDropout, embedded_dropout
-from onlstm.stack import DEFAULT_IMPLEMENTATION, GraphedStack, Hidden, LSTMStack, ONLSTMStack, StackOutput
+from onlstm.cuda_graphs import GraphedStack
+from onlstm.stack import DEFAULT_IMPLEMENTATION, Hidden, LSTMStack, ONLSTMStack, StackOutput
 
 
 @dataclass
@@ -79,7 +81,27 @@ class LMOutput(NamedTuple):
     distances_in: Tensor | None
 
 
-class RNNLanguageModel(nn.Module, PyTorchModelHubMixin):
+class WordEncoder(nn.Module):
+    """Word ids -> embedding -> recurrent stack, AWD-LSTM's regularised front end, shared by the
+    language model and the logic task's pair classifier: embedding dropout (whole word types,
+    ``cfg.dropoute``), locked dropout on the embeddings (``cfg.dropouti``), then the stack. What
+    follows the stack's output (a decoder, a classifier) is the subclass's."""
+
+    def __init__(self, vocab_size: int, cfg: BackboneConfig, implementation: str = DEFAULT_IMPLEMENTATION,
+                 padding_idx: int | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.embedding = nn.Embedding(vocab_size, cfg.emb_size, padding_idx=padding_idx)
+        self.stack = build_stack(cfg, implementation=implementation)
+        self.lockdrop = LockedDropout()
+
+    def embed(self, tokens: Tensor) -> Tensor:
+        """(time, batch) ids -> (time, batch, emb_size) dropped embeddings: the stack's input."""
+        emb = embedded_dropout(self.embedding, tokens, self.cfg.dropoute, self.training)
+        return self.lockdrop(emb, self.cfg.dropouti)
+
+
+class RNNLanguageModel(WordEncoder, PyTorchModelHubMixin):
     """Embedding -> recurrent stack -> decoder. ``save_pretrained(folder, vocab=...)`` writes a
     folder that ``RNNLanguageModel.from_pretrained(folder_or_hub_id)`` loads with plain PyTorch, and
     ``push_to_hub(repo_id)`` publishes (huggingface_hub's mixin); the format: :mod:`onlstm.pretrained`,
@@ -90,20 +112,16 @@ class RNNLanguageModel(nn.Module, PyTorchModelHubMixin):
         vocab_size: int,
         cfg: BackboneConfig = BackboneConfig(),
         implementation: str = DEFAULT_IMPLEMENTATION,  # the ON-LSTM recurrence: ONLSTMStack.IMPLEMENTATIONS
-        cuda_graphs: bool = False,  # replay training steps of the stack as CUDA graphs (onlstm/ops/cuda_graphs.py)
+        cuda_graphs: bool = False,  # replay training steps of the stack as CUDA graphs (onlstm/cuda_graphs.py)
     ):
         """``cfg`` is what the model is; ``implementation`` and ``cuda_graphs`` are how it runs: they
         change neither the parameters nor the numbers (up to float rounding), so they are not part
         of ``cfg`` and a checkpoint does not store them."""
-        super().__init__()
         if cfg.tie_weights and cfg.layer_sizes()[-1] != cfg.emb_size:
             raise ValueError("tie_weights needs the last layer size to equal emb_size")
-        self.cfg = cfg
+        super().__init__(vocab_size, cfg, implementation)
         self.vocab_size = vocab_size
-        self.embedding = nn.Embedding(vocab_size, cfg.emb_size)
-        self.stack = build_stack(cfg, implementation=implementation)
         self.cuda_graphs = cuda_graphs
-        self.lockdrop = LockedDropout()
         self.decoder = nn.Linear(cfg.layer_sizes()[-1], vocab_size)
         self._graphed_stack: GraphedStack | None = None  # made at the first graphed call
         if cfg.tie_weights:
@@ -127,8 +145,7 @@ class RNNLanguageModel(nn.Module, PyTorchModelHubMixin):
         """The recurrent stack's outputs and gate distances for (time, batch) word ids, without
         the decoder: what parsing and other probes of the hidden states need (the decoder is the
         vocabulary-sized part of the work)."""
-        emb = embedded_dropout(self.embedding, tokens, self.cfg.dropoute, self.training)
-        emb = self.lockdrop(emb, self.cfg.dropouti)
+        emb = self.embed(tokens)
         if self.cuda_graphs and self.training and emb.is_cuda and torch.is_grad_enabled():
             if self._graphed_stack is None:
                 self._graphed_stack = GraphedStack(self.stack)

@@ -15,7 +15,6 @@ from torch import Tensor, nn
 
 from onlstm.cell import ONLSTMCell
 from onlstm.ops import LayerResult, onlstm_layer, resolve_backend
-from onlstm.ops.cuda_graphs import GraphCache
 from onlstm.regularizers import LinearDropConnect, LockedDropout
 
 Hidden = list[tuple[Tensor, Tensor]]
@@ -187,59 +186,3 @@ class LSTMStack(_RecurrentStack):
 
     def _run_layer(self, index: int, x: Tensor, h: Tensor, c: Tensor) -> LayerResult:
         return self.layers[index](x, h, c)
-
-
-# ----------------------------------------------------------------------------- CUDA graphs
-def flatten_output(out: StackOutput) -> tuple[Tensor, ...]:
-    """A stack's output as the flat tuple of tensors a CUDA graph returns (:func:`unflatten_output`
-    inverts it)."""
-    flat = [out.output, *(t for pair in out.hidden for t in pair), *out.raw_outputs, *out.outputs[:-1]]
-    if out.distances is not None:
-        flat += [out.distances, out.distances_in]
-    return tuple(flat)
-
-
-def unflatten_output(flat: Sequence[Tensor], layers: int) -> StackOutput:
-    output = flat[0]
-    hidden = [(flat[1 + 2 * i], flat[2 + 2 * i]) for i in range(layers)]
-    rest = flat[1 + 2 * layers :]
-    raw_outputs = list(rest[:layers])
-    outputs = list(rest[layers : 2 * layers - 1]) + [output]
-    distances = rest[2 * layers - 1 :]
-    return StackOutput(output, hidden, raw_outputs, outputs, *(distances if distances else (None, None)))
-
-
-class FlatStack(nn.Module):
-    """(x, h_1, c_1, ..., h_L, c_L) -> :func:`flatten_output` of the stack's output."""
-
-    def __init__(self, stack: nn.Module):
-        super().__init__()
-        self.stack = stack
-
-    def forward(self, x: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        hidden = [(state[i], state[i + 1]) for i in range(0, len(state), 2)]
-        return flatten_output(self.stack(x, hidden))
-
-
-class GraphedStack:
-    """Calls ``stack(x, hidden)`` through :class:`onlstm.ops.cuda_graphs.GraphCache`: one captured
-    CUDA graph per input signature (``RNNLanguageModel(cuda_graphs=True)``, in configs
-    ``run.cuda_graphs``; caveats in that module).
-
-    Not an ``nn.Module`` on purpose: the owner keeps ``stack`` as its registered submodule, so
-    state dicts and checkpoints are the same with and without graphs.
-    """
-
-    def __init__(self, stack: nn.Module):
-        self.stack = stack
-        self._cache = GraphCache(FlatStack(stack))
-
-    def __call__(self, x: Tensor, hidden: Hidden | None = None) -> StackOutput:
-        if hidden is None:
-            hidden = self.stack.init_hidden(x.size(1), like=x)
-        # the carried state is detached between BPTT segments; a graph input must not need grad
-        state = tuple(t.detach() for pair in hidden for t in pair)
-        return unflatten_output(self._cache(x, *state), len(hidden))
-
-    def __len__(self) -> int:
-        return len(self._cache)

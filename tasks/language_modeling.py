@@ -19,13 +19,14 @@ from torchmetrics import MinMetric, SumMetric
 
 from onlstm import BackboneConfig, RNNLanguageModel
 from onlstm.stack import Hidden
+from tasks.jobs.contract import TaskModule
 
 
 def detach_hidden(hidden: Hidden) -> Hidden:
     return [(h.detach(), c.detach()) for h, c in hidden]
 
 
-class LanguageModelingTask(pl.LightningModule):
+class LanguageModelingTask(TaskModule):
     def __init__(
         self,
         model: dict,
@@ -76,7 +77,7 @@ class LanguageModelingTask(pl.LightningModule):
         self._resumed_hidden = False
 
     def progress_items(self, batch: dict) -> tuple[int, str]:
-        """What the progress log counts per batch (tasks.callbacks.ProgressLog)."""
+        """What the progress log counts per batch: tokens."""
         return int(batch["target"].numel()), "tokens"
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
@@ -268,3 +269,34 @@ class LanguageModelingTask(pl.LightningModule):
                 torch.set_rng_state(checkpoint["torch_rng_state"])
         if "raw_state_dict" in checkpoint and self.trainer is not None and self.trainer.state.fn == "fit":
             checkpoint["state_dict"] = checkpoint["raw_state_dict"]
+
+
+# ----------------------------------------------------------------- the NT-ASGD switch (conf/task/lm.yaml)
+class NTASGDSwitch(pl.Callback):
+    """Non-monotonically triggered ASGD (Merity et al. 2018), as in the official ON-LSTM code.
+
+    After each validation, switch SGD to ASGD when the validation loss is worse than the best of
+    all validations except the last ``nonmono`` ones. Runs in ``on_validation_end``, after the
+    module has logged ``val/loss`` and before ModelCheckpoint (which Lightning runs last) saves.
+    """
+
+    def __init__(self, nonmono: int = 5, monitor: str = "val/loss"):
+        self.nonmono = nonmono
+        self.monitor = monitor
+        self.history: list[float] = []
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: LanguageModelingTask) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        # the best of all validations but the last `nonmono` ones (all of them when nonmono == 0)
+        earlier = self.history[: len(self.history) - self.nonmono]
+        if pl_module.can_switch_to_asgd and len(self.history) > self.nonmono and value > min(earlier):
+            pl_module.switch_to_asgd()
+        self.history.append(value)
+
+    def state_dict(self) -> dict:
+        return {"history": list(self.history)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict["history"])

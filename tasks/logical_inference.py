@@ -12,33 +12,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
-import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from onlstm import BackboneConfig, build_stack
-from onlstm.regularizers import LockedDropout, embedded_dropout
+from onlstm import BackboneConfig
+from onlstm.figures import ARCH_COLORS, ARCH_NAMES, Curve, accuracy_by_operators
+from onlstm.lm import WordEncoder
 from onlstm.stack import DEFAULT_IMPLEMENTATION
-from tasks.logic_plot import plot_accuracy_by_ops
-from tasks.reporting import log_figure, log_table
+from tasks.jobs.contract import TaskModule
+from tasks.jobs.tracking import log_figure, log_table
 
 
-class PairClassifier(nn.Module):
+class PairClassifier(WordEncoder):
     """Siamese sentence encoder + feature MLP; pure PyTorch."""
 
     def __init__(self, vocab_size: int, cfg: BackboneConfig, n_classes: int, mlp_hidden: int, mlp_dropout: float,
                  pad_id: int = 0, implementation: str = DEFAULT_IMPLEMENTATION):
-        super().__init__()
-        self.cfg = cfg
-        sizes = cfg.layer_sizes()
-        self.embedding = nn.Embedding(vocab_size, cfg.emb_size, padding_idx=pad_id)
-        self.stack = build_stack(cfg, sizes, implementation=implementation)
-        self.lockdrop = LockedDropout()
-        width = sizes[-1]
+        super().__init__(vocab_size, cfg, implementation, padding_idx=pad_id)
+        width = cfg.layer_sizes()[-1]
         self.mlp = nn.Sequential(
             nn.Dropout(mlp_dropout),
             nn.Linear(4 * width, mlp_hidden),
@@ -53,9 +47,7 @@ class PairClassifier(nn.Module):
         The recurrence is causal, so the output at a sequence's last real token ignores the
         padding after it.
         """
-        emb = embedded_dropout(self.embedding, tokens, self.cfg.dropoute, self.training)
-        emb = self.lockdrop(emb, self.cfg.dropouti)
-        output = self.lockdrop(self.stack(emb).output, self.cfg.dropout)
+        output = self.lockdrop(self.stack(self.embed(tokens)).output, self.cfg.dropout)
         return output[lengths - 1, torch.arange(tokens.size(1), device=tokens.device)]
 
     def forward(self, premise: Tensor, premise_len: Tensor, hypothesis: Tensor, hypothesis_len: Tensor) -> Tensor:
@@ -70,7 +62,7 @@ class PairClassifier(nn.Module):
         return self.mlp(torch.cat([h1, h2, h1 * h2, (h1 - h2).abs()], dim=-1))
 
 
-class LogicalInferenceTask(pl.LightningModule):
+class LogicalInferenceTask(TaskModule):
     def __init__(
         self,
         model: dict,
@@ -124,7 +116,7 @@ class LogicalInferenceTask(pl.LightningModule):
         return loss, preds
 
     def progress_items(self, batch: dict[str, Tensor]) -> tuple[int, str]:
-        """What the progress log counts per batch (tasks.callbacks.ProgressLog)."""
+        """What the progress log counts per batch: premise-hypothesis pairs."""
         return int(batch["label"].numel()), "pairs"
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -178,11 +170,12 @@ class LogicalInferenceTask(pl.LightningModule):
             return
         columns = list(rows[0])
         log_table(self.trainer, "test/acc_by_ops", columns, [[row[c] for c in columns] for row in rows])
-        arch = {"onlstm": "ON-LSTM", "lstm": "LSTM"}.get(self.backbone_cfg.arch, self.backbone_cfg.arch)
+        arch = self.backbone_cfg.arch
         train_ops = self.hparams.train_ops
-        fig = plot_accuracy_by_ops([(arch, rows)], max(train_ops) if train_ops else None)
-        log_figure(self.trainer, "test/acc_by_ops", fig)
-        plt.close(fig)
+        accuracy = Curve(ARCH_NAMES.get(arch, arch), [(r["ops"], r["accuracy"]) for r in rows], color=ARCH_COLORS.get(arch))
+        majority = Curve("majority class", [(r["ops"], r["majority"]) for r in rows])
+        figure = accuracy_by_operators([accuracy], [r["ops"] for r in rows], max(train_ops) if train_ops else None, majority)
+        log_figure(self.trainer, "test/acc_by_ops", figure)
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

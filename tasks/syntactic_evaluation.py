@@ -15,7 +15,7 @@ Logged metrics (all at the end of the test epoch):
   test/acc_cond/<category>/<condition>      good > bad, per sub-condition
   test/oov_items/<group>, test/oov_tokens/<group>   out-of-vocabulary counts (before skipping)
   test/items, test/sentences, test/suite_seconds    what was scored and how long the test loop took
-Tables (tasks/reporting.log_table): syneval/table3 (the paper's rows), syneval/groups,
+Tables (``tables/`` of the run folder, and every logger): syneval/table3 (the paper's rows), syneval/groups,
 syneval/cases, syneval/conditions.
 """
 
@@ -27,16 +27,17 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 from torchmetrics import CatMetric
 
-from datamodules.minimal_pairs import EncodedSuite
+from datamodules.minimal_pairs import EncodedSuite, MinimalPairsDataModule
 from onlstm import RNNLanguageModel
-from tasks.checkpoints import load_language_model
-from tasks.reporting import log_table, markdown_table
+from onlstm.checkpoints import load_language_model
+from tasks.jobs.contract import TaskModule
+from tasks.jobs.run_folder import markdown_table
+from tasks.jobs.tracking import log_table
 
 log = logging.getLogger("onlstm.syneval")
 
@@ -139,7 +140,7 @@ def last_layer_states(model: RNNLanguageModel, tokens: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------------------ the task
-class SyntacticEvaluationTask(pl.LightningModule):
+class SyntacticEvaluationTask(TaskModule):
     """Evaluation only (``trainer.test``): the LM is the checkpoint's, nothing here is trained."""
 
     def __init__(self, checkpoint: str, run: dict | None = None):
@@ -161,13 +162,13 @@ class SyntacticEvaluationTask(pl.LightningModule):
         self._started = 0.0
 
     def progress_items(self, batch: dict) -> tuple[int, str]:
-        """What the progress log counts per batch (tasks.callbacks.ProgressLog)."""
+        """What the progress log counts per batch: sentences."""
         return int(batch["sentence"].numel()), "sentences"
 
     @property
     def suite(self) -> EncodedSuite:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "suite"):
+        datamodule = self.trainer.datamodule
+        if not isinstance(datamodule, MinimalPairsDataModule):
             raise RuntimeError(
                 "SyntacticEvaluationTask needs the MinimalPairsDataModule: trainer.test(module, datamodule=...)"
             )

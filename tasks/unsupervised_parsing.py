@@ -30,60 +30,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from matplotlib.figure import Figure
-from torch import nn
 
-from onlstm.parsing.inference import sequence_gate_distances
+from onlstm.checkpoints import load_language_model
+from onlstm.figures import gate_figure
+from onlstm.parsing.inference import word_gate_distances
 from onlstm.parsing.metrics import evaluate_trees
 from onlstm.parsing.trees import BASELINES, baseline_tree, split_tree, to_bracketed
-from tasks.checkpoints import load_language_model
-from tasks.reporting import log_figure, log_table
+from tasks.jobs.contract import TaskModule
+from tasks.jobs.tracking import log_figure, log_table
 
 DEFAULT_LABELS = ["NP", "VP", "PP", "SBAR", "ADJP", "ADVP", "INTJ"]
 
 
-def word_gate_distances(
-    model: nn.Module, id_sequences: Sequence[Sequence[int]]
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(forget, input) master-gate distances, each (layers, words), of sentences given as
-    ``<eos> words <eos>`` id sequences, in one padded batch (equal to one sentence at a time).
-
-    Which positions: as in the official ``test_phrase_grammar.py`` (``depth = gates[1:-1]``), the
-    distance of word i is the one the forward pass computes while reading word i, with the leading
-    ``<eos>`` (the sentence start the LM saw in training) and the words before it as context. The
-    distances at the two ``<eos>`` positions are dropped; the trailing ``<eos>`` cannot change the
-    others (the recurrence is causal) and is fed only to match the official input.
-    """
-    gates = sequence_gate_distances(model, id_sequences, batch_size=max(1, len(id_sequences)))
-    return [(g.distances[:, 1:-1], g.distances_in[:, 1:-1]) for g in gates]
-
-
-def gate_figure(
-    words: Sequence[str], distances: Sequence[Sequence[float]], distances_in: Sequence[Sequence[float]], title: str
-) -> Figure:
-    """Bars of the master forget-gate (1 - mean f~) and input-gate (mean i~) distances per layer,
-    like the official code's figures. A bare Figure: no pyplot state, drawn with Agg."""
-    layers, n = len(distances), len(words)
-    figure = Figure(figsize=(max(4.0, 0.5 * n + 1.0), 1.6 * layers + 0.8))
-    axes = figure.subplots(layers, 1, sharex=True, squeeze=False)[:, 0]
-    positions = list(range(n))
-    for k, ax in enumerate(axes):
-        ax.bar([p - 0.2 for p in positions], distances[k], width=0.4, label="forget distance")
-        ax.bar([p + 0.2 for p in positions], distances_in[k], width=0.4, label="input distance")
-        ax.set_ylim(0.0, 1.0)
-        ax.set_ylabel(f"layer {k + 1}")
-    axes[0].set_title(title, fontsize=9)
-    axes[0].legend(loc="upper right", fontsize=7)
-    axes[-1].set_xticks(positions)
-    axes[-1].set_xticklabels(words, rotation=45, ha="right", fontsize=8)
-    axes[-1].set_xlim(-0.5, n - 0.5)
-    figure.tight_layout()
-    return figure
-
-
-class UnsupervisedParsingTask(pl.LightningModule):
+class UnsupervisedParsingTask(TaskModule):
     """Evaluation only (``trainer.test``): the LM is the checkpoint's, nothing here is trained."""
 
     def __init__(
@@ -121,7 +81,7 @@ class UnsupervisedParsingTask(pl.LightningModule):
         self._records: list[dict] = []
 
     def progress_items(self, batch: dict) -> tuple[int, str]:
-        """What the progress log counts per batch (tasks.callbacks.ProgressLog)."""
+        """What the progress log counts per batch: sentences."""
         return len(batch["index"]), "sentences"
 
     # ----------------------------------------------------------------- test

@@ -69,6 +69,9 @@ LOGIC_TINY_RUN = [
     "trainer.num_sanity_val_steps=0",
 ]
 
+# experiments that evaluate the checkpoints of an earlier sweep: they run with eval.py (conf/eval.yaml)
+EVAL_ONLY_EXPERIMENTS = ("evidence_parsing", "evidence2_parsing", "evidence2_lm_marks")
+
 # the Marvin & Linzen suite with limit_per_condition=1 (data README, section 4): 8 files with 2
 # conditions, 14 with 4, in 15 reporting groups
 SYNEVAL_ITEMS_ONE_PER_CONDITION = 8 * 2 + 14 * 4

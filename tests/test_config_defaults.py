@@ -11,7 +11,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from onlstm import BackboneConfig
-from tasks.schemas import lm, logic, parsing, syneval
+from tasks.jobs.schemas import lm, logic, parsing, syneval
 from tests.helpers import ROOT
 
 CONF = ROOT / "conf"

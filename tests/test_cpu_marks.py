@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks.callbacks import CpuTimeBudget, KeepBestAtCpuMarks
+from tasks.jobs.callbacks import CpuTimeBudget, KeepBestAtCpuMarks
 
 
 class Clock(CpuTimeBudget):

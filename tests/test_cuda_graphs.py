@@ -9,7 +9,8 @@ import torch
 from torch.nn import functional as F
 
 from onlstm import RNNLanguageModel
-from onlstm.stack import FlatStack, LSTMStack, ONLSTMStack, unflatten_output
+from onlstm.cuda_graphs import FlatStack, unflatten_output
+from onlstm.stack import LSTMStack, ONLSTMStack
 from tests.helpers import NO_DROPOUT, tiny_backbone
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")

@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
-from tasks.runner import build_module
+from tasks.jobs.task_from_config import build_module
 from tests.helpers import LM_TINY_RUN, logged_metrics, requires_data, run_train, tiny_model_overrides
 
 # two layers (unlike tests/helpers.py's LOGIC_DDP_RUN), 0-2 operators, test lengths 0, 1, 12
@@ -79,7 +79,7 @@ def test_ddp_logic_run_tests_on_one_device_with_the_single_process_numbers(tmp_p
     run_dir = tmp_path / "ddp"
     run_train(["trainer=ddp_cpu", *LOGIC_DDP_RUN, f"hydra.run.dir={run_dir}"])
     logged = logged_metrics(run_dir)
-    assert "testing the best checkpoint on one device" in (run_dir / "train.log").read_text()
+    assert "testing on one device, on rank zero only" in (run_dir / "train.log").read_text()
     ckpt = only_checkpoint(run_dir)
     assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 4
 

@@ -14,12 +14,12 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
-import tasks.parse_text as parse_text
+import tasks.reports.parse_sentences as parse_sentences
 import train
 from eval import evaluate
-from tasks import resume
-from tasks.checkpoints import CheckpointError, load_language_model, read_checkpoint
-from tasks.runner import build_module
+from tasks.jobs import run_folder
+from onlstm.checkpoints import CheckpointError, load_language_model, read_checkpoint
+from tasks.jobs.task_from_config import build_module
 from tests.helpers import LM_TINY_RUN, LOGIC_TINY_RUN, ROOT, compose_config, requires_data, run_eval
 
 pytestmark = requires_data("ptb/train.txt", "ptb/test.txt", "logic/train0")
@@ -98,7 +98,7 @@ def test_eval_py_from_the_command_line_writes_a_finished_run(lm_run, tmp_path):
     args = ["task=lm", f"ckpt_path={best_checkpoint(lm_run[0])}", "+trainer.limit_test_batches=2",
             "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", "resume=true"]
     proc = run_eval(args)
-    done = json.loads((run_dir / resume.DONE_FILE).read_text())
+    done = json.loads((run_dir / run_folder.DONE).read_text())
     assert done["metrics"]["test/ppl"] > 1 and "test/ppl" in (run_dir / "csv" / "metrics.csv").read_text()
     again = run_eval(args)
     assert "already holds a finished run" in again.stderr + again.stdout, proc.stderr[-2000:]
@@ -151,7 +151,7 @@ def test_old_checkpoints_still_load_evaluate_parse_and_resume(make_cfg, lm_run, 
                    subdir="eval", config_name="eval")
     assert evaluate(cfg)["test/ppl"] == pytest.approx(trained["test/ppl"], rel=1e-6)
 
-    assert parse_text.main([str(old), "the cat sat on the mat", "--layer", "1", "-q"]) == 0
+    assert parse_sentences.main([str(old), "the cat sat on the mat", "--layer", "1", "-q"]) == 0
     assert "layer 1:" in capsys.readouterr().out
 
     last = old_form(out / "checkpoints" / "last.ckpt", tmp_path / "old_last.ckpt")

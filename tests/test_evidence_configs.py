@@ -8,6 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from onlstm import BackboneConfig, RNNLanguageModel
+from tasks.jobs import run_folder
 from tests.helpers import ROOT
 
 SWEEPS = ("lm", "parsing", "logic", "syneval")
@@ -45,14 +46,13 @@ def test_lm_evidence_models_have_equal_parameter_counts_within_five_percent(make
         model = RNNLanguageModel(10_000, BackboneConfig(**OmegaConf.to_container(cfg.model)))
         counts[arch] = sum(p.numel() for p in model.parameters())
     assert abs(counts["onlstm"] - counts["lstm"]) / counts["lstm"] < 0.05
-    assert counts == {"onlstm": 1_919_952, "lstm": 1_882_896}  # the numbers in evidence_lm.yaml's comment
-    assert "1,919,952" in (ROOT / "conf" / "experiment" / "evidence_lm.yaml").read_text()
+    assert counts == {"onlstm": 1_919_952, "lstm": 1_882_896}  # docs/evidence.md's "parameters per seed"
 
 
 def test_make_evidence_runs_every_sweep_then_the_report():
     makefile = (ROOT / "Makefile").read_text()
     assert "EVIDENCE_SWEEPS := " + " ".join(SWEEPS) in makefile
-    assert "$$entry -m experiment=evidence_$$sweep" in makefile and "-m tasks.report" in makefile
+    assert "$$entry -m experiment=evidence_$$sweep" in makefile and "-m tasks.reports.evidence" in makefile
     assert "EVIDENCE_EVAL_SWEEPS := " + " ".join(EVAL_SWEEPS) in makefile
     assert "case $$sweep in $(EVIDENCE_EVAL_SWEEPS)) echo eval.py;; *) echo train.py;; esac" in makefile
 
@@ -85,11 +85,9 @@ def test_round_two_lm_keeps_the_best_checkpoint_at_each_cpu_mark(make_cfg):
 
 @pytest.mark.parametrize("experiment", ["evidence2_parsing", "evidence2_lm_marks"])
 def test_round_two_evaluations_read_every_kept_checkpoint_of_a_finished_lm(make_cfg, experiment):
-    from tasks.callbacks import KeepBestAtCpuMarks
-
     cfg = make_cfg([f"experiment={experiment}"], subdir=experiment, config_name="eval")
     lm = make_cfg(["experiment=evidence2_lm"], subdir="lm2")
-    marks = [KeepBestAtCpuMarks.filename(m).removesuffix(".ckpt") for m in lm.callbacks.best_at_cpu_marks.minutes]
+    marks = [run_folder.cpu_mark_checkpoint_name(m).removesuffix(".ckpt") for m in lm.callbacks.best_at_cpu_marks.minutes]
     weights = dict(cfg.hydra.sweeper.params)["lm_weights"].split(",")
     assert weights == marks + (["initial"] if experiment == "evidence2_parsing" else [])
     lm_run = Path(cfg.paths.log_dir) / Path(lm.hydra.sweep.dir).relative_to(lm.paths.log_dir) / "onlstm_seed141"

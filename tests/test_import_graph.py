@@ -1,8 +1,12 @@
 """The project's imports flow one way (docs: README "Layout"): ``train.py -> tasks -> datamodules
 -> onlstm``, and inside ``onlstm`` the model (cell, stack, regularizers, lm) and the analysis
 (``onlstm.parsing``) -> ``onlstm.ops``; ``onlstm`` imports none of tasks, datamodules, Lightning,
-Hydra or wandb; and there is no import cycle. Imports are read with ``ast`` from the source, lazy
-ones inside functions included, so a cycle held together by a function-level import fails too."""
+Hydra or wandb; and there is no import cycle. Inside ``tasks``: the task modules (the top level)
+may use the run machinery (``tasks.jobs``), which imports no task module (it builds tasks from
+their configs' ``_target_``); the offline tools (``tasks.reports``) import only the run-folder
+module of ``tasks.jobs``, ``onlstm`` and each other (no task module, no Lightning), and the
+run-folder module imports nothing heavy. Imports are read with ``ast`` from the source, lazy ones
+inside functions included, so a cycle held together by a function-level import fails too."""
 
 from __future__ import annotations
 
@@ -16,7 +20,11 @@ from tests.helpers import ROOT
 PACKAGES = ("onlstm", "tasks", "datamodules")
 ENTRY_POINTS = ("train", "eval")  # train.py, eval.py: they come last
 FORBIDDEN_IN_ONLSTM = ("tasks", "datamodules", *ENTRY_POINTS, "lightning", "pytorch_lightning", "hydra", "omegaconf", "wandb")
-MODEL = ("onlstm", "onlstm.cell", "onlstm.stack", "onlstm.regularizers", "onlstm.lm", "onlstm.parsing")
+MODEL = ("onlstm", "onlstm.cell", "onlstm.stack", "onlstm.regularizers", "onlstm.lm", "onlstm.parsing",
+         "onlstm.cuda_graphs", "onlstm.checkpoints", "onlstm.padding", "onlstm.figures")
+JOBS, REPORTS, RUN_FOLDER = "tasks.jobs", "tasks.reports", "tasks.jobs.run_folder"
+LIGHTNING = ("pytorch_lightning", "lightning", "lightning_fabric")
+HEAVY = ("torch", *LIGHTNING, "hydra", "wandb", "matplotlib", "scipy")  # what the run-folder module must not import
 
 
 def project_modules(root: Path = ROOT) -> dict[str, Path]:
@@ -101,8 +109,16 @@ def _in(module: str, packages: tuple[str, ...]) -> bool:
     return any(module == p or module.startswith(p + ".") for p in packages)
 
 
+def task_modules(graph: dict[str, set[str]]) -> set[str]:
+    """The modules at the top of ``tasks`` (not its subpackages): the task LightningModules and
+    their own helpers."""
+    packages = {m.rpartition(".")[0] for m in graph if m.count(".") >= 2}
+    return {m for m in graph if m.startswith("tasks.") and m.count(".") == 1 and m not in packages}
+
+
 def layering_violations(graph: dict[str, set[str]]) -> list[str]:
     problems = []
+    tasks_top = task_modules(graph)
     for module, targets in sorted(graph.items()):
         for target in sorted(targets):
             bare = target.lstrip("!")
@@ -114,12 +130,26 @@ def layering_violations(graph: dict[str, set[str]]) -> list[str]:
                 problems.append(f"{module} imports {bare}: datamodules come before tasks")
             if _in(module, ("tasks",)) and bare in ENTRY_POINTS:
                 problems.append(f"{module} imports {bare}: the entry points come last")
+            if _in(module, (JOBS,)) and target in tasks_top:
+                problems.append(f"{module} imports {target}: the run machinery builds tasks from their configs' "
+                                "_target_s and imports no task module")
+            if _in(module, (REPORTS,)) and not target.startswith("!") and not (
+                    _in(target, ("onlstm", REPORTS)) or target == RUN_FOLDER):
+                problems.append(f"{module} imports {target}: an offline tool imports only {RUN_FOLDER}, onlstm and "
+                                "the other offline tools")
+            if _in(module, (REPORTS,)) and target.startswith("!") and _in(bare, LIGHTNING):
+                problems.append(f"{module} imports {bare}: an offline tool reads run folders without Lightning")
+            if module == RUN_FOLDER and (not target.startswith("!") or _in(bare, HEAVY)):
+                problems.append(f"{module} imports {bare}: the run-folder module, which offline tools import, "
+                                "imports nothing heavy and nothing of the project")
     return problems
 
 
 def test_the_graph_sees_every_package_and_lazy_imports():
     graph = import_graph()
     assert {"train", "eval", "onlstm", "onlstm.ops", "onlstm.parsing", "tasks", "datamodules"} <= graph.keys()
+    assert task_modules(graph) == {"tasks.language_modeling", "tasks.logical_inference", "tasks.syntactic_evaluation",
+                                   "tasks.unsupervised_parsing"}
     assert "onlstm.ops.triton_kernels" in graph["onlstm.ops"]  # imported inside a function
     assert "onlstm.ops" in graph["onlstm.stack"] and "!torch" in graph["onlstm.stack"]
 
@@ -134,6 +164,13 @@ def test_imports_flow_one_way():
     assert not problems, "\n".join(problems)
 
 
+def write_tree(root: Path, files: dict[str, str]) -> None:
+    """A made-up project: each relative path with its source."""
+    for relative, text in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+
+
 @pytest.mark.parametrize(
     "files,expected",
     [
@@ -146,23 +183,47 @@ def test_imports_flow_one_way():
     ids=["lazy", "relative", "none"],
 )
 def test_cycle_finder_on_made_up_packages(tmp_path, files, expected):
-    for relative, text in files.items():
-        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / relative).write_text(text)
-    (tmp_path / "train.py").write_text("")
+    write_tree(tmp_path, {**files, "train.py": ""})
     assert find_cycle(import_graph(tmp_path)) == expected
 
 
 def test_layering_finds_a_forbidden_import(tmp_path):
-    for relative, text in {
+    write_tree(tmp_path, {
         "onlstm/__init__.py": "",
         "onlstm/stack.py": "",
         "onlstm/ops/__init__.py": "def f():\n    from onlstm.stack import X\n",
         "onlstm/lm.py": "import pytorch_lightning\n",
         "train.py": "",
-    }.items():
-        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / relative).write_text(text)
+    })
     problems = layering_violations(import_graph(tmp_path))
     assert any("onlstm.ops imports onlstm.stack" in p for p in problems)
     assert any("onlstm.lm imports pytorch_lightning" in p for p in problems)
+
+
+def test_the_tasks_rules_find_each_forbidden_import(tmp_path):
+    """A runner that imports a task module, offline tools that import the Lightning side of the run
+    machinery, a task module or Lightning, and a run-folder module that imports torch are each
+    named; a task module that uses the run machinery and a tool that reads run folders are not."""
+    write_tree(tmp_path, {
+        "tasks/__init__.py": "",
+        "tasks/language_modeling.py": "from tasks.jobs.contract import TaskModule\n",
+        "tasks/jobs/__init__.py": "",
+        "tasks/jobs/contract.py": "",
+        "tasks/jobs/run_folder.py": "def f():\n    import torch\n",
+        "tasks/jobs/runner.py": "def build():\n    from tasks.language_modeling import LanguageModelingTask\n",
+        "tasks/reports/__init__.py": "",
+        "tasks/reports/good.py": "from tasks.jobs import run_folder\nfrom tasks.reports import plots\nimport onlstm\n",
+        "tasks/reports/plots.py": "import yaml\n",
+        "tasks/reports/bad.py": "from tasks.jobs.contract import TaskModule\nimport tasks.language_modeling\n",
+        "tasks/reports/heavy.py": "import pytorch_lightning\n",
+        "onlstm/__init__.py": "",
+        "train.py": "",
+    })
+    problems = layering_violations(import_graph(tmp_path))
+    assert sorted(p.split(":")[0] for p in problems) == [
+        "tasks.jobs.run_folder imports torch",
+        "tasks.jobs.runner imports tasks.language_modeling",
+        "tasks.reports.bad imports tasks.jobs.contract",
+        "tasks.reports.bad imports tasks.language_modeling",
+        "tasks.reports.heavy imports pytorch_lightning",
+    ]

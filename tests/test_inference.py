@@ -3,7 +3,8 @@
 import torch
 
 from onlstm import BackboneConfig, RNNLanguageModel
-from onlstm.parsing.inference import pad_batch, sequence_gate_distances, sequence_log_probs
+from onlstm.padding import pad_batch
+from onlstm.parsing.inference import sequence_gate_distances, sequence_log_probs
 
 
 def _model(arch="onlstm"):

@@ -16,9 +16,17 @@ from torch.utils.data import DataLoader
 import train as entry
 from datamodules.text_corpus import TextCorpusDataModule, batchify, segment_schedule
 from onlstm.lm import LMOutput
-from tasks.checkpoints import load_language_model
+from onlstm.checkpoints import load_language_model
 from tasks.language_modeling import LanguageModelingTask
-from tests.helpers import DATA_DIR, ROOT, SYNEVAL_GROUPS, SYNEVAL_ITEMS_ONE_PER_CONDITION, TINY_MODEL, requires_data
+from tests.helpers import (
+    DATA_DIR,
+    EVAL_ONLY_EXPERIMENTS,
+    ROOT,
+    SYNEVAL_GROUPS,
+    SYNEVAL_ITEMS_ONE_PER_CONDITION,
+    TINY_MODEL,
+    requires_data,
+)
 
 pytestmark = requires_data("ptb/train.txt")
 
@@ -197,7 +205,7 @@ def test_ntasgd_rule_is_the_official_one():
     """Switch when the loss is worse than the best of all but the last `nonmono` validations."""
     from types import SimpleNamespace
 
-    from tasks.callbacks import NTASGDSwitch
+    from tasks.language_modeling import NTASGDSwitch
 
     losses = [5.0, 4.0, 3.0, 3.5, 3.4, 3.3, 3.2]  # with nonmono=3: at 3.2, the best of [5, 4, 3] is 3.0 < 3.2
     callback, module, switched = NTASGDSwitch(nonmono=3), _FakeLM(), []
@@ -274,6 +282,8 @@ def test_every_experiment_config_runs_one_batch(make_cfg, experiment):
     ``evaluate_after``; the experiment that scores the syntactic suite after fitting on WikiText-2
     runs here one training batch (of 16 columns, not 128) and one validation batch, then the suite
     on the new checkpoint, one item per (file, condition): 72 items in 15 reporting groups (the data README)."""
+    if experiment in EVAL_ONLY_EXPERIMENTS:
+        pytest.skip("evaluates the checkpoints of a finished LM sweep with eval.py: tests/test_evidence_configs.py")
     if experiment == "syneval_wikitext2":
         overrides = ["trainer.max_epochs=1", "+trainer.limit_train_batches=1", "task.datamodule.batch_size=16",
                      "+trainer.limit_val_batches=1", "test=false", "evaluate_after.syneval.datamodule.limit_per_condition=1",
@@ -281,8 +291,6 @@ def test_every_experiment_config_runs_one_batch(make_cfg, experiment):
     else:
         overrides = ["debug=fdr"]
     cfg = make_cfg([f"experiment={experiment}", *overrides])
-    if cfg.requires_finished_runs:
-        pytest.skip("evaluates the checkpoints of a finished evidence sweep: tests/test_evidence_configs.py")
     with open_dict(cfg):
         cfg.trainer.enable_model_summary = False
     metrics = entry.train(cfg)

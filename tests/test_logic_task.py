@@ -10,7 +10,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 
 from onlstm import BackboneConfig
-from tasks.logic_plot import main as plot_main
+from tasks.reports.logic_figure import main as plot_main
 from tasks.logical_inference import PairClassifier
 from tests.helpers import TINY_MODEL, requires_data
 from train import train

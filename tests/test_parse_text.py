@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import tasks.parse_text as parse_text
-import tasks.unsupervised_parsing as unsupervised_parsing
+import tasks.reports.parse_sentences as parse_sentences
 from onlstm import BackboneConfig, RNNLanguageModel
 from onlstm.parsing.inference import sequence_gate_distances
 from onlstm.parsing.text import TextStyle, detect_style, encode, normalize
@@ -50,7 +49,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 
 def parse(capsys, *argv: str) -> tuple[int, str, str]:
-    code = parse_text.main([str(a) for a in argv])
+    code = parse_sentences.main([str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -203,9 +202,9 @@ def test_text_output_has_tree_drawing_and_distances(capsys, checkpoints):
 
 def test_drawing_keeps_word_order():
     """nltk's printer, given words, numbers a node's own words before its subtrees' ones."""
-    drawn = parse_text.drawing(from_bracketed("(fell ((N N) on))"))
+    drawn = parse_sentences.drawing(from_bracketed("(fell ((N N) on))"))
     assert drawn.splitlines()[-1].split() == ["fell", "N", "N", "on"]
-    assert parse_text.drawing("word") == "word"
+    assert parse_sentences.drawing("word") == "word"
 
 
 def test_figure_writes_one_png_per_sentence(capsys, checkpoints, tmp_path):
@@ -237,14 +236,14 @@ def test_standard_input(capsys, checkpoints, monkeypatch, file_arg):
 
 def test_batched_equals_one_sentence_at_a_time(capsys, checkpoints, monkeypatch):
     calls = []
-    original = unsupervised_parsing.word_gate_distances
+    original = parse_sentences.word_gate_distances
 
     def counting(model, ids):
         calls.append(len(ids))
         return original(model, ids)
 
     one_by_one = records(capsys, checkpoints["ptb"], *SENTENCES, "--batch-size", "1")
-    monkeypatch.setattr(unsupervised_parsing, "word_gate_distances", counting)
+    monkeypatch.setattr(parse_sentences, "word_gate_distances", counting)
     batched = records(capsys, checkpoints["ptb"], *SENTENCES, "--batch-size", "2")
     assert calls == [2, 2, 1]  # five sentences in three padded batches
     for a, b in zip(one_by_one, batched):
@@ -255,7 +254,7 @@ def test_batched_equals_one_sentence_at_a_time(capsys, checkpoints, monkeypatch)
 def test_module_reads_stdin_writes_json_lines_and_shows_progress(checkpoints):
     """As a user runs it: a process, lines piped in; stdout stays clean JSON, the bar goes to stderr."""
     proc = subprocess.run(
-        [sys.executable, "-m", "tasks.parse_text", str(checkpoints["ptb"]), "--jsonl"],
+        [sys.executable, "-m", "tasks.reports.parse_sentences", str(checkpoints["ptb"]), "--jsonl"],
         input="The cat sat.\n\nDogs bark.\n", cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -355,6 +354,6 @@ def test_no_input_at_a_terminal_is_an_error(capsys, checkpoints, monkeypatch):
 
 def test_layer_and_layer_from_exclude_each_other(capsys, checkpoints, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
-        parse_text.main([str(checkpoints["ptb"]), "x", "--layer", "1", "--layer-from", str(tmp_path)])
+        parse_sentences.main([str(checkpoints["ptb"]), "x", "--layer", "1", "--layer-from", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err

@@ -17,9 +17,9 @@ from datamodules.files import DataError
 from datamodules.treebank import TreebankDataModule, read_treebank, select_files
 from onlstm import BackboneConfig, RNNLanguageModel
 from onlstm.parsing.trees import from_bracketed, leaves
-from tasks.checkpoints import load_language_model
+from onlstm.checkpoints import load_language_model
 from eval import evaluate
-from tasks.unsupervised_parsing import word_gate_distances
+from onlstm.parsing.inference import word_gate_distances
 from tests.helpers import DATA_DIR, TINY_MODEL, compose_config, requires_data, tiny_backbone
 
 GOOD = """\

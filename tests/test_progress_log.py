@@ -1,4 +1,4 @@
-"""What a user reads in a run's train.log while it trains and evaluates (tasks.callbacks.ProgressLog)."""
+"""What a user reads in a run's train.log while it trains and evaluates (tasks.jobs.progress_log.ProgressLog)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_eta_names_the_cpu_time_budget_and_test_files_report_their_rate(tmp_path
     max_epochs is far beyond the budget even on a busy machine, where the budget's ETA (CPU time
     left over CPU seconds per wall second) stretches."""
     run = tmp_path / "run"
-    run_train([*LOGIC_TINY_RUN, "+callbacks.cpu_time_budget._target_=tasks.callbacks.CpuTimeBudget",
+    run_train([*LOGIC_TINY_RUN, "+callbacks.cpu_time_budget._target_=tasks.jobs.callbacks.CpuTimeBudget",
                "+callbacks.cpu_time_budget.minutes=0.02", "trainer.max_epochs=100000", "callbacks.progress_log.every_n_steps=1",
                "callbacks.progress_log.eval_every_seconds=0", f"hydra.run.dir={run}"])
     lines = _lines(run)

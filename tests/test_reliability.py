@@ -22,7 +22,7 @@ import train as entry
 from eval import evaluate
 from datamodules.files import DataError
 from datamodules.text_corpus import TextCorpusDataModule, load_corpus
-from tasks.checkpoints import CheckpointError, load_language_model, read_checkpoint
+from onlstm.checkpoints import CheckpointError, load_language_model, read_checkpoint
 from tests.helpers import ROOT, TINY_MODEL, cli_env, requires_data
 
 TINY_LM = [

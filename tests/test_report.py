@@ -1,4 +1,4 @@
-"""The evidence report (``python -m tasks.report``): tables, verdicts and files from run folders.
+"""The evidence report (``python -m tasks.reports.evidence``): tables, verdicts and files from run folders.
 
 Synthetic run folders with hand-chosen metrics: each expected mean, standard deviation and
 verdict below is worked out by hand in the comments.
@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tasks.report import load_runs, main, write_report
+from tasks.reports.evidence import main, write_report
+from tasks.reports.runs import load_runs
 
 
 def fake_run(folder: Path, config: dict, metrics: dict | None, history: list[dict] = (), tables: dict = None) -> Path:
@@ -259,18 +261,23 @@ def test_tuning_runs_and_sweeps_not_run_yet_are_listed(tmp_path):
     assert "| logic | model.hidden_size=128 | val/acc_best | 0.9100 | 10.0 | yes | abc123 |" in text
 
 
+def tuning_sweep(sweep: Path, *shared_overrides: str) -> Path:
+    """Two logic tuning runs: width 128 with lr 0.003 (0.88 on validation) and width 256 with lr
+    1e-3 (0.93), each run's overrides ``shared_overrides`` and its own."""
+    for width, lr, acc in ((128, "0.003", 0.88), (256, "1e-3", 0.93)):
+        config = {"seed": 141, "model": {"arch": "onlstm"},
+                  "task": {"name": "logic", "optimized_metric": "val/acc", "monitor_mode": "max"}}
+        fake_run(sweep / f"h{width}", config, {"val/acc_best": acc}, [{"step": 5, "time/cpu_minutes": 10.0}])
+        (sweep / f"h{width}" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(
+            [*shared_overrides, "experiment=evidence_logic", f"model.hidden_size={width}", f"task.module.lr={lr}"]))
+    return sweep
+
+
 def test_the_report_says_whether_the_recipe_uses_the_best_tuned_setting(tmp_path):
     """Tuning width 128 with lr 0.003 and width 256 with lr 1e-3: 256 wins on validation (0.93 >
     0.88). Runs at width 256 with lr 0.001 in their config use it; runs at width 128 are named as
     not using it (break: pick the first run, or compare the lr as text)."""
-    tuning = tmp_path / "tuning"
-    for width, lr, acc in ((128, "0.003", 0.88), (256, "1e-3", 0.93)):
-        config = {"seed": 141, "model": {"arch": "onlstm"},
-                  "task": {"name": "logic", "optimized_metric": "val/acc", "monitor_mode": "max"}}
-        fake_run(tuning / f"h{width}", config, {"val/acc_best": acc}, [{"step": 5, "time/cpu_minutes": 10.0}])
-        (tuning / f"h{width}" / ".hydra" / "overrides.yaml").write_text(
-            yaml.safe_dump(["seed=141", "experiment=evidence_logic", f"model.hidden_size={width}",
-                            f"task.module.lr={lr}"]))
+    tuning = tuning_sweep(tmp_path / "tuning", "seed=141")
     for width in (256, 128):
         logic = tmp_path / f"logic{width}"
         for seed in (1, 2, 3):
@@ -302,3 +309,74 @@ def test_a_claim_with_unfinished_runs_only_says_so_without_empty_tables(tmp_path
     assert "Unfinished runs (left out of every table): logic/onlstm_seed1 (CPU minutes at last validation: 6.0)." in text
     assert not list((tmp_path / "e").glob("logic_*"))
     assert (tmp_path / "e" / "lm_perplexity.csv").is_file()
+
+
+# ------------------------------------------------------------------ the whole report, byte for byte
+GOLDEN = Path(__file__).resolve().parent / "fixtures" / "evidence_report"
+GOLDEN_COMMAND = "make evidence-report"
+
+
+def evidence_folders(root: Path) -> tuple[list[str], list[str]]:
+    """Run folders of all four claims (one run unfinished) and of a tuning sweep, as the evidence
+    sweeps leave them (overrides and Hydra's job name included); (claim folders, tuning folders),
+    relative to ``root``."""
+    lm = lm_sweep(root, [100, 102, 104], [110, 112, 114])
+    fake_run(lm / "onlstm_seed4", lm_config("onlstm", 4), None, [{"step": 5, "val/ppl": 900.0, "time/cpu_minutes": 2.5}])
+    parsing = root / "parsing"
+    for seed, (f1, wsj10) in enumerate([(0.50, 0.58), (0.52, 0.60), (0.54, 0.62)], start=1):
+        parsing_run(parsing, seed, "best", f1, wsj10, 2)
+        parsing_run(parsing, seed, "initial", 0.20 + seed / 100, 0.30, 1)
+    logic = root / "logic"
+    for seed, (on, lstm) in enumerate([(0.80, 0.70), (0.82, 0.72), (0.84, 0.74)], start=1):
+        logic_run(logic, "onlstm", seed, 0.97, on, generated_acc=on - 0.25)
+        logic_run(logic, "lstm", seed, 0.96, lstm, generated_acc=lstm - 0.05)
+    syneval = root / "syneval"
+    for seed in (1, 2, 3):
+        syneval_run(syneval, "onlstm", seed, 0.70 + seed / 100)
+        syneval_run(syneval, "lstm", seed, 0.60)
+    for sweep, entry in ((lm, "train"), (parsing, "eval"), (logic, "train"), (syneval, "train")):
+        for folder in sweep.iterdir():
+            (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"experiment=evidence_{sweep.name}"]))
+            (folder / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"name": entry}}}))
+    tuning_sweep(root / "logic_tuning")
+    return ["lm", "parsing", "logic", "syneval"], ["logic_tuning"]
+
+
+def report_files(out: Path) -> dict[str, bytes]:
+    """The report's markdown and CSVs (the figures are checked for existence only: PNG bytes
+    depend on the matplotlib version)."""
+    files = {out.with_suffix(".md").name: out.with_suffix(".md").read_bytes()}
+    files.update({f"{out.name}/{p.name}": p.read_bytes() for p in sorted(out.glob("*.csv"))})
+    return files
+
+
+def write_golden_report(root: Path) -> dict[str, bytes]:
+    claims, tuning = evidence_folders(root)
+    write_report([root / p for p in claims], root / "out" / "evidence", GOLDEN_COMMAND, [root / p for p in tuning])
+    files = report_files(root / "out" / "evidence")
+    # the folders as a reader passes them (relative), whatever temporary folder the test ran in
+    return {name: data.replace(str(root).encode() + b"/", b"") for name, data in files.items()}
+
+
+def test_the_report_is_byte_for_byte_what_it_was(tmp_path):
+    """The whole report of every claim, against the files the report wrote when the golden copy was
+    taken (tests/fixtures/evidence_report). A change of wording, rounding or order fails here;
+    after an intended change regenerate with ``PYTHONPATH=. python -m tests.test_report`` and
+    review the diff."""
+    files = write_golden_report(tmp_path)
+    golden = {str(p.relative_to(GOLDEN)): p.read_bytes() for p in sorted(GOLDEN.rglob("*")) if p.is_file()}
+    assert sorted(files) == sorted(golden)
+    for name, data in files.items():
+        assert data.decode() == golden[name].decode(), name
+    figures = re.findall(r"\]\(evidence/(\w+\.png)\)", files["evidence.md"].decode())
+    assert len(figures) == 3 and all((tmp_path / "out" / "evidence" / name).stat().st_size > 1000 for name in figures)
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, data in write_golden_report(Path(scratch)).items():
+            (GOLDEN / name).parent.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / name).write_bytes(data)
+    print(f"wrote {GOLDEN}")

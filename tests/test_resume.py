@@ -1,4 +1,4 @@
-"""Resumable runs and sweeps (``resume=true``, :mod:`tasks.resume`): what ``make evidence`` relies
+"""Resumable runs and sweeps (``resume=true``, :mod:`tasks.jobs.runner`): what ``make evidence`` relies
 on when the machine is reclaimed mid-sweep and the same command is run again."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from eval import evaluate
-from tasks import resume
-from tasks.checkpoints import read_checkpoint
+from tasks.jobs import provenance, run_folder
+from onlstm.checkpoints import read_checkpoint
 from tests.helpers import LM_TINY_RUN, ROOT, cli_env, compose_config, logged_metrics, requires_data, run_train
 
 # experiment=evidence_lm as a seconds-long sweep of one ON-LSTM job: a fixed number of steps
@@ -47,7 +47,7 @@ def test_interrupted_sweep_continues_and_a_finished_one_is_skipped(tmp_path):
     finds done.json and trains nothing."""
     reference = tmp_path / "reference"
     run_train(sweep_args(reference))
-    expected = json.loads((reference / "onlstm_seed7" / resume.DONE_FILE).read_text())["metrics"]
+    expected = json.loads((reference / "onlstm_seed7" / run_folder.DONE).read_text())["metrics"]
 
     sweep = tmp_path / "sweep"
     job = sweep / "onlstm_seed7"
@@ -58,12 +58,12 @@ def test_interrupted_sweep_continues_and_a_finished_one_is_skipped(tmp_path):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its joblib workers
     proc.wait()
-    assert (job / "checkpoints" / "last.ckpt").is_file() and not (job / resume.DONE_FILE).exists()
+    assert (job / "checkpoints" / "last.ckpt").is_file() and not (job / run_folder.DONE).exists()
     rows_before = logged_rows(job)
 
     run_train(sweep_args(sweep))
     assert "continuing the interrupted run" in (job / "train.log").read_text()
-    metrics = json.loads((job / resume.DONE_FILE).read_text())["metrics"]
+    metrics = json.loads((job / run_folder.DONE).read_text())["metrics"]
     for key in ("val/ppl", "val/ppl_best", "test/ppl", "train/loss_step"):  # (the epoch mean covers this attempt)
         assert metrics[key] == expected[key], key
     rows_after = logged_rows(job)
@@ -71,25 +71,25 @@ def test_interrupted_sweep_continues_and_a_finished_one_is_skipped(tmp_path):
     assert len(rows_after) > len(rows_before)
     assert logged_metrics(job)["test/ppl"] == pytest.approx(expected["test/ppl"])
 
-    stamp = (job / resume.DONE_FILE).stat().st_mtime_ns
+    stamp = (job / run_folder.DONE).stat().st_mtime_ns
     checkpoint_stamp = (job / "checkpoints" / "last.ckpt").stat().st_mtime_ns
     run_train(sweep_args(sweep))
-    assert (job / resume.DONE_FILE).stat().st_mtime_ns == stamp
+    assert (job / run_folder.DONE).stat().st_mtime_ns == stamp
     assert (job / "checkpoints" / "last.ckpt").stat().st_mtime_ns == checkpoint_stamp  # nothing trained
     assert "already holds a finished run (done.json): skipped" in (job / "train.log").read_text()
 
 
 def test_done_record_names_commit_machine_and_metrics(tmp_path):
-    path = resume.mark_done(tmp_path, {"val/ppl": 12.5}, "abc123", time.time() - 3)
+    path = run_folder.write_done(tmp_path, {"val/ppl": 12.5}, "abc123", provenance.machine(), time.time() - 3)
     record = json.loads(path.read_text())
     assert record["metrics"] == {"val/ppl": 12.5} and record["commit"] == "abc123"
     assert record["machine"]["torch"] and record["machine"]["device"] and record["wall_seconds_last_attempt"] >= 3
-    assert resume.finished_metrics(tmp_path) == {"val/ppl": 12.5}
+    assert run_folder.finished_metrics(tmp_path) == {"val/ppl": 12.5}
     assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file, then renamed
     path.write_text("{truncated")
     with pytest.raises(ValueError, match=rf"{path}: not a run record .* delete it to run this job again"):
-        resume.finished_metrics(tmp_path)
-    assert resume.finished_metrics(tmp_path / "nothing") is None
+        run_folder.finished_metrics(tmp_path)
+    assert run_folder.finished_metrics(tmp_path / "nothing") is None
 
 
 def git_repo(folder: Path) -> str:
@@ -109,12 +109,12 @@ def test_code_commit_reads_the_top_of_a_checkout_only(tmp_path):
     checkout (an installed package under a project's .venv) is "unknown", not that project's commit."""
     repo = tmp_path / "repo"
     commit = git_repo(repo)
-    assert resume.code_commit(repo) == commit
+    assert provenance.code_commit(repo) == commit
     (repo / "file.txt").write_text("two\n")
-    assert resume.code_commit(repo) == commit + "+dirty"
+    assert provenance.code_commit(repo) == commit + "+dirty"
     (repo / "lib" / "site-packages").mkdir(parents=True)
-    assert resume.code_commit(repo / "lib" / "site-packages") == "unknown"
-    assert resume.code_commit(tmp_path / "not-a-checkout") == "unknown"
+    assert provenance.code_commit(repo / "lib" / "site-packages") == "unknown"
+    assert provenance.code_commit(tmp_path / "not-a-checkout") == "unknown"
 
 
 @requires_data("ptb/train.txt", "ptb/valid.txt", "ptb/test.txt")
@@ -127,7 +127,7 @@ def test_a_run_records_the_commit_of_its_code_not_of_paths_root_dir(tmp_path):
     out = tmp_path / "run"
     train.train(compose_config([*LM_TINY_RUN, "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2",
                                 "~logger", f"paths.root_dir={tmp_path / 'elsewhere'}"], out))
-    recorded = json.loads((out / resume.DONE_FILE).read_text())["commit"]
+    recorded = json.loads((out / run_folder.DONE).read_text())["commit"]
     assert not recorded.startswith(other)
     ours = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
     if ours.returncode == 0:  # a git checkout (CI's is)
@@ -170,9 +170,9 @@ def test_sigterm_to_an_evidence_sweep_leaves_a_last_ckpt_it_continues_from(tmp_p
         time.sleep(0.1)
     assert "SIGTERM received: saving" in (job / "train.log").read_text()
     assert read_checkpoint(job / "checkpoints" / "last.ckpt")["global_step"] == 30
-    assert not (job / resume.DONE_FILE).exists()
+    assert not (job / run_folder.DONE).exists()
 
     run_train(sweep_args(sweep))
     log = (job / "train.log").read_text()
     assert "continuing the interrupted run" in log and "training from step 30" in log
-    assert json.loads((job / resume.DONE_FILE).read_text())["metrics"]["test/ppl"] > 1
+    assert json.loads((job / run_folder.DONE).read_text())["metrics"]["test/ppl"] > 1

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasks.tracking import CHECKPOINT_KEY, offline_run_folders, wandb_offline
+from tasks.jobs.tracking import CHECKPOINT_KEY, offline_run_folders, wandb_offline
 from tests.helpers import LOGIC_TINY_RUN, TINY_MODEL, requires_data
 from train import train
 

@@ -7,7 +7,6 @@ One fast path per device:
   built at first use by :mod:`onlstm.ops.cpu_build`) behind registered torch ops;
 * :mod:`onlstm.ops.triton_kernels`: float32 CUDA tensors, one Triton kernel per step, registered
   torch ops (imported only when used: Triton is optional);
-* :mod:`onlstm.ops.cuda_graphs`: replays a module's training calls as CUDA graphs;
 * :mod:`onlstm.ops.shared`: what they share (the result type, the distances' gradient, argument
   checks).
 

@@ -4,6 +4,8 @@ Sentences are right-padded into one (time, batch) tensor. The recurrence is caus
 outputs at a sentence's real positions do not depend on the padding after it: a padded batch
 gives the same numbers as one sentence at a time (tested in ``tests/test_inference.py``).
 Sentences are sorted by length inside each batch group to keep padding small.
+:func:`word_gate_distances` gives the distances of ``<eos> words <eos>`` at the words, as
+``task=parsing`` and ``onlstm-parse`` read them.
 """
 
 from __future__ import annotations
@@ -16,22 +18,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from onlstm.lm import RNNLanguageModel
+from onlstm.padding import pad_batch
 
 
 class SentenceGates(NamedTuple):
     distances: Tensor  # (layers, length): 1 - mean master forget gate at every position
     distances_in: Tensor  # (layers, length)
-
-
-def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Tensor, Tensor]:
-    """(time, batch) long tensor right-padded with ``pad_id``, and the lengths (batch,)."""
-    if not sequences:
-        raise ValueError("pad_batch needs at least one sequence")
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    tokens = torch.full((int(lengths.max()), len(sequences)), pad_id, dtype=torch.long)
-    for column, seq in enumerate(sequences):
-        tokens[: len(seq), column] = torch.as_tensor(list(seq), dtype=torch.long)
-    return tokens, lengths
 
 
 def _gates_forward(model: nn.Module, tokens: Tensor):
@@ -88,3 +80,19 @@ def sequence_gate_distances(model: nn.Module, sequences: Sequence[Sequence[int]]
             n = int(lengths[column])
             result[index] = SentenceGates(dist_f[:, :n, column].clone(), dist_i[:, :n, column].clone())
     return result  # type: ignore[return-value]
+
+
+def word_gate_distances(
+    model: nn.Module, id_sequences: Sequence[Sequence[int]]
+) -> list[tuple[Tensor, Tensor]]:
+    """(forget, input) master-gate distances, each (layers, words), of sentences given as
+    ``<eos> words <eos>`` id sequences, in one padded batch (equal to one sentence at a time).
+
+    Which positions: as in the official ``test_phrase_grammar.py`` (``depth = gates[1:-1]``), the
+    distance of word i is the one the forward pass computes while reading word i, with the leading
+    ``<eos>`` (the sentence start the LM saw in training) and the words before it as context. The
+    distances at the two ``<eos>`` positions are dropped; the trailing ``<eos>`` cannot change the
+    others (the recurrence is causal) and is fed only to match the official input.
+    """
+    gates = sequence_gate_distances(model, id_sequences, batch_size=max(1, len(id_sequences)))
+    return [(g.distances[:, 1:-1], g.distances_in[:, 1:-1]) for g in gates]

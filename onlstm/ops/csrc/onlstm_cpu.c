@@ -6,7 +6,7 @@
  * in the backward the pre-activation gradient of the whole gate row and dc_{t-1}. One call per
  * step replaces ~40 small PyTorch kernels and their dispatch (onlstm/ops/cpu.py says why).
  *
- * Plain C with no PyTorch headers, so it compiles in about a second at first use
+ * Plain C with no PyTorch headers, so it compiles in about half a second at first use
  * (onlstm/ops/cpu_build.py) and is called through ctypes with raw pointers to contiguous tensors,
  * only by the registered ops of onlstm/ops/cpu.py, which check every shape, dtype and stride first.
  * The step kernels are single-threaded on purpose: PyTorch's matmuls own the OpenMP pool, and a

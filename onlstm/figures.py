@@ -1,0 +1,89 @@
+"""Figures drawn from numbers (matplotlib ``Figure`` objects, no pyplot state, no display), shared
+by a task that logs them during a run and the offline tools that draw them from run folders.
+
+:func:`accuracy_by_operators` is the logical-inference figure (the paper's Figure 2): the logic
+task draws its run with it, the evidence report the mean and spread over seeds, and
+``python -m tasks.reports.logic_figure`` several runs together. :func:`gate_figure` draws a
+sentence's master-gate distances (the parsing task, ``onlstm-parse --figure``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from matplotlib.figure import Figure
+
+ARCH_NAMES = {"onlstm": "ON-LSTM", "lstm": "LSTM"}  # how figures and tables name model.arch
+ARCH_COLORS = {"onlstm": "tab:blue", "lstm": "tab:orange"}
+BOWMAN_MAX_OPERATORS = 12  # Bowman et al.'s test files stop here; longer formulas come from our generator
+
+
+def line_figure(title: str, xlabel: str, ylabel: str) -> tuple[Figure, Any]:
+    """An empty figure with one set of axes, titled and labelled: (figure, axes)."""
+    figure = Figure(figsize=(6.4, 4.0))
+    axes = figure.subplots()
+    axes.set_title(title, fontsize=10)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    return figure, axes
+
+
+@dataclass
+class Curve:
+    """One line of a figure: (x, y) points, optionally a band of +- ``spread`` around them."""
+
+    label: str
+    points: Sequence[tuple[float, float]]
+    spread: Sequence[float] | None = None  # one per point; None: no band
+    color: str | None = None  # None: matplotlib's next colour
+
+
+def accuracy_by_operators(curves: Sequence[Curve], operators: Sequence[int], train_max_ops: int | None = 6,
+                          majority: Curve | None = None) -> Figure:
+    """Test accuracy against the number of operators in a formula, one line per model (or run),
+    with the lengths longer than training shaded and, when the axis goes past Bowman's test files,
+    a dotted line where the generated formulas start. ``operators``: every length on the axis;
+    ``majority``: the rate of the most frequent label, drawn as a black dotted reference."""
+    figure, axes = line_figure("Accuracy by number of operators", "operators", "test accuracy")
+    for curve in curves:
+        xs, ys = zip(*curve.points)
+        axes.plot(xs, ys, marker="o", color=curve.color, label=curve.label)
+        if curve.spread is not None:
+            axes.fill_between(xs, [y - s for y, s in zip(ys, curve.spread)], [y + s for y, s in zip(ys, curve.spread)],
+                              color=curve.color, alpha=0.2)
+    if majority is not None:
+        xs, ys = zip(*majority.points)
+        axes.plot(xs, ys, "k:", linewidth=1, label=majority.label)
+    if train_max_ops is not None:
+        axes.axvspan(train_max_ops + 0.5, max(operators, default=train_max_ops + 1) + 0.5, color="grey", alpha=0.1,
+                     label="longer than training")
+    if any(n > BOWMAN_MAX_OPERATORS for n in operators):
+        axes.axvline(BOWMAN_MAX_OPERATORS + 0.5, color="grey", linestyle=":", linewidth=1,
+                     label="right of it: generated formulas")
+    axes.legend(fontsize=8)
+    return figure
+
+
+def gate_figure(
+    words: Sequence[str], distances: Sequence[Sequence[float]], distances_in: Sequence[Sequence[float]], title: str
+) -> Figure:
+    """Bars of the master forget-gate (1 - mean f~) and input-gate (mean i~) distances per layer,
+    like the official code's figures. A bare Figure: no pyplot state, drawn with Agg."""
+    layers, n = len(distances), len(words)
+    figure = Figure(figsize=(max(4.0, 0.5 * n + 1.0), 1.6 * layers + 0.8))
+    axes = figure.subplots(layers, 1, sharex=True, squeeze=False)[:, 0]
+    positions = list(range(n))
+    for k, ax in enumerate(axes):
+        ax.bar([p - 0.2 for p in positions], distances[k], width=0.4, label="forget distance")
+        ax.bar([p + 0.2 for p in positions], distances_in[k], width=0.4, label="input distance")
+        ax.set_ylim(0.0, 1.0)
+        ax.set_ylabel(f"layer {k + 1}")
+    axes[0].set_title(title, fontsize=9)
+    axes[0].legend(loc="upper right", fontsize=7)
+    axes[-1].set_xticks(positions)
+    axes[-1].set_xticklabels(words, rotation=45, ha="right", fontsize=8)
+    axes[-1].set_xlim(-0.5, n - 0.5)
+    figure.tight_layout()
+    return figure

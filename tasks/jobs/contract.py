@@ -1,0 +1,39 @@
+"""What the run machinery needs of a task's LightningModule beyond Lightning's hooks (the module half
+of the task contract; the data half is :class:`datamodules.contract.TaskDataModule`).
+
+The runner builds a task from its config: the datamodule (``task.datamodule``), then the module
+(``task.module``) with the backbone config, the run options and the datamodule's
+``module_kwargs()``; when the module brings a vocabulary (:attr:`TaskModule.vocab`, a trained
+LM's) the datamodule encodes its data with it (``use_vocabulary``). The progress log counts what
+:meth:`TaskModule.progress_items` says a batch holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+
+
+def count_items(batch: Any) -> tuple[int, str]:
+    """The length of a batch's first tensor or list ("items"); 1 "batches" when it has none."""
+    values = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (list, tuple)) else [batch]
+    for value in values:
+        if hasattr(value, "shape") and len(value.shape) > 0:
+            return int(value.shape[0]), "items"
+        if isinstance(value, (list, tuple)):
+            return len(value), "items"
+    return 1, "batches"
+
+
+class TaskModule(pl.LightningModule):
+    """Base of every task's LightningModule (the ``_target_`` of a ``conf/task/*.yaml``'s module)."""
+
+    #: the words the model reads, when the model brings them (a language model, or a task that
+    #: loads one); None when the data fixes the symbols
+    vocab: list[str] | None = None
+
+    def progress_items(self, batch: Any) -> tuple[int, str]:
+        """How many items ``batch`` holds and what they are, for the progress log's rates
+        ("tokens", "sentences", "pairs"); by default the length of its first tensor, "items"."""
+        return count_items(batch)

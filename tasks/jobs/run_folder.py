@@ -1,0 +1,230 @@
+"""The one module that knows what a run folder holds and where; everyone else asks it.
+
+A run folder is what one job (``python train.py``, ``python eval.py``, or one job of a sweep)
+leaves behind::
+
+    .hydra/config.yaml      the composed config, as Hydra saved it (interpolations unresolved)
+    .hydra/overrides.yaml   the command line's overrides
+    .hydra/hydra.yaml       Hydra's own config (the job's name "train"/"eval", its number in a sweep)
+    csv/metrics.csv         every logged metric, one row per logging step (logger=csv)
+    done.json               written last, atomically, when the job finished: its final metrics,
+                            when, the code's commit, the machine (absent: unfinished)
+    checkpoints/            last.ckpt (the state a run continues from), best.ckpt (or epoch_NNN.ckpt:
+                            the best by the task's metric), initial.ckpt (the weights before the
+                            first update), best_cpuNNNmin.ckpt (the best at a CPU-time mark)
+    tables/                 a task's result tables, each as NAME.csv and NAME.md
+    figures/                a task's figures, NAME.png
+    train.log               the job's log (Hydra's job logging, named by the entry: eval.log for eval.py)
+
+The offline tools (``tasks.reports``) import this module, so it imports nothing heavy: no torch,
+no Lightning.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+
+CONFIG = Path(".hydra") / "config.yaml"
+OVERRIDES = Path(".hydra") / "overrides.yaml"
+HYDRA = Path(".hydra") / "hydra.yaml"
+METRICS = Path("csv") / "metrics.csv"
+DONE = "done.json"
+CHECKPOINTS = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINT = "best.ckpt"
+INITIAL_CHECKPOINT = "initial.ckpt"
+TABLES = "tables"
+FIGURES = "figures"
+
+
+# ------------------------------------------------------------------------------ what Hydra wrote
+def is_run_folder(folder: str | Path) -> bool:
+    return (Path(folder) / CONFIG).is_file()
+
+
+def run_folders(path: str | Path) -> list[Path]:
+    """``path`` itself when it is a run folder, else the run folders directly inside it (a sweep's
+    jobs), sorted; a FileNotFoundError naming ``path`` when there is none."""
+    path = Path(path)
+    if is_run_folder(path):
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such run or multirun folder")
+    found = sorted(p for p in path.iterdir() if is_run_folder(p))
+    if not found:
+        raise FileNotFoundError(f"{path}: holds no run folder (none has {CONFIG.as_posix()})")
+    return found
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+def read_config(folder: str | Path) -> dict | None:
+    """The composed config as saved (``${...}`` interpolations left as text); None when absent."""
+    return _yaml(Path(folder) / CONFIG)
+
+
+def config_value(folder: str | Path, key: str) -> Any:
+    """One value of the saved config, ``key`` dotted, interpolations resolved; None when the
+    folder has no config or the config no such key."""
+    path = Path(folder) / CONFIG
+    if not path.is_file():
+        return None
+    return OmegaConf.select(OmegaConf.load(path), key)
+
+
+def read_overrides(folder: str | Path) -> list[str]:
+    return list(_yaml(Path(folder) / OVERRIDES) or [])
+
+
+def log_path(folder: str | Path, job_name: str = "train") -> Path:
+    """The job's log: ``train.log`` (``eval.log`` for ``eval.py``: Hydra names it by the job)."""
+    return Path(folder) / f"{job_name}.log"
+
+
+def job_info(folder: str | Path) -> dict:
+    """Hydra's ``hydra.job`` node of the run (``name``: the entry script, ``num``: its number in a
+    sweep); empty when the folder has no hydra.yaml."""
+    return ((_yaml(Path(folder) / HYDRA) or {}).get("hydra") or {}).get("job") or {}
+
+
+# ------------------------------------------------------------------------------ metrics
+def metrics_path(folder: str | Path) -> Path:
+    return Path(folder) / METRICS
+
+
+def read_metrics(folder: str | Path) -> list[dict[str, float]]:
+    """The rows of ``csv/metrics.csv``, each with the metrics it logged (empty cells left out);
+    no rows when the run logged no CSV."""
+    path = metrics_path(folder)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
+
+
+# ------------------------------------------------------------------------------ the done marker
+def done_path(folder: str | Path) -> Path:
+    return Path(folder) / DONE
+
+
+def read_done(folder: str | Path) -> dict | None:
+    """The record ``done.json`` holds, None when the run has not finished; a damaged file raises
+    ``json.JSONDecodeError``."""
+    path = done_path(folder)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def finished_metrics(folder: str | Path) -> dict[str, float] | None:
+    """The metrics a finished run stored, or None when the folder holds no finished run."""
+    path = done_path(folder)
+    try:
+        record = read_done(folder)
+        return None if record is None else {str(k): float(v) for k, v in record["metrics"].items()}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"{path}: not a run record written by this project ({err}); delete it to run this job again"
+        ) from None
+
+
+def write_done(folder: str | Path, metrics: dict[str, float], commit: str, machine: dict[str, str],
+               started: float) -> Path:
+    """Write ``done.json``: the run's final metrics, when it finished, how long its last attempt
+    took (from ``started``, a ``time.time()``), the code's commit and the machine. Through a
+    temporary file, so that a job killed while writing it counts as unfinished."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(timezone.utc)
+    record = {
+        "finished": now.isoformat(timespec="seconds"),
+        "wall_seconds_last_attempt": round(now.timestamp() - started, 1),
+        "commit": commit,
+        "machine": machine,
+        "metrics": {k: float(v) for k, v in sorted(metrics.items())},
+    }
+    tmp = folder / f".{DONE}.tmp"
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, done_path(folder))
+    return done_path(folder)
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def checkpoints_dir(folder: str | Path) -> Path:
+    return Path(folder) / CHECKPOINTS
+
+
+def last_checkpoint_path(folder: str | Path) -> Path:
+    return checkpoints_dir(folder) / LAST_CHECKPOINT
+
+
+def last_checkpoint(folder: str | Path) -> Path | None:
+    """``checkpoints/last.ckpt`` when the run wrote one (an interrupted run continues from it)."""
+    path = last_checkpoint_path(folder)
+    return path if path.is_file() else None
+
+
+def cpu_mark_checkpoint_name(minutes: float) -> str:
+    """The copy of the best checkpoint kept at ``minutes`` of CPU time: ``best_cpu040min.ckpt``."""
+    return f"best_cpu{minutes:03g}min.ckpt"
+
+
+# ------------------------------------------------------------------------------ tables and figures
+def file_name(key: str) -> str:
+    """A logged table's or figure's key as a file name: ``test/acc_by_ops`` -> ``test_acc_by_ops``."""
+    return key.replace("/", "_").replace(" ", "_")
+
+
+def figure_path(folder: str | Path, key: str) -> Path:
+    return Path(folder) / FIGURES / f"{file_name(key)}.png"
+
+
+def table_path(folder: str | Path, key: str) -> Path:
+    """The CSV file of a logged table (its markdown copy is beside it, ``.md``)."""
+    return Path(folder) / TABLES / f"{file_name(key)}.csv"
+
+
+def read_table(folder: str | Path, key: str) -> list[dict[str, str]]:
+    """The rows of a table the run logged, as text; no rows when it logged none by that key."""
+    path = table_path(folder, key)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    def fmt(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    return Path(path)
+
+
+def write_table(folder: str | Path, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[Path, str]:
+    """A table as ``tables/NAME.csv`` and ``tables/NAME.md``; (the markdown file, its text)."""
+    path = table_path(folder, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_csv(path, columns, rows)
+    text = markdown_table(columns, rows)
+    md_path = path.with_suffix(".md")
+    md_path.write_text(text)
+    return md_path, text
