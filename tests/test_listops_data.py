@@ -422,11 +422,11 @@ def test_missing_released_file_names_the_path(tmp_path):
 
 
 def test_signature_makes_a_typed_config(tmp_path):
-    """The task's schema is made from this signature (tasks/schemas/base.py): every argument must
+    """The task's schema is made from this signature (tasks/jobs/schemas/base.py): every argument must
     have a type a structured config can hold, and the config must instantiate the datamodule."""
     from hydra.utils import instantiate
 
-    from tasks.schemas.base import signature_schema
+    from tasks.jobs.schemas.base import signature_schema
 
     cfg = OmegaConf.structured(signature_schema("ListOpsDataSchema", ListOpsDataModule))
     assert cfg.generated_test_lengths == ["200-300", "500-600", "900-1000"]
