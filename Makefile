@@ -6,11 +6,19 @@ BIN := $(VENV)/bin
 ONLSTM_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(CURDIR)/data)
 export ONLSTM_DATA_DIR
 ARGS ?=
-# extra overrides for every evidence sweep, e.g. EVIDENCE_ARGS="trainer=gpu hydra.launcher.n_jobs=1"
+# The evidence sweeps of round 2, in the order of their plan (docs/preregistration.md): the entry
+# script and its arguments, one sweep per quoted item; each resumes where it stopped. Extra overrides
+# (EVIDENCE_ARGS, e.g. "trainer=gpu hydra.launcher.n_jobs=1") make runs the report does not count
+# for the plan: it names them.
+EVIDENCE_SWEEPS := "train.py -m experiment=evidence2_logic" \
+	"train.py -m experiment=evidence2_lm" \
+	"eval.py -m experiment=evidence2_lm_marks" \
+	"eval.py -m experiment=evidence2_parsing" \
+	"train.py -m experiment=evidence2_logic seed=1,2,3"
 EVIDENCE_ARGS ?=
-EVIDENCE_SWEEPS := lm parsing logic syneval
-# the sweeps that only evaluate checkpoints of earlier ones: run with eval.py, the others with train.py
-EVIDENCE_EVAL_SWEEPS := parsing
+# where the sweeps write (paths.log_dir/evidence), and where their records are kept in the checkout
+EVIDENCE_LOGS ?= logs/evidence
+EVIDENCE_RECORDS := docs/evidence/runs/round2
 # Pins the CPU build of torch (see constraints.txt); `make install CONSTRAINTS=` keeps the torch
 # an existing environment has (VENV=that environment).
 CONSTRAINTS ?= constraints.txt
@@ -41,15 +49,18 @@ test: install ## the test suite without the slow tests
 test-full: install ## every test, the slow ones too
 	$(BIN)/python -m pytest -q $(ARGS)
 
-evidence: install ## ON-LSTM vs LSTM x 3 seeds for each of the paper's claims, then docs/evidence.md (hours on a CPU; run again to continue an interrupted sweep)
+evidence: install ## the pre-registered sweeps of round 2, then docs/evidence.md (many CPU-hours; run again to continue)
 	for sweep in $(EVIDENCE_SWEEPS); do \
-		entry=$$(case $$sweep in $(EVIDENCE_EVAL_SWEEPS)) echo eval.py;; *) echo train.py;; esac); \
-		OMP_NUM_THREADS=1 $(BIN)/python $$entry -m experiment=evidence_$$sweep $(EVIDENCE_ARGS) || exit 1; \
+		OMP_NUM_THREADS=1 $(BIN)/python $$sweep $(EVIDENCE_ARGS) || exit 1; \
 	done
 	$(MAKE) evidence-report
 
-evidence-report: install ## docs/evidence.md from the finished runs under logs/evidence
-	$(BIN)/python -m tasks.reports.evidence $(addprefix logs/evidence/,$(EVIDENCE_SWEEPS)) --tuning logs/evidence/logic_tuning --out docs/evidence
+evidence-report: install ## docs/evidence.md: keeps the runs' records (docs/evidence/runs), then reports from them
+	if [ -d $(EVIDENCE_LOGS)/round2 ]; then $(BIN)/python -m tasks.reports.archive $(EVIDENCE_LOGS)/round2 $(EVIDENCE_RECORDS); fi
+	$(BIN)/python train.py experiment=logic_paper --cfg job > docs/evidence/logic_paper_config.yaml
+	$(BIN)/python -m tasks.reports.evidence $(EVIDENCE_RECORDS)/* --plan docs/preregistration.md \
+		--round1 docs/evidence/round1.md --paper-config docs/evidence/logic_paper_config.yaml \
+		--paper-epoch benchmarks/results/logic_paper_epoch_cpu.md --out docs/evidence
 
 bench: install ## CPU throughput benchmarks (tables printed and saved as benchmarks/results/<bench>_cpu_<commit>.md; ~20 min, idle machine)
 	$(BIN)/python benchmarks/recurrence.py | tee benchmarks/results/recurrence_cpu_$(BENCH_COMMIT).md

@@ -6,6 +6,7 @@ reference. Fixtures stay in conftest.py; no test module imports another test mod
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -212,3 +214,35 @@ def check_zero_state_and_inference(implementation: str, device: str = "cpu"):
     torch.testing.assert_close(actual.distances, expected.distances, **TOL)
     torch.testing.assert_close(actual.distances_in, expected.distances_in, **TOL)
     torch.testing.assert_close(actual.hidden[-1][1], expected.hidden[-1][1], **TOL)
+
+
+# ----------------------------------------------------------------------------- run folders by hand
+def fake_run(folder: Path, config: dict, metrics: dict | None, history: list[dict] = (), tables: dict = None,
+             overrides: list[str] | None = None, commit: str = "abc123", entry: str | None = None) -> Path:
+    """A run folder as train.py leaves it: .hydra/config.yaml (and overrides.yaml, hydra.yaml with the
+    job's name when given), csv/metrics.csv, tables/, done.json naming ``commit`` (left out when
+    ``metrics`` is None: an unfinished run)."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    if overrides is not None:
+        (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if entry is not None:
+        (folder / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"name": entry}}}))
+    if history:
+        (folder / "csv").mkdir()
+        keys = sorted({k for row in history for k in row})
+        with open(folder / "csv" / "metrics.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(history)
+    for name, rows in (tables or {}).items():
+        (folder / "tables").mkdir(exist_ok=True)
+        with open(folder / "tables" / f"{name}.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    if metrics is not None:
+        record = {"finished": "2026-11-30T20:00:00+00:00", "commit": commit, "metrics": metrics,
+                  "machine": {"device": "Test CPU", "torch": "2.13.0", "threads": "1"}}
+        (folder / "done.json").write_text(json.dumps(record))
+    return folder

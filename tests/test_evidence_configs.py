@@ -49,12 +49,21 @@ def test_lm_evidence_models_have_equal_parameter_counts_within_five_percent(make
     assert counts == {"onlstm": 1_919_952, "lstm": 1_882_896}  # docs/evidence.md's "parameters per seed"
 
 
-def test_make_evidence_runs_every_sweep_then_the_report():
+def test_make_evidence_runs_the_planned_sweeps_in_order_then_the_report():
+    """make evidence runs every sweep the plan names, with the entry script the plan names, the
+    training sweeps before the evaluations of their checkpoints, then the report with the plan."""
+    from tasks.reports.preregistration import read_plans
+
     makefile = (ROOT / "Makefile").read_text()
-    assert "EVIDENCE_SWEEPS := " + " ".join(SWEEPS) in makefile
-    assert "$$entry -m experiment=evidence_$$sweep" in makefile and "-m tasks.reports.evidence" in makefile
-    assert "EVIDENCE_EVAL_SWEEPS := " + " ".join(EVAL_SWEEPS) in makefile
-    assert "case $$sweep in $(EVIDENCE_EVAL_SWEEPS)) echo eval.py;; *) echo train.py;; esac" in makefile
+    block = makefile.split("EVIDENCE_SWEEPS := ")[1].split("\nEVIDENCE_ARGS")[0]
+    sweeps = [line.strip(' "\\\t') for line in block.splitlines()]
+    planned = [f"{s.entry}.py -m experiment={s.experiment}" for plan in read_plans(ROOT / "docs" / "preregistration.md").values()
+               for s in plan.sweeps]
+    assert sorted(set(sweeps) - {"train.py -m experiment=evidence2_logic seed=1,2,3"}) == sorted(planned)
+    assert sweeps.index("train.py -m experiment=evidence2_lm") < sweeps.index("eval.py -m experiment=evidence2_parsing")
+    assert sweeps[-1] == "train.py -m experiment=evidence2_logic seed=1,2,3"  # the plan: after seeds 4-9
+    assert "OMP_NUM_THREADS=1 $(BIN)/python $$sweep" in makefile
+    assert "-m tasks.reports.evidence" in makefile and "--plan docs/preregistration.md" in makefile
 
 
 # ------------------------------------------------------------------ round 2 (docs/preregistration.md)

@@ -7,7 +7,6 @@ verdict below is worked out by hand in the comments.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from pathlib import Path
 
@@ -16,31 +15,7 @@ import yaml
 
 from tasks.reports.evidence import main, write_report
 from tasks.reports.runs import load_runs
-
-
-def fake_run(folder: Path, config: dict, metrics: dict | None, history: list[dict] = (), tables: dict = None) -> Path:
-    """A run folder as train.py leaves it: .hydra/config.yaml, csv/metrics.csv, tables/, done.json
-    (left out when ``metrics`` is None: an unfinished run)."""
-    (folder / ".hydra").mkdir(parents=True)
-    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
-    if history:
-        (folder / "csv").mkdir()
-        keys = sorted({k for row in history for k in row})
-        with open(folder / "csv" / "metrics.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(history)
-    for name, rows in (tables or {}).items():
-        (folder / "tables").mkdir(exist_ok=True)
-        with open(folder / "tables" / f"{name}.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    if metrics is not None:
-        record = {"finished": "2026-11-30T20:00:00+00:00", "commit": "abc123", "metrics": metrics,
-                  "machine": {"device": "Test CPU", "torch": "2.13.0", "threads": "1"}}
-        (folder / "done.json").write_text(json.dumps(record))
-    return folder
+from tests.helpers import fake_run
 
 
 def lm_config(arch: str, seed: int, **extra) -> dict:

@@ -138,3 +138,47 @@ def test_the_configs_write_where_the_layout_says(make_cfg, tmp_path):
     for job in ("train", "eval"):
         filled = pattern.replace("${hydra.runtime.output_dir}", str(out)).replace("${hydra.job.name}", job)
         assert Path(filled) == run_folder.log_path(out, job)
+
+
+# ------------------------------------------------------------------ records kept where checkpoints cannot go
+def test_a_record_keeps_what_the_report_reads_and_leaves_checkpoints_behind(moved_layout, tmp_path):
+    from tasks.reports import archive
+
+    sweeps = tmp_path / "logs"
+    finished = build_job(sweeps / "logic" / "onlstm_seed1", 1, finished=True)
+    build_job(sweeps / "logic" / "onlstm_seed2", 2, finished=False)
+    (run_folder.checkpoints_dir(finished)).mkdir(parents=True, exist_ok=True)
+    run_folder.last_checkpoint_path(finished).write_bytes(b"weights")
+    copied = archive.archive(sweeps, tmp_path / "kept")
+    assert [p.name for p in copied] == ["onlstm_seed1", "onlstm_seed2"]
+    kept = tmp_path / "kept" / "logic" / "onlstm_seed1"
+    assert sorted(p.as_posix() for p in run_folder.record_files(kept)) == sorted(
+        p.as_posix() for p in run_folder.record_files(finished))
+    assert not run_folder.checkpoints_dir(kept).exists()
+    # the report reads the kept copies as it reads the run folders
+    original, copy = load_runs([sweeps / "logic"]), load_runs([tmp_path / "kept" / "logic"])
+    assert [(r.seed, r.metrics, r.overrides, r.history) for r in original] == [
+        (r.seed, r.metrics, r.overrides, r.history) for r in copy]
+
+
+def test_a_finished_record_is_never_replaced_and_an_unfinished_one_is_refreshed(moved_layout, tmp_path):
+    run = build_job(tmp_path / "logs" / "logic" / "onlstm_seed1", 1, finished=False)
+    dest = tmp_path / "kept"
+    assert run_folder.copy_record(run, dest)
+    run_folder.write_done(run, {"val/acc": 0.9}, "abc", {}, 0.0)  # the run goes on and finishes
+    assert run_folder.copy_record(run, dest) and run_folder.read_done(dest)["metrics"] == {"val/acc": 0.9}
+    assert not run_folder.copy_record(run, dest)  # the same finished record again: nothing to do
+    run_folder.write_done(run, {"val/acc": 0.5}, "def", {}, 0.0)  # another run under the same name
+    with pytest.raises(run_folder.RecordConflict, match=rf"{dest} holds the finished record .* {run} differs"):
+        run_folder.copy_record(run, dest)
+    assert run_folder.read_done(dest)["metrics"] == {"val/acc": 0.9}
+
+
+def test_archiving_a_folder_without_sweeps_names_it(tmp_path):
+    from tasks.reports import archive
+
+    with pytest.raises(FileNotFoundError, match="no such folder of sweeps"):
+        archive.archive(tmp_path / "missing", tmp_path / "kept")
+    (tmp_path / "empty" / "sweep").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="holds no sweep of run folders"):
+        archive.archive(tmp_path / "empty", tmp_path / "kept")

@@ -16,6 +16,10 @@ leaves behind::
     figures/                a task's figures, NAME.png
     train.log               the job's log (Hydra's job logging, named by the entry: eval.log for eval.py)
 
+A run's *record* is the small part of it that says what ran and what came out (the Hydra files,
+``csv/metrics.csv``, ``done.json``, the tables' CSVs): :func:`copy_record` keeps it where the
+checkpoints cannot go (the evidence report reads records committed under ``docs/evidence/runs``).
+
 The offline tools (``tasks.reports``) import this module, so it imports nothing heavy: no torch,
 no Lightning.
 """
@@ -23,8 +27,10 @@ no Lightning.
 from __future__ import annotations
 
 import csv
+import filecmp
 import json
 import os
+import shutil
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -228,3 +234,41 @@ def write_table(folder: str | Path, key: str, columns: Sequence[str], rows: Sequ
     md_path = path.with_suffix(".md")
     md_path.write_text(text)
     return md_path, text
+
+
+# ------------------------------------------------------------------------------ records
+def record_files(folder: str | Path) -> list[Path]:
+    """The files of a run's record that exist, relative to the folder: the Hydra files, the
+    metrics, ``done.json`` and the tables' CSVs (not checkpoints, logs or figures)."""
+    folder = Path(folder)
+    fixed = [p for p in (CONFIG, OVERRIDES, HYDRA, METRICS, Path(DONE)) if (folder / p).is_file()]
+    tables = sorted(p.relative_to(folder) for p in (folder / TABLES).glob("*.csv")) if (folder / TABLES).is_dir() else []
+    return fixed + tables
+
+
+class RecordConflict(ValueError):
+    """A finished run's record that differs from the copy kept of it."""
+
+
+def copy_record(folder: str | Path, dest: str | Path) -> bool:
+    """Copy the record of the run in ``folder`` to ``dest`` (made if needed); True when something
+    was copied. A finished run's record never changes: when ``dest`` already holds a finished record,
+    it is left alone if identical and a :class:`RecordConflict` naming both folders if not (a
+    different run under the same name); an unfinished run's copy is brought up to date."""
+    folder, dest = Path(folder), Path(dest)
+    if not is_run_folder(folder):
+        raise FileNotFoundError(f"{folder}: not a run folder (no {CONFIG.as_posix()})")
+    files = record_files(folder)
+    if done_path(dest).is_file():
+        differing = [f for f in files if not (dest / f).is_file() or not filecmp.cmp(folder / f, dest / f, shallow=False)]
+        if differing:
+            raise RecordConflict(
+                f"{dest} holds the finished record of a run, and {folder} differs from it in "
+                f"{', '.join(p.as_posix() for p in differing)}: a finished record is never replaced; "
+                "move one of them away if they are different runs")
+        return False
+    for relative in files:
+        target = dest / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / relative, target)
+    return True

@@ -3,7 +3,9 @@
 Verdicts compare means over seeds with a t-test at the 5% level, two-sided (Welch's between the
 two models; one-sample against a baseline that does not vary over seeds): "supported" /
 "contradicted" when it rejects equal means and the difference favours / goes against the claim,
-"not shown at this scale" otherwise.
+"not shown at this scale" otherwise. A pre-registered question names its test's direction instead
+(``alternative="greater"``: the claim's side has the larger mean), and its verdict is "confirmed"
+or "not confirmed" (:attr:`Comparison.confirmation`).
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ class Comparison:
     se: float  # standard error of the difference
     t: float
     df: float
-    p: float  # two-sided
+    p: float
+    alternative: str = "two-sided"  # or "greater": one-sided, the claim's side larger
 
     @property
     def verdict(self) -> str:
@@ -63,43 +66,54 @@ class Comparison:
             return "supported" if self.advantage > 0 else "contradicted"
         return "not shown at this scale"
 
+    @property
+    def confirmation(self) -> str:
+        """The verdict of a pre-registered one-sided test: "confirmed" when it rejects at ``ALPHA``."""
+        if self.alternative != "greater":
+            raise ValueError("a confirmation is the verdict of a one-sided test (alternative='greater')")
+        return "confirmed" if self.p < ALPHA else "not confirmed"
+
     def describe(self, scale: float = 1.0, digits: int = 1) -> str:
         numbers = f"difference {scale * self.advantage:+.{digits}f}, standard error {scale * self.se:.{digits}f}"
         if math.isnan(self.p):
             return numbers + ": no test (a group of one seed, or no spread over seeds)"
-        return numbers + f", t = {self.t:.2f}, df {self.df:.1f}, two-sided p = {self.p:.3f}"
+        sides = "two-sided" if self.alternative == "two-sided" else "one-sided"
+        return numbers + f", t = {self.t:.2f}, df {self.df:.1f}, {sides} p = {self.p:.3f}"
 
 
-def _untested(advantage: float, se: float = math.nan) -> Comparison:
-    return Comparison(advantage, se, math.nan, math.nan, math.nan)
+def _untested(advantage: float, se: float = math.nan, alternative: str = "two-sided") -> Comparison:
+    return Comparison(advantage, se, math.nan, math.nan, math.nan, alternative)
 
 
-def _tested(advantage: float, se: float, result: Any) -> Comparison:
-    return Comparison(advantage, se, float(result.statistic), float(result.df), float(result.pvalue))
+def _tested(advantage: float, se: float, result: Any, alternative: str) -> Comparison:
+    return Comparison(advantage, se, float(result.statistic), float(result.df), float(result.pvalue), alternative)
 
 
-def welch(favoured: Sequence[float], other: Sequence[float]) -> Comparison:
+def welch(favoured: Sequence[float], other: Sequence[float], alternative: str = "two-sided") -> Comparison:
     """Welch's t-test of mean(favoured) - mean(other): at three seeds per model two standard errors
     are not a 5% test (the t quantile at ~4 degrees of freedom is 2.8), so the verdict uses the t
-    distribution. A group of one seed, or no spread at all, decides nothing (p is nan)."""
+    distribution. A group of one seed, or no spread at all, decides nothing (p is nan).
+    ``alternative="greater"``: one-sided, favoured's mean larger."""
     advantage = statistics.fmean(favoured) - statistics.fmean(other) if favoured and other else math.nan
     if len(favoured) < 2 or len(other) < 2:
-        return _untested(advantage)
+        return _untested(advantage, alternative=alternative)
     se = math.sqrt(statistics.variance(favoured) / len(favoured) + statistics.variance(other) / len(other))
     if se == 0:
-        return _untested(advantage, se)
-    return _tested(advantage, se, stats.ttest_ind(favoured, other, equal_var=False))
+        return _untested(advantage, se, alternative)
+    return _tested(advantage, se, stats.ttest_ind(favoured, other, equal_var=False, alternative=alternative),
+                   alternative)
 
 
-def against_constant(values: Sequence[float], reference: float) -> Comparison:
-    """One-sample t-test of mean(values) - reference (a baseline with no variance over seeds)."""
+def against_constant(values: Sequence[float], reference: float, alternative: str = "two-sided") -> Comparison:
+    """One-sample t-test of mean(values) - reference (a baseline with no variance over seeds).
+    ``alternative="greater"``: one-sided, the values' mean larger."""
     advantage = statistics.fmean(values) - reference if values else math.nan
     if len(values) < 2:
-        return _untested(advantage)
+        return _untested(advantage, alternative=alternative)
     se = statistics.stdev(values) / math.sqrt(len(values))
     if se == 0:
-        return _untested(advantage, se)
-    return _tested(advantage, se, stats.ttest_1samp(values, reference))
+        return _untested(advantage, se, alternative)
+    return _tested(advantage, se, stats.ttest_1samp(values, reference, alternative=alternative), alternative)
 
 
 def values_of(runs: Iterable[RunRecord], key: str) -> list[float]:
