@@ -5,6 +5,8 @@
     python eval.py task=lm ckpt_path=<lm ckpt>           test-split perplexity
     python eval.py task=logic ckpt_path=<logic ckpt>     test accuracy per number of operators
 
+An LM's ckpt_path (parsing, syneval, lm) may also be a model folder that ``onlstm-export`` wrote.
+
 The model is the checkpoint's (sizes, chunk, dropouts, weights, vocabulary); the data, the run
 options (``run.implementation``), the Trainer and the loggers are this config's (``conf/eval.yaml``).
 ``evaluate(cfg)`` returns the metrics; ``main`` returns ``task.optimized_metric`` for sweepers.

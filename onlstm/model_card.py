@@ -42,6 +42,7 @@ class ModelCardInfo:
     overrides: Sequence[str] = ()  # the training run's command-line overrides (its recipe), e.g. ["experiment=ptb_cpu"]
     steps: int | None = None  # optimizer steps the weights were trained for
     metrics: Mapping[str, float] = field(default_factory=dict)  # validation and test metrics as logged ("val/ppl", "test/ppl")
+    metrics_notes: Sequence[str] = ()  # what the metrics are of, or why some are not given (shown under them)
     commit: str | None = None  # the commit of the code that trained it
     source: str | None = None  # what was exported (a checkpoint's path)
     load_as: str | None = None  # what the card's loading example passes to from_pretrained (a Hub id); default: a folder
@@ -85,6 +86,8 @@ def render_model_card(config: Mapping[str, Any], info: ModelCardInfo | None = No
         lines += [f"| {name} | {_number(float(value))} |" for name, value in sorted(info.metrics.items())]
     else:
         lines.append(NOT_RECORDED)
+    if info.metrics_notes:
+        lines += [""] + [f"- {note}" for note in info.metrics_notes]
     lines += ["", "## Model (config.json)", "", "| field | value | |", "|---|---|---|"]
     lines.append(f"| vocab_size | {config.get('vocab_size')} | words (vocab.txt) |")
     shown = {name: json.dumps(value) if isinstance(value, bool) else value for name, value in config.items()}  # as in config.json

@@ -9,6 +9,7 @@ so the hidden state is carried (detached) across batches here and reset at each 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import Any
 
 import pytorch_lightning as pl
@@ -18,6 +19,7 @@ from torch.nn import functional as F
 from torchmetrics import MinMetric, SumMetric
 
 from onlstm import BackboneConfig, RNNLanguageModel
+from onlstm.checkpoints import LoadedLM
 from onlstm.stack import Hidden
 from tasks.jobs.contract import TaskModule
 
@@ -57,6 +59,24 @@ class LanguageModelingTask(TaskModule):
         self._raw_weights: dict[str, Tensor] | None = None
         self._resumed_hidden = False
         self._epoch_done = False  # the last training batch of the epoch has been seen
+
+    @classmethod
+    def from_language_model(cls, loaded: LoadedLM, run: dict, **data: Any) -> LanguageModelingTask:
+        """The task around an exported model (``eval.py task=lm ckpt_path=<model folder>``): its
+        backbone and weights, the corpus's vocabulary (``data["vocab"]``), which must be the model's."""
+        module = cls(model=asdict(loaded.config), run=run, **data)
+        module.check_vocabulary(loaded.vocab)
+        module.model.load_state_dict(loaded.model.state_dict())
+        return module
+
+    def check_vocabulary(self, stored: list[str]) -> None:
+        """The model's vocabulary ``stored`` must be the corpus's, word for word."""
+        if list(stored) != self.vocab:
+            raise ValueError(
+                f"the model's vocabulary ({len(stored)} words) differs from this corpus's "
+                f"({len(self.vocab)} words): resume or evaluate it with the corpus it was trained on "
+                "(task.datamodule.corpus)"
+            )
 
     # ----------------------------------------------------------------- forward / loss
     def forward(self, tokens: Tensor, hidden: Hidden | None = None):
@@ -252,13 +272,8 @@ class LanguageModelingTask(TaskModule):
                 checkpoint["state_dict"]["model.decoder.weight"] = checkpoint["state_dict"]["model.embedding.weight"]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        stored = checkpoint.get("vocab")
-        if stored is not None and list(stored) != self.vocab:
-            raise ValueError(
-                f"the checkpoint's vocabulary ({len(stored)} words) differs from this corpus's "
-                f"({len(self.vocab)} words): resume or evaluate it with the corpus it was trained on "
-                "(task.datamodule.corpus)"
-            )
+        if checkpoint.get("vocab") is not None:
+            self.check_vocabulary(checkpoint["vocab"])
         self.asgd_active = bool(checkpoint.get("asgd_active", False))
         if self.trainer is not None and self.trainer.state.fn == "fit":
             if checkpoint.get("train_hidden") is not None:

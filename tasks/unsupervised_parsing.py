@@ -19,8 +19,9 @@ Logged metrics (k = layer, 1-based as in the paper's "layer 2"; ``{set}`` is ``d
 ``test/chosen_layer`` and its scores ``{set}f1_sentence``, ``{set}f1_corpus``, ``{set}depth``.
 Values are fractions in [0, 1]; the table (``tables/test_parsing.{md,csv}``) gives percentages.
 The chosen layer's test trees are written to ``parsing/trees_layer{k}.tsv`` in the run folder,
-one sentence per line, predicted beside gold; gate-distance figures of a few sampled test
-sentences go to every logger.
+one sentence per line, predicted beside gold, and drawn in ``parsing/trees.html`` (induced beside
+gold, each sentence's F1 and length, sortable and filterable: :mod:`onlstm.parsing.tree_page`);
+gate-distance figures of a few sampled test sentences go to every logger.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ import torch
 from onlstm.checkpoints import load_language_model
 from onlstm.figures import gate_figure
 from onlstm.parsing.inference import word_gate_distances
-from onlstm.parsing.metrics import evaluate_trees
+from onlstm.parsing.metrics import evaluate_trees, sentence_f1
+from onlstm.parsing.tree_page import PageHeader, TreeRecord, render_tree_page
 from onlstm.parsing.trees import BASELINES, baseline_tree, split_tree, to_bracketed
+from tasks.jobs import run_folder
 from tasks.jobs.contract import TaskModule
 from tasks.jobs.tracking import log_figure, log_table
 
@@ -64,6 +67,7 @@ class UnsupervisedParsingTask(TaskModule):
                 f"{checkpoint}: a {loaded.config.arch!r} language model has no master forget gate to parse with; "
                 "give the checkpoint of an ON-LSTM (model=onlstm)"
             )
+        self.checkpoint = str(checkpoint)
         self.lm = loaded.model
         self.vocab = loaded.vocab
         self.n_layers = loaded.config.n_layers
@@ -182,7 +186,10 @@ class UnsupervisedParsingTask(TaskModule):
         if self.trainer.is_global_zero:
             self._write_table(results)
             test = [i for i, r in enumerate(records) if r["split"] == "test"]
-            self._write_trees(f"layer{chosen}", [records[i] for i in test], [trees[f"layer{chosen}"][i] for i in test])
+            test_records, test_trees = [records[i] for i in test], [trees[f"layer{chosen}"][i] for i in test]
+            self._write_trees(f"layer{chosen}", test_records, test_trees)
+            if "test/" in results:  # a page of the test sentences, when there are any
+                self._write_tree_page(chosen, test_records, test_trees, results)
             self._log_figures([records[i] for i in test])
 
     # ----------------------------------------------------------------- reports
@@ -199,14 +206,34 @@ class UnsupervisedParsingTask(TaskModule):
         log_table(self.trainer, "test/parsing", columns, rows)
 
     def _write_trees(self, parser: str, records: list[dict], trees: list) -> Path:
-        folder = Path(self.trainer.default_root_dir) / "parsing"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"trees_{parser}.tsv"
+        path = run_folder.trees_path(self.trainer.default_root_dir, parser)
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as handle:
             handle.write("index\tsource\tpredicted\tgold\n")
             for record, tree in zip(records, trees):
                 fields = [str(record["index"]), record["source"], to_bracketed(tree), to_bracketed(record["gold"])]
                 handle.write("\t".join(fields) + "\n")
+        return path
+
+    def _write_tree_page(self, layer: int, records: list[dict], trees: list,
+                         results: dict[str, dict[str, dict[str, Any]]]) -> Path:
+        """The test trees of the chosen layer drawn beside the gold ones, in one HTML page."""
+        chosen = results["test/"][f"layer{layer}"]
+        scores = {"sentence F1": chosen["f1_sentence"], "corpus F1": chosen["f1_corpus"]}
+        short = results.get(f"test/wsj{self.max_length}/", {}).get(f"layer{layer}")
+        if short is not None:
+            scores[f"sentence F1 (≤ {self.max_length} words)"] = short["f1_sentence"]
+        why = "fixed by task.module.layer" if self.layer is not None else "chosen on the development trees"
+        header = PageHeader(
+            "Unsupervised parsing: test trees", layer=layer, scores=scores,
+            notes=[f"language model: {self.checkpoint}", f"layer {layer}: {why}",
+                   "sentence F1 as Kim et al. 2019 (the whole sentence left out); corpus F1 as EVALB"],
+        )
+        rows = [TreeRecord(r["source"], r["words"], tree, r["gold"], sentence_f1(tree, r["gold"]))
+                for r, tree in zip(records, trees)]
+        path = run_folder.tree_page_path(self.trainer.default_root_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_tree_page(rows, header), encoding="utf-8")
         return path
 
     def _log_figures(self, records: list[dict]) -> None:

@@ -20,7 +20,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 
-from tests.helpers import compose_config  # noqa: E402
+from tests.helpers import CHROMEDRIVER, compose_config  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -40,3 +40,18 @@ def make_cfg(tmp_path):
 
     yield _make
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless chromium through selenium (tests that use it are marked ``tests.helpers.needs_browser``)."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1300,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,9 @@ LOGIC_TINY_RUN = [
     "trainer.num_sanity_val_steps=0",
 ]
 
+# a parsing run of a second: the sample's first two development and two test files
+FEW_FILES = "task.datamodule.file_pattern='wsj_0(00[1-2]|10[0-1])\\.mrg'"
+
 # experiments that evaluate the checkpoints of an earlier sweep: they run with eval.py (conf/eval.yaml)
 EVAL_ONLY_EXPERIMENTS = ("evidence_parsing", "evidence2_parsing", "evidence2_lm_marks")
 
@@ -132,6 +136,78 @@ def logged_metrics(run_dir: Path) -> dict[str, float]:
         for row in csv.DictReader(handle):
             values.update({k: float(v) for k, v in row.items() if v not in ("", None)})
     return values
+
+
+# ----------------------------------------------------------------------------- model folders
+def load_in_fresh_interpreter(folder: Path, tokens: torch.Tensor, expected: torch.Tensor, tmp_path: Path) -> str:
+    """Load a model folder with ``RNNLanguageModel.from_pretrained`` in a new Python process that
+    imports the library only, and check there that the log-probabilities of ``tokens`` (time, batch)
+    are ``expected`` bit for bit and that no Lightning or Hydra module was imported. Returns what it
+    printed: ``ok <vocabulary size> <first two words>``."""
+    torch.save(expected, tmp_path / "expected.pt")
+    script = (
+        "import sys, torch\n"
+        "from onlstm import RNNLanguageModel\n"
+        f"model = RNNLanguageModel.from_pretrained({str(folder)!r})\n"
+        f"tokens = torch.tensor({tokens.T.tolist()}).T\n"
+        "with torch.no_grad():\n"
+        "    got = model(tokens).logits.log_softmax(-1)\n"
+        f"assert torch.equal(got, torch.load({str(tmp_path / 'expected.pt')!r})), 'log-probabilities differ'\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pytorch_lightning', 'lightning', 'lightning_fabric', 'hydra', 'omegaconf'))\n"
+        "assert not heavy, heavy\n"
+        "print('ok', len(model.vocab), model.vocab[:2])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout.strip()
+
+
+# ----------------------------------------------------------------------------- tree pages in a browser
+# the tree pages (onlstm/parsing/tree_page.py) are opened in Debian's chromium through
+# chromium-driver and selenium (the `browser` fixture of conftest.py)
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+needs_browser = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="no headless browser: install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run does)",
+)
+
+
+def open_tree_page(browser, path: Path):
+    """The page at ``path`` opened from disk, once its script has run (it counts the rows shown)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(Path(path).resolve().as_uri())
+    WebDriverWait(browser, 30).until(lambda d: d.find_element("id", "shown").text.endswith("shown"))
+    return browser
+
+
+def row_ids(browser, visible_only: bool = False) -> list[str]:
+    rows = browser.find_elements("css selector", "#sentences .sentence")
+    return [row.find_element("css selector", ".id").text for row in rows if row.is_displayed() or not visible_only]
+
+
+def drawn_trees(browser) -> list[dict]:
+    """Each tree's SVG as the browser lays it out, in page order: its box (width, height) and its
+    words [text, x, width, height]; each scrolled into view first, as rows out of view are not drawn."""
+    return browser.execute_script(
+        """return Array.from(document.querySelectorAll('svg.tree')).map(function (svg) {
+             svg.scrollIntoView();
+             var r = svg.getBoundingClientRect();
+             var words = Array.from(svg.querySelectorAll('text.leaf')).map(function (t) {
+               var b = t.getBBox(); return [t.textContent, b.x, b.width, b.height]; });
+             return {width: r.width, height: r.height, words: words}; });"""
+    )
+
+
+def check_drawn_trees(boxes: list[dict], sentences: list[list[str]]) -> None:
+    """Every tree drawn with its words in order, each word with an extent and none overlapping the next."""
+    assert len(boxes) == len(sentences)
+    for box, words in zip(boxes, sentences):
+        assert box["width"] > 0 and box["height"] > 0
+        assert [w[0] for w in box["words"]] == list(words)
+        assert all(w[2] > 0 and w[3] > 0 for w in box["words"]), "a word drawn with no extent"
+        for left, right in zip(box["words"], box["words"][1:]):  # the width estimate leaves room for each word
+            assert left[1] + left[2] <= right[1] + 0.5, f"{left[0]!r} overlaps {right[0]!r}"
 
 
 # ----------------------------------------------------------------------------- recurrence paths

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -18,7 +19,18 @@ from onlstm import BackboneConfig, RNNLanguageModel
 from onlstm.parsing.inference import sequence_gate_distances
 from onlstm.parsing.text import TextStyle, detect_style, encode, normalize
 from onlstm.parsing.trees import from_bracketed, split_tree
-from tests.helpers import DATA_DIR, NO_DROPOUT, ROOT, cli_env, requires_data, tiny_backbone
+from tests.helpers import (
+    DATA_DIR,
+    NO_DROPOUT,
+    ROOT,
+    check_drawn_trees,
+    cli_env,
+    drawn_trees,
+    needs_browser,
+    open_tree_page,
+    requires_data,
+    tiny_backbone,
+)
 
 # a vocabulary written like Mikolov's PTB text, and one written like WikiText-2
 PTB_WORDS = ["<eos>", "<unk>", "the", "cat", "sat", "on", "mat", "N", "$", "'s", "do", "n't", "dogs", "bark", "a",
@@ -315,6 +327,33 @@ def test_layer_from_errors_name_the_file_and_key(capsys, checkpoints, tmp_path, 
     assert message in err and str(run) in err
 
 
+# ----------------------------------------------------------------------------- the page
+def test_html_draws_each_sentences_tree_without_gold(capsys, checkpoints, tmp_path):
+    """--html FILE: one row per sentence, in input order, its induced tree over its words (the trees
+    printed as text), no gold column, the layer at the top (break: leave the page out, or draw the
+    trees of another layer)."""
+    page_path = tmp_path / "pages" / "trees.html"
+    out = records(capsys, checkpoints["ptb"], *SENTENCES, "--layer", "1", "--html", page_path)
+    page = page_path.read_text(encoding="utf-8")
+    svgs = re.findall(r'<svg class="([^"]+)".*?</svg>', page, re.S)
+    assert svgs == ["tree induced"] * len(SENTENCES)
+    drawn = [[html.unescape(word) for word in re.findall(r'<text class="leaf"[^>]*>([^<]*)</text>', svg)]
+             for svg in re.findall(r"<svg.*?</svg>", page, re.S)]
+    assert drawn == [r["words"] for r in out]
+    titles = [from_bracketed(html.unescape(t)) for t in re.findall(r"<title>(\(.*?\))</title>", page)]
+    assert titles == [from_bracketed(r["tree"]) for r in out]  # the tree drawn is the tree printed
+    assert f"{len(SENTENCES)} sentences · trees of layer 1" in page and "gold tree" not in page
+    assert "The cat sat on the mat." in page and f"language model: {checkpoints['ptb']}" in page
+
+
+@needs_browser
+def test_the_html_page_shows_every_tree_in_a_browser(capsys, checkpoints, tmp_path, browser):
+    page_path = tmp_path / "trees.html"
+    out = records(capsys, checkpoints["wiki"], *SENTENCES, "--html", page_path)
+    open_tree_page(browser, page_path)
+    check_drawn_trees(drawn_trees(browser), [r["words"] for r in out])
+
+
 # ----------------------------------------------------------------------------- errors
 def test_errors_say_what_is_wrong(capsys, checkpoints, tmp_path, monkeypatch):
     ptb = checkpoints["ptb"]
@@ -335,6 +374,9 @@ def test_errors_say_what_is_wrong(capsys, checkpoints, tmp_path, monkeypatch):
         ([ptb, "The cat.", "--file", empty], "give sentences as arguments or --file, not both"),
         ([ptb, "The cat.", "--batch-size", "0"], "--batch-size must be at least 1"),
         ([ptb, "The cat.", "--layer-from", tmp_path / "norun"], f"--layer-from {tmp_path / 'norun'}: no such folder"),
+        ([ptb, "The cat.", "--html", tmp_path], f"--html {tmp_path} is a folder; give the name of the HTML file to write"),
+        ([ptb, "The cat.", "--html", empty / "trees.html"], f"--html {empty / 'trees.html'}: {empty} is a file, not a folder"),
+        ([tmp_path, "The cat."], f"{tmp_path}: no config.json, no model.safetensors, no vocab.txt in the folder"),
     ]
     for argv, message in cases:
         code, out, err = parse(capsys, *argv)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,18 @@ from onlstm.parsing.trees import from_bracketed, leaves
 from onlstm.checkpoints import load_language_model
 from eval import evaluate
 from onlstm.parsing.inference import word_gate_distances
-from tests.helpers import DATA_DIR, TINY_MODEL, compose_config, requires_data, tiny_backbone
+from tests.helpers import (
+    DATA_DIR,
+    FEW_FILES,
+    TINY_MODEL,
+    check_drawn_trees,
+    compose_config,
+    drawn_trees,
+    needs_browser,
+    open_tree_page,
+    requires_data,
+    tiny_backbone,
+)
 
 GOOD = """\
 ( (S
@@ -169,7 +181,6 @@ def test_word_gate_distances_equal_the_reference_recurrence():
 
 
 # ----------------------------------------------------------------------------- end to end
-FEW_FILES = "task.datamodule.file_pattern='wsj_0(00[1-2]|10[0-1])\\.mrg'"  # two development, two test files
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +211,25 @@ def run_parsing(make_cfg, checkpoint: Path, *extra: str, subdir: str = "parse") 
     return evaluate(cfg), Path(cfg.paths.output_dir)
 
 
+@pytest.fixture(scope="module")
+def parsing_run(lm_checkpoint, tmp_path_factory) -> tuple[dict, Path]:
+    """The tiny LM's parsing run on the sample's first two development and test files (once for this
+    module): its metrics and folder."""
+    out = tmp_path_factory.mktemp("parse")
+    cfg = compose_config(["task=parsing", f"ckpt_path={lm_checkpoint}", "logger=csv", FEW_FILES,
+                          "task.datamodule.batch_size=16", "task.module.n_figures=2"], out, "eval")
+    metrics = evaluate(cfg)
+    GlobalHydra.instance().clear()
+    return metrics, out
+
+
+def trees_table(run_dir: Path) -> list[dict]:
+    """The rows of a parsing run's trees TSV: the chosen layer's test trees beside the gold ones."""
+    (path,) = (run_dir / "parsing").glob("trees_layer*.tsv")
+    with open(path) as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
 @requires_data("ptb/train.txt", "treebank/combined")
 def test_batched_gate_distances_equal_one_sentence_at_a_time(lm_checkpoint):
     model = load_language_model(lm_checkpoint).model
@@ -214,11 +244,11 @@ def test_batched_gate_distances_equal_one_sentence_at_a_time(lm_checkpoint):
 
 
 @requires_data("ptb/train.txt", "treebank/combined")
-def test_parsing_end_to_end(make_cfg, lm_checkpoint):
+def test_parsing_end_to_end(make_cfg, lm_checkpoint, parsing_run):
     """The real sample through the real LM: every test sentence once, the development sentences kept
     apart, the chosen layer's test trees and the table written, and padded batches giving exactly
     the numbers of one sentence per batch (the layer choice itself: the hand-set test below)."""
-    metrics, out = run_parsing(make_cfg, lm_checkpoint, "task.datamodule.batch_size=16", "task.module.n_figures=2")
+    metrics, out = parsing_run
 
     sentences = read_treebank(DATA_DIR / "treebank" / "combined", r"wsj_0(00[1-2]|10[0-1])\.mrg")
     test = [s for s in sentences if s.file.startswith("wsj_01")]
@@ -251,6 +281,42 @@ def test_parsing_end_to_end(make_cfg, lm_checkpoint):
             "test/depth_layer1", "dev/f1_sentence_layer2")
     for key in keys:
         assert single[key] == metrics[key]
+
+
+PAGE_ROW = re.compile(r'<div class="sentence" data-index="(\d+)" data-length="(\d+)" data-f1="([0-9.]*)"><div class="id">([^<]*)<')
+
+
+@requires_data("ptb/train.txt", "treebank/combined")
+def test_parsing_run_writes_a_page_of_its_test_trees(parsing_run):
+    """parsing/trees.html: one row per test sentence of the TSV, in order, each with its length and
+    a sentence F1 whose mean is the run's test/f1_sentence; the header gives the chosen layer and F1s
+    (break: write the page with the development sentences, or without F1s)."""
+    metrics, out = parsing_run
+    page = (out / "parsing" / "trees.html").read_text(encoding="utf-8")
+    rows = PAGE_ROW.findall(page)
+    tsv = trees_table(out)
+    assert [source for *_, source in rows] == [row["source"] for row in tsv]
+    assert [int(length) for _, length, _, _ in rows] == [len(leaves(from_bracketed(row["predicted"]))) for row in tsv]
+    f1s = [float(f1) for _, _, f1, _ in rows]
+    assert sum(f1s) / len(f1s) == pytest.approx(metrics["test/f1_sentence"], abs=1e-6)
+    chosen = int(metrics["test/chosen_layer"])
+    summary = (f"{len(tsv)} sentences · trees of layer {chosen} · sentence F1 {100 * metrics['test/f1_sentence']:.1f} % · "
+               f"corpus F1 {100 * metrics['test/f1_corpus']:.1f} %")
+    assert summary in page
+    assert page.count('<svg class="tree induced"') == page.count('<svg class="tree gold"') == len(tsv)
+
+
+@needs_browser
+@requires_data("ptb/train.txt", "treebank/combined")
+def test_a_parsing_runs_page_shows_every_tree_in_a_browser(parsing_run, browser):
+    """Opened from disk in headless chromium: every test sentence's induced and gold tree drawn, with
+    the sentence's words in order at the leaves, none overlapping."""
+    _, out = parsing_run
+    open_tree_page(browser, out / "parsing" / "trees.html")
+    tsv = trees_table(out)
+    assert browser.find_element("id", "shown").text == f"{len(tsv)} of {len(tsv)} shown"
+    words = [leaves(from_bracketed(row[column])) for row in tsv for column in ("predicted", "gold")]
+    check_drawn_trees(drawn_trees(browser), words)
 
 
 # A development sentence and a test sentence (sections 00 and 01) whose gate distances are set by

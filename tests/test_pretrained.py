@@ -4,8 +4,6 @@ the model card (onlstm/model_card.py), and the error each damaged folder gives."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ import torch
 from onlstm import ModelCardInfo, PretrainedFolderError, RNNLanguageModel
 from onlstm.model_card import render_model_card
 from onlstm.pretrained import config_record
-from tests.helpers import cli_env, tiny_backbone
+from tests.helpers import load_in_fresh_interpreter, tiny_backbone
 
 # words a vocabulary file must carry unchanged: markup characters, non-ASCII, PTB's placeholders
 VOCAB = ["<eos>", "<unk>", "the", "N", "&", "<b>", "naïve", "a\tb", "don't", "$", "mr.", "économie"]
@@ -37,10 +35,12 @@ def trained_like(cfg, seed: int = 0) -> RNNLanguageModel:
     return model.eval()
 
 
+TOKENS = torch.tensor([[0, 2, 5, 7, 3, 11, 0], [0, 1, 1, 4, 6, 8, 9]]).T  # (time, batch)
+
+
 def log_probs(model: RNNLanguageModel) -> torch.Tensor:
-    tokens = torch.tensor([[0, 2, 5, 7, 3, 11, 0], [0, 1, 1, 4, 6, 8, 9]]).T  # (time, batch)
     with torch.no_grad():
-        return model(tokens).logits.log_softmax(-1)
+        return model(TOKENS).logits.log_softmax(-1)
 
 
 @pytest.fixture
@@ -111,23 +111,8 @@ def test_save_pretrained_uses_the_attached_vocabulary(tmp_path, saved):
 def test_loading_imports_neither_lightning_nor_hydra(saved, tmp_path):
     """A user with the folder needs the library only: a fresh interpreter loads it and computes
     the checkpoint's log-probabilities with no Lightning or Hydra module imported."""
-    expected = tmp_path / "expected.pt"
-    torch.save(log_probs(RNNLanguageModel.from_pretrained(saved)), expected)
-    script = (
-        "import sys, torch\n"
-        "from onlstm import RNNLanguageModel\n"
-        f"model = RNNLanguageModel.from_pretrained({str(saved)!r})\n"
-        "tokens = torch.tensor([[0, 2, 5, 7, 3, 11, 0], [0, 1, 1, 4, 6, 8, 9]]).T\n"
-        "with torch.no_grad():\n"
-        "    got = model(tokens).logits.log_softmax(-1)\n"
-        f"assert torch.equal(got, torch.load({str(expected)!r})), 'log-probabilities differ'\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('pytorch_lightning', 'lightning', 'hydra', 'omegaconf'))\n"
-        "assert 'pytorch_lightning' not in sys.modules and 'lightning' not in sys.modules and 'hydra' not in sys.modules, loaded\n"
-        "print('ok', model.vocab[:2])\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], env=cli_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "ok ['<eos>', '<unk>']" in proc.stdout
+    expected = log_probs(RNNLanguageModel.from_pretrained(saved))
+    assert load_in_fresh_interpreter(saved, TOKENS, expected, tmp_path) == f"ok {len(VOCAB)} ['<eos>', '<unk>']"
 
 
 def test_a_hub_id_is_downloaded_file_by_file(saved, monkeypatch):
@@ -190,6 +175,7 @@ def test_model_card_carries_the_given_metadata(tmp_path):
         overrides=["experiment=ptb_cpu", "trainer.max_steps=150"],
         steps=150,
         metrics={"val/ppl": 1234.5678, "test/ppl": 1187.25, "test/loss": 7.0794},
+        metrics_notes=["test/loss, test/ppl: the run's test of this checkpoint"],
         commit="3c071ddbf2c8",
         source="logs/lm/runs/2026-12-06_10-00-00/checkpoints/last.ckpt",
         load_as="someone/onlstm-ptb",
@@ -204,6 +190,7 @@ def test_model_card_carries_the_given_metadata(tmp_path):
     assert "`experiment=ptb_cpu` `trainer.max_steps=150`" in card
     assert "- optimizer steps: 150" in card
     assert "| val/ppl | 1,234.57 |" in card and "| test/ppl | 1,187.25 |" in card and "| test/loss | 7.0794 |" in card
+    assert "| val/ppl | 1,234.57 |\n\n- test/loss, test/ppl: the run's test of this checkpoint\n\n## Model" in card
     assert "- code commit: `3c071ddbf2c8`" in card
     assert "- exported from: `logs/lm/runs/2026-12-06_10-00-00/checkpoints/last.ckpt`" in card
     assert 'RNNLanguageModel.from_pretrained("someone/onlstm-ptb")' in card

@@ -182,3 +182,40 @@ def test_archiving_a_folder_without_sweeps_names_it(tmp_path):
     (tmp_path / "empty" / "sweep").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="holds no sweep of run folders"):
         archive.archive(tmp_path / "empty", tmp_path / "kept")
+
+def write_training_run(folder: Path, mode: str, rows: str, checkpoints: list[str], test: bool = True) -> Path:
+    """A training run's config (the checkpoint callback's keys as conf/callbacks/default.yaml spells
+    them, interpolations included), CSV log and checkpoint files, at the layout's names."""
+    config = {"train": True, "test": test,
+              "task": {"optimized_metric": "val/acc" if mode == "max" else "val/ppl", "monitor_mode": mode},
+              "callbacks": {"model_checkpoint": {"filename": "epoch_{epoch:03d}", "monitor": "${task.optimized_metric}",
+                                                 "mode": "${task.monitor_mode}"}}}
+    (folder / run_folder.CONFIG).parent.mkdir(parents=True)
+    (folder / run_folder.CONFIG).write_text(yaml.safe_dump(config))
+    run_folder.metrics_path(folder).parent.mkdir(parents=True)
+    run_folder.metrics_path(folder).write_text(rows)
+    run_folder.checkpoints_dir(folder).mkdir()
+    for name in checkpoints:
+        (run_folder.checkpoints_dir(folder) / name).write_bytes(b"")
+    return folder
+
+
+def test_the_best_checkpoint_its_validation_and_what_the_run_tested(tmp_path):
+    """The best checkpoint is the callback's file (not last, initial or a CPU mark); its validation is
+    the first row with the best monitored value, not the last row (break: take the last row, or max
+    for mode min)."""
+    rows = ("epoch,step,train/loss,val/loss,val/ppl,val/ppl_best\n0,9,,5.0,150.0,150.0\n0,9,5.5,,,\n"
+            "1,19,,4.9,134.3,134.3\n2,29,,4.8,134.3,134.3\n3,39,,5.1,164.0,134.3\n")
+    run = write_training_run(tmp_path / "run", "min", rows, ["epoch_001.ckpt", "last.ckpt", "initial.ckpt",
+                                                             "best_cpu040min.ckpt"])
+    best = run_folder.checkpoints_dir(run) / "epoch_001.ckpt"
+    assert run_folder.best_checkpoint_file(run) == best == run_folder.tested_checkpoint(run)
+    assert run_folder.best_validation(run) == {"val/loss": 4.9, "val/ppl": 134.3}
+    assert run_folder.run_of_checkpoint(best) == run.resolve()
+    assert run_folder.run_of_checkpoint(tmp_path / "elsewhere.ckpt") is None
+
+    rows = "epoch,step,val/acc,val/acc_best\n0,9,0.7,0.7\n1,19,0.9,0.9\n2,29,0.8,0.9\n"
+    untested = write_training_run(tmp_path / "untested", "max", rows, ["epoch_001.ckpt", "epoch_002.ckpt"], test=False)
+    assert run_folder.best_validation(untested) == {"val/acc": 0.9}
+    assert run_folder.best_checkpoint_file(untested) is None  # two candidates: none is known to be the best
+    assert run_folder.tested_checkpoint(untested) is None

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 from html.parser import HTMLParser
 
 import pytest
 
 from onlstm.parsing.tree_page import PageHeader, TreeRecord, render_tree_page, tree_svg
+from tests.helpers import check_drawn_trees, drawn_trees, needs_browser, open_tree_page, row_ids
 
 # words the page must show as text: markup characters, an entity, quotes, non-ASCII
 TRICKY = ["<unk>", "&", "a<b>c", '"quoted"', "don't", "naïve"]
@@ -159,60 +159,18 @@ def test_records_that_do_not_fit_are_named(record, message):
 
 
 # ----------------------------------------------------------------------------- in a browser
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
-needs_browser = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="no headless browser: install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run does)",
-)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1300,1000"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
-
-
 def open_page(browser, tmp_path, records, header):
-    from selenium.webdriver.support.ui import WebDriverWait
-
     path = tmp_path / "page.html"
     path.write_text(render_tree_page(records, header), encoding="utf-8")
-    browser.get(path.as_uri())
-    # the script has run once it has counted the rows
-    WebDriverWait(browser, 30).until(lambda d: d.find_element("id", "shown").text.endswith("shown"))
-    return browser
-
-
-def row_ids(browser, visible_only: bool = False) -> list[str]:
-    rows = browser.find_elements("css selector", "#sentences .sentence")
-    return [row.find_element("css selector", ".id").text for row in rows if row.is_displayed() or not visible_only]
+    return open_tree_page(browser, path)
 
 
 @needs_browser
 def test_the_browser_draws_every_tree_with_readable_words(browser, tmp_path):
     open_page(browser, tmp_path, RECORDS, HEADER)
-    boxes = browser.execute_script(
-        """return Array.from(document.querySelectorAll('svg.tree')).map(function (svg) {
-             var r = svg.getBoundingClientRect();
-             var words = Array.from(svg.querySelectorAll('text.leaf')).map(function (t) {
-               var b = t.getBBox(); return [t.textContent, b.x, b.width, b.height]; });
-             return {width: r.width, height: r.height, words: words}; });"""
-    )
+    boxes = drawn_trees(browser)
     assert len(boxes) == 2 * len(RECORDS)
-    for box, words in zip(boxes, [w for r in RECORDS for w in (r.words, r.words)]):
-        assert box["width"] > 0 and box["height"] > 0
-        assert [w[0] for w in box["words"]] == list(words)
-        assert all(w[2] > 0 and w[3] > 0 for w in box["words"]), "a word drawn with no extent"
-        for left, right in zip(box["words"], box["words"][1:]):  # the width estimate leaves room for each word
-            assert left[1] + left[2] <= right[1] + 0.5, f"{left[0]!r} overlaps {right[0]!r}"
+    check_drawn_trees(boxes, [w for r in RECORDS for w in (r.words, r.words)])
 
 
 @needs_browser

@@ -5,7 +5,8 @@ The runner builds a task from its config: the datamodule (``task.datamodule``), 
 (``task.module``) with the backbone config, the run options and the datamodule's
 ``module_kwargs()``; when the module brings a vocabulary (:attr:`TaskModule.vocab`, a trained
 LM's) the datamodule encodes its data with it (``use_vocabulary``). The progress log counts what
-:meth:`TaskModule.progress_items` says a batch holds.
+:meth:`TaskModule.progress_items` says a batch holds. ``eval.py ckpt_path=<model folder>`` (an
+exported language model) builds the module with :meth:`TaskModule.from_language_model`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
+
+from onlstm.checkpoints import LoadedLM
 
 
 def count_items(batch: Any) -> tuple[int, str]:
@@ -32,6 +35,13 @@ class TaskModule(pl.LightningModule):
     #: the words the model reads, when the model brings them (a language model, or a task that
     #: loads one); None when the data fixes the symbols
     vocab: list[str] | None = None
+
+    @classmethod
+    def from_language_model(cls, loaded: LoadedLM, run: dict, **data: Any) -> TaskModule:
+        """The module that evaluates ``loaded``, a trained language model with its weights (from an
+        exported model folder); ``run``: the run options, ``data``: the datamodule's
+        ``module_kwargs()``. NotImplementedError for a task whose model is no language model."""
+        raise NotImplementedError(f"{cls.__name__} is not built from a language model")
 
     def progress_items(self, batch: Any) -> tuple[int, str]:
         """How many items ``batch`` holds and what they are, for the progress log's rates

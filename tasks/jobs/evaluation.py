@@ -1,5 +1,6 @@
 """What ``eval.py`` computes: the test of a checkpoint with a task (parsing, syneval: of an LM; lm,
-logic: of their own checkpoints)."""
+logic: of their own checkpoints). Where an LM is evaluated (parsing, syneval, lm), ``ckpt_path``
+may also be a model folder that ``onlstm-export`` wrote (``onlstm.checkpoints.is_model_folder``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from onlstm import BackboneConfig
-from onlstm.checkpoints import CheckpointError, read_checkpoint, stored_backbone
+from onlstm.checkpoints import is_model_folder, read_checkpoint, stored_model_backbone
 from tasks.jobs.task_from_config import evaluation_module, run_options
 from tasks.jobs.tracking import log_config, log_hparams_with_final_metrics
 from tasks.jobs.trainer import build_trainer, evaluation_callbacks, harvest, instantiate_group, trainer_for_test
@@ -19,17 +20,15 @@ log = logging.getLogger("onlstm.train")
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, float]:
-    """Test ``ckpt_path`` with ``cfg.task``: the model is the checkpoint's (``cfg.model`` is not
-    used), the data, the run options, the Trainer and the loggers are this config's."""
+    """Test ``ckpt_path`` with ``cfg.task``: the model is the checkpoint's or the model folder's
+    (``cfg.model`` is not used), the data, the run options, the Trainer and the loggers are this config's."""
     path = None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.get("ckpt_path")
     if path in (None, "best", "last"):
-        raise ValueError(f"eval.py evaluates a checkpoint file: set ckpt_path=/path/to/<run>/checkpoints/<name>.ckpt "
-                         f"(got ckpt_path={path})")
-    checkpoint = read_checkpoint(path)  # a missing, truncated or unsafe file fails here, naming it
-    try:
-        backbone = stored_backbone(checkpoint)
-    except (KeyError, TypeError):
-        raise CheckpointError(f"{path}: not a checkpoint of this project (no hyper_parameters.model)") from None
+        raise ValueError(f"eval.py evaluates a checkpoint file or an exported model folder: set "
+                         f"ckpt_path=/path/to/<run>/checkpoints/<name>.ckpt (got ckpt_path={path})")
+    # a missing, truncated or unsafe checkpoint, a folder with a bad file: fails here, naming the file
+    checkpoint = None if is_model_folder(path) else read_checkpoint(path)
+    backbone = stored_model_backbone(path, checkpoint)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.task.datamodule, _convert_="all")
     module = evaluation_module(cfg.task, run_options(cfg), datamodule, path, checkpoint)
@@ -41,8 +40,9 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, float]:
     if trainer is None:  # a rank other than zero of a distributed launch: rank zero tests
         return metrics
     log_config(trainer, cfg)
-    # parsing and syneval modules hold the LM they loaded; the trainable tasks' weights come from the checkpoint
-    ckpt_path = None if cfg.task.get("evaluates_checkpoint") else path
+    # parsing and syneval modules hold the LM they loaded, as does an LM built from a model folder;
+    # the trainable tasks' weights come from the checkpoint
+    ckpt_path = None if cfg.task.get("evaluates_checkpoint") or is_model_folder(path) else path
     trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics.update(harvest(trainer))
     log_hparams_with_final_metrics(cfg, trainer, metrics, model=backbone)

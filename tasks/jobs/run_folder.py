@@ -14,6 +14,9 @@ leaves behind::
                             first update), best_cpuNNNmin.ckpt (the best at a CPU-time mark)
     tables/                 a task's result tables, each as NAME.csv and NAME.md
     figures/                a task's figures, NAME.png
+    parsing/                a parsing run's test trees of the chosen layer: trees_layer{k}.tsv (bracketed,
+                            beside the gold ones) and trees.html (the same trees drawn, induced beside
+                            gold, with each sentence's F1: a page that opens from disk)
     train.log               the job's log (Hydra's job logging, named by the entry: eval.log for eval.py)
 
 A run's *record* is the small part of it that says what ran and what came out (the Hydra files,
@@ -30,6 +33,7 @@ import csv
 import filecmp
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
@@ -50,6 +54,8 @@ BEST_CHECKPOINT = "best.ckpt"
 INITIAL_CHECKPOINT = "initial.ckpt"
 TABLES = "tables"
 FIGURES = "figures"
+PARSING = "parsing"
+TREE_PAGE = "trees.html"
 
 
 # ------------------------------------------------------------------------------ what Hydra wrote
@@ -179,6 +185,47 @@ def last_checkpoint(folder: str | Path) -> Path | None:
     return path if path.is_file() else None
 
 
+def run_of_checkpoint(path: str | Path) -> Path | None:
+    """The run folder a checkpoint belongs to (``<run>/checkpoints/NAME.ckpt``), None when it lies elsewhere."""
+    parent = Path(path).resolve().parent
+    return parent.parent if parent.name == CHECKPOINTS and is_run_folder(parent.parent) else None
+
+
+def best_checkpoint_file(folder: str | Path) -> Path | None:
+    """The best checkpoint by the task's metric that training kept (the ModelCheckpoint callback keeps
+    one, named by ``callbacks.model_checkpoint.filename``: ``best.ckpt``, ``epoch_003.ckpt``); None
+    when the run kept none, or several match."""
+    name = config_value(folder, "callbacks.model_checkpoint.filename")
+    if not name:
+        return None
+    pattern = re.sub(r"\{[^}]*\}", "*", str(name)) + ".ckpt"  # epoch_{epoch:03d} -> epoch_*.ckpt
+    found = sorted(checkpoints_dir(folder).glob(pattern))
+    return found[0] if len(found) == 1 else None
+
+
+def tested_checkpoint(folder: str | Path) -> Path | None:
+    """The checkpoint whose test metrics a finished training run (train=true test=true) recorded in
+    ``done.json``: its best checkpoint (training tests that one); None when the run tested none."""
+    if not (config_value(folder, "train") and config_value(folder, "test")):
+        return None
+    return best_checkpoint_file(folder)
+
+
+def best_validation(folder: str | Path) -> dict[str, float] | None:
+    """The metrics of the validation whose weights the best checkpoint holds: the first row of
+    ``csv/metrics.csv`` with the best value of the checkpoint callback's ``monitor`` (``mode`` min or
+    max), that metric's stage only (``val/``), the running bests (``*_best``) left out. None when the
+    log holds no value of it."""
+    monitor = config_value(folder, "callbacks.model_checkpoint.monitor")
+    mode = config_value(folder, "callbacks.model_checkpoint.mode") or "min"
+    rows = [row for row in read_metrics(folder) if monitor and monitor in row]
+    if not rows:
+        return None
+    best = (min if mode == "min" else max)(rows, key=lambda row: row[monitor])  # the first of equal values
+    stage = monitor.split("/")[0] + "/"
+    return {k: v for k, v in best.items() if k.startswith(stage) and not k.endswith("_best")}
+
+
 def cpu_mark_checkpoint_name(minutes: float) -> str:
     """The copy of the best checkpoint kept at ``minutes`` of CPU time: ``best_cpu040min.ckpt``."""
     return f"best_cpu{minutes:03g}min.ckpt"
@@ -272,3 +319,14 @@ def copy_record(folder: str | Path, dest: str | Path) -> bool:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(folder / relative, target)
     return True
+
+
+# ------------------------------------------------------------------------------ parsing trees
+def trees_path(folder: str | Path, parser: str) -> Path:
+    """The test trees of one parser (``layer2``) beside the gold ones: ``parsing/trees_layer2.tsv``."""
+    return Path(folder) / PARSING / f"trees_{parser}.tsv"
+
+
+def tree_page_path(folder: str | Path) -> Path:
+    """The page that draws a parsing run's test trees (``onlstm.parsing.tree_page``): ``parsing/trees.html``."""
+    return Path(folder) / PARSING / TREE_PAGE

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from datamodules.contract import TaskDataModule
 from onlstm import BackboneConfig, ONLSTMStack
-from onlstm.checkpoints import CheckpointError, read_checkpoint, stored_backbone
+from onlstm.checkpoints import CheckpointError, is_model_folder, load_language_model, read_checkpoint, stored_backbone
 from tasks.jobs.contract import TaskModule
 
 
@@ -49,12 +49,22 @@ def evaluation_module(task: DictConfig, run: dict, datamodule: TaskDataModule, p
     trainable task (lm, logic) is rebuilt from the arguments its checkpoint stored
     (``hyper_parameters``: the backbone, and e.g. the logic classifier's ``mlp_hidden``), so that
     evaluating needs neither ``model=`` nor the experiment that trained it; the weights are loaded
-    by ``trainer.test(ckpt_path=...)``."""
+    by ``trainer.test(ckpt_path=...)``. From a model folder (``onlstm-export``) the module comes
+    from :meth:`TaskModule.from_language_model`, with the folder's weights."""
     extra = datamodule.module_kwargs()
     if task.get("evaluates_checkpoint"):
         return connect(datamodule, instantiate(task.module, checkpoint=path, run=run, _convert_="all", **extra))
-    checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
     cls = get_class(task.module._target_)
+    if is_model_folder(path):
+        try:
+            return connect(datamodule, cls.from_language_model(load_language_model(path, run), run, **extra))
+        except NotImplementedError:
+            raise CheckpointError(
+                f"{path}: a language-model folder, which task={task.name} cannot evaluate ({cls.__name__} is not a "
+                "language model); evaluate it with task=lm, parsing or syneval, or give task="
+                f"{task.name} a checkpoint of its own"
+            ) from None
+    checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
     try:
         arguments = dict(checkpoint["hyper_parameters"])
         arguments["model"] = stored_backbone(checkpoint)

@@ -1,7 +1,9 @@
 """``onlstm-parse``: constituency trees of your own sentences from a trained ON-LSTM language model.
 
     onlstm-parse lm.ckpt "The cat sat on the mat." "Stocks fell 3% on Monday."
+    onlstm-parse onlstm-ptb/ "The cat sat on the mat."   (a model folder that onlstm-export wrote)
     onlstm-parse lm.ckpt --file sentences.txt --jsonl > trees.jsonl
+    onlstm-parse lm.ckpt --file sentences.txt --html trees.html   (the trees drawn, to open in a browser)
     cat sentences.txt | onlstm-parse lm.ckpt --layer-from logs/parsing/runs/<run> --distances --figure gates/
     python -m tasks.reports.parse_sentences ...      (the same, without the console script)
 
@@ -30,9 +32,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from onlstm.checkpoints import CheckpointError, load_language_model
+from onlstm.checkpoints import LOAD_ERRORS, load_language_model
 from onlstm.parsing.inference import word_gate_distances
 from onlstm.parsing.text import detect_style, encode, normalize
+from onlstm.parsing.tree_page import PageHeader, TreeRecord, render_tree_page
 from onlstm.parsing.trees import Tree, split_tree, to_bracketed
 from tasks.jobs import run_folder
 
@@ -260,6 +263,28 @@ def json_record(sentence: Sentence, tree: Tree, layer: int, show_distances: bool
     return json.dumps(record, ensure_ascii=False)
 
 
+def html_path(args: argparse.Namespace) -> Path | None:
+    """Where ``--html`` writes the page (its folder made when missing); checked before any parsing."""
+    if args.html is None:
+        return None
+    path = Path(args.html)
+    if path.is_dir():
+        raise ParseTextError(f"--html {path} is a folder; give the name of the HTML file to write, e.g. {path / 'trees.html'}")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ParseTextError(f"--html {path}: {path.parent} is a file, not a folder")
+    return path
+
+
+def write_tree_page(path: Path, sentences: Sequence[Sentence], trees: Sequence[Tree], layer: int, why: str,
+                    checkpoint: str) -> Path:
+    """The induced trees drawn, one row per sentence (no gold tree: these are your own sentences)."""
+    records = [TreeRecord(f"line {s.line}", s.words, tree, text=s.text) for s, tree in zip(sentences, trees)]
+    header = PageHeader(f"{PROG}: {checkpoint}", layer=layer, notes=[f"language model: {checkpoint}", f"layer {layer}: {why}"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_tree_page(records, header), encoding="utf-8")
+    return path
+
+
 def summary(n_parsed: int, layer: int, why: str, skipped: Skipped, sentences: Sequence[Sentence]) -> str:
     parts = [f"{n_parsed} sentence{'s' * (n_parsed != 1)} parsed with layer {layer} ({why})"]
     if skipped.empty:
@@ -285,7 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(the master forget gate's distances, split top-down; Shen et al. 2019, Section 5.1).",
         epilog="Sentences: arguments, --file, or standard input; one per line. Empty lines are skipped and counted.",
     )
-    parser.add_argument("checkpoint", help="a task=lm checkpoint of an ON-LSTM (e.g. logs/lm/runs/<time>/checkpoints/last.ckpt)")
+    parser.add_argument(
+        "checkpoint",
+        help="a task=lm checkpoint of an ON-LSTM (e.g. logs/lm/runs/<time>/checkpoints/last.ckpt) or a model folder "
+        "that onlstm-export wrote",
+    )
     parser.add_argument("sentences", nargs="*", help="sentences to parse (else --file or standard input)")
     parser.add_argument("--file", "-f", help="a UTF-8 text file, one sentence per line ('-': standard input)")
     layer = parser.add_mutually_exclusive_group()
@@ -297,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--distances", action="store_true", help="also print every layer's per-word distances")
     parser.add_argument("--figure", metavar="DIR", help="write a PNG of the gate distances of each sentence into DIR")
     parser.add_argument("--jsonl", action="store_true", help="one JSON object per sentence, for scripts")
+    parser.add_argument("--html", metavar="FILE", help="also write the trees drawn into one HTML page (opens from disk)")
     parser.add_argument("--batch-size", type=int, default=128, help="sentences per padded batch (default 128)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary on standard error")
     return parser
@@ -311,12 +341,13 @@ def parse(args: argparse.Namespace, out=None, err=None) -> int:
     def warn(message: str) -> None:
         print(f"{PROG}: warning: {message}", file=err)
 
+    page = html_path(args)
     source, lines = read_lines(args)
     loaded = load_language_model(args.checkpoint)
     if loaded.config.arch != "onlstm":
         raise ParseTextError(
             f"{args.checkpoint}: an {loaded.config.arch!r} language model has no master forget gate to parse with; "
-            "give the checkpoint of an ON-LSTM (trained with model=onlstm)"
+            "give the checkpoint (or model folder) of an ON-LSTM (trained with model=onlstm)"
         )
     if EOS not in loaded.vocab:
         raise ParseTextError(f"{args.checkpoint}: the vocabulary has no {EOS}, which starts and ends every sentence")
@@ -330,15 +361,19 @@ def parse(args: argparse.Namespace, out=None, err=None) -> int:
         figure_dir.mkdir(parents=True, exist_ok=True)
     compute_distances(loaded.model, sentences, args.batch_size, progress=not args.quiet, err=err)
 
-    for sentence in sentences:  # input order
-        tree = split_tree(sentence.distances[layer - 1], sentence.words)
+    trees = [split_tree(sentence.distances[layer - 1], sentence.words) for sentence in sentences]
+    for sentence, tree in zip(sentences, trees):  # input order
         figure = write_figure(figure_dir, sentence) if figure_dir is not None else None
         if args.jsonl:
             print(json_record(sentence, tree, layer, args.distances, figure), file=out)
         else:
             print(text_block(sentence, tree, layer, args.distances, figure), file=out)
+    if page is not None:
+        write_tree_page(page, sentences, trees, layer, why, args.checkpoint)
     if not args.quiet:
         print(summary(len(sentences), layer, why, skipped, sentences), file=err)
+        if page is not None:
+            print(f"{PROG}: the trees drawn: {page}", file=err)
     return 0
 
 
@@ -347,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
     try:
         return parse(args)
-    except (ParseTextError, CheckpointError) as error:
+    except (ParseTextError, *LOAD_ERRORS) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
 
