@@ -9,13 +9,17 @@ generation: :mod:`datamodules.listops_generator`):
   the same data; or read from ``train_file`` / ``val_file`` (released format) when given.
 * **test**: the released file (``released_test_file`` under ``data_dir``; null leaves it out)
   and, per range in ``generated_test_lengths`` (``"200-300"``), ``generated_test_count`` generated
-  expressions of that many tokens, beyond the training lengths.
+  expressions of that many tokens, beyond the training lengths; with ``valid_in_test`` (default)
+  also the validation split, its examples marked with the source ``valid``, so that what a task
+  chooses at test time (the ListOps task: the layer whose trees it reports) is chosen on
+  validation data and not on the test sets it reports.
 
 No generated expression occurs in the released test file or in another split (expressions are
 compared as token sequences): each generated split is drawn excluding the released file and
 every split before it (train, valid, then the test ranges in order) that was read from a file or
-whose length range overlaps its own (only those can share an expression with it, so a test-only
-run generates no training data). A given ``train_file`` / ``val_file`` sharing an expression
+whose length range overlaps its own (only those can share an expression with it, so the test
+sets beyond the training lengths need no training data; the validation split does, being drawn
+apart from it). A given ``train_file`` / ``val_file`` sharing an expression
 with the released test file is a DataError naming both. Lengths 2 and 3 do not exist (the
 shortest operator application, ``[MAX 2 9 ]``, has 4 tokens), so 3-100 means 4-100.
 
@@ -99,6 +103,11 @@ def bucket_names(bounds: Sequence[int]) -> list[str]:
     return names + [f">{bounds[-1]}"]
 
 
+def bucket_low(name: str) -> int:
+    """The shortest length of a bucket :func:`bucket_names` named: ``"11-20"`` -> 11, ``">50"`` -> 51."""
+    return int(name[1:]) + 1 if name.startswith(">") else int(name.partition("-")[0])
+
+
 def parse_length_range(text: str, key: str) -> tuple[int, int]:
     """``"200-300"`` -> ``(200, 300)``; anything else is a ValueError naming the config key."""
     low, sep, high = str(text).partition("-")
@@ -130,6 +139,7 @@ class ListOpsDataModule(BucketedDataModule):
         generated_test_lengths: Sequence[str] = ("200-300", "500-600", "900-1000"),
         generated_test_count: int = 300,
         data_seed: int = 0,  # draws every generated split; the run's seed does not change the data
+        valid_in_test: bool = True,  # the test loader also carries the validation split (source "valid")
         length_buckets: Sequence[int] = (10, 20, 50, 100, 200, 500, 1000),  # upper bounds of the reported length buckets
         batch_size: int = 128,
         eval_batch_size: int = 256,
@@ -155,6 +165,7 @@ class ListOpsDataModule(BucketedDataModule):
         self.train_count, self.val_count = train_count, val_count
         self.generated_test_count = generated_test_count
         self.data_seed = data_seed
+        self.valid_in_test = valid_in_test
         self.bounds = bounds
         self.sources = [TRAIN, VALID] + ([RELEASED] if released_test_file else [])
         # the length range of every generated (or generatable) source
@@ -175,7 +186,15 @@ class ListOpsDataModule(BucketedDataModule):
             "test_sources": self.sources[2:],
             "length_buckets": bucket_names(self.bounds),
             "max_depth": MAX_DEPTH - 1,
+            "train_max_length": self.train_max_length(),
         }
+
+    def train_max_length(self) -> int:
+        """The longest training expression there can be: the top of the generated range, or the
+        longest expression of ``train_file`` (read for it)."""
+        if self.train_file:
+            return max(item.length for item in self.items(TRAIN))
+        return self.train_range[1]
 
     # ------------------------------------------------------------------------- the splits' items
     def _given(self, source: str) -> str | None:
@@ -242,7 +261,7 @@ class ListOpsDataModule(BucketedDataModule):
             # evaluation order does not matter: sorting by length minimises padding
             self.val_set = ExampleDataset(sorted(self._examples(VALID), key=lambda e: e.length))
         if stage in (None, "test") and self.test_set is None:
-            test: list[ListOpsExample] = []
+            test: list[ListOpsExample] = self._examples(VALID) if self.valid_in_test else []
             for source in self.sources[2:]:
                 test += self._examples(source)
             self.test_set = ExampleDataset(sorted(test, key=lambda e: e.length))

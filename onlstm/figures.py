@@ -1,9 +1,11 @@
 """Figures drawn from numbers (matplotlib ``Figure`` objects, no pyplot state, no display), shared
 by a task that logs them during a run and the offline tools that draw them from run folders.
 
+:func:`accuracy_figure` draws accuracy against what makes an example harder; its
 :func:`accuracy_by_operators` is the logical-inference figure (the paper's Figure 2): the logic
 task draws its run with it, the evidence report the mean and spread over seeds, and
-``python -m tasks.reports.logic_figure`` several runs together. :func:`gate_figure` draws a
+``python -m tasks.reports.logic_figure`` several runs together; the ListOps task draws accuracy by
+length and by depth, a line per test set. :func:`gate_figure` draws a
 sentence's master-gate distances (the parsing task, ``onlstm-parse --figure``).
 """
 
@@ -40,30 +42,51 @@ class Curve:
     color: str | None = None  # None: matplotlib's next colour
 
 
-def accuracy_by_operators(curves: Sequence[Curve], operators: Sequence[int], train_max_ops: int | None = 6,
-                          majority: Curve | None = None) -> Figure:
-    """Test accuracy against the number of operators in a formula, one line per model (or run),
-    with the lengths longer than training shaded and, when the axis goes past Bowman's test files,
-    a dotted line where the generated formulas start. ``operators``: every length on the axis;
-    ``majority``: the rate of the most frequent label, drawn as a black dotted reference."""
-    figure, axes = line_figure("Accuracy by number of operators", "operators", "test accuracy")
+def accuracy_figure(curves: Sequence[Curve], title: str, xlabel: str, majority: Sequence[Curve] = (),
+                    beyond_training: tuple[float, float] | None = None, marks: Sequence[tuple[float, str]] = (),
+                    ticks: Sequence[tuple[float, str]] = ()) -> Figure:
+    """Accuracy against whatever makes an example harder (operators, length, depth), one line per
+    model, run or test set, each with its band when it has a ``spread``. ``majority``: rates of
+    the most frequent label, drawn as dotted references (black for a single one, else in their
+    curve's colour); ``beyond_training``: the x range longer than training, shaded; ``marks``:
+    dotted vertical lines at x with their legend label; ``ticks``: x positions with their labels
+    (e.g. length buckets), else matplotlib's."""
+    figure, axes = line_figure(title, xlabel, "test accuracy")
     for curve in curves:
         xs, ys = zip(*curve.points)
         axes.plot(xs, ys, marker="o", color=curve.color, label=curve.label)
         if curve.spread is not None:
             axes.fill_between(xs, [y - s for y, s in zip(ys, curve.spread)], [y + s for y, s in zip(ys, curve.spread)],
                               color=curve.color, alpha=0.2)
-    if majority is not None:
-        xs, ys = zip(*majority.points)
-        axes.plot(xs, ys, "k:", linewidth=1, label=majority.label)
-    if train_max_ops is not None:
-        axes.axvspan(train_max_ops + 0.5, max(operators, default=train_max_ops + 1) + 0.5, color="grey", alpha=0.1,
-                     label="longer than training")
-    if any(n > BOWMAN_MAX_OPERATORS for n in operators):
-        axes.axvline(BOWMAN_MAX_OPERATORS + 0.5, color="grey", linestyle=":", linewidth=1,
-                     label="right of it: generated formulas")
+    for reference in majority:
+        xs, ys = zip(*reference.points)
+        style = {"color": "k"} if len(majority) == 1 else {"color": reference.color}
+        axes.plot(xs, ys, linestyle=":", linewidth=1, label=reference.label, **style)
+    if beyond_training is not None:
+        axes.axvspan(*beyond_training, color="grey", alpha=0.1, label="longer than training")
+    for x, label in marks:
+        axes.axvline(x, color="grey", linestyle=":", linewidth=1, label=label)
+    if ticks:
+        axes.set_xticks([x for x, _ in ticks])
+        axes.set_xticklabels([label for _, label in ticks], fontsize=8)
     axes.legend(fontsize=8)
     return figure
+
+
+def accuracy_by_operators(curves: Sequence[Curve], operators: Sequence[int], train_max_ops: int | None = 6,
+                          majority: Curve | None = None) -> Figure:
+    """Test accuracy against the number of operators in a formula, one line per model (or run),
+    with the lengths longer than training shaded and, when the axis goes past Bowman's test files,
+    a dotted line where the generated formulas start. ``operators``: every length on the axis;
+    ``majority``: the rate of the most frequent label, drawn as a black dotted reference."""
+    beyond = None
+    if train_max_ops is not None:
+        beyond = (train_max_ops + 0.5, max(operators, default=train_max_ops + 1) + 0.5)
+    marks = []
+    if any(n > BOWMAN_MAX_OPERATORS for n in operators):
+        marks.append((BOWMAN_MAX_OPERATORS + 0.5, "right of it: generated formulas"))
+    return accuracy_figure(curves, "Accuracy by number of operators", "operators", [majority] if majority else [],
+                           beyond, marks)
 
 
 def gate_figure(

@@ -14,41 +14,23 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
-from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from onlstm import BackboneConfig
+from onlstm.classifier import SequenceEncoder, classifier_head
 from onlstm.figures import ARCH_COLORS, ARCH_NAMES, Curve, accuracy_by_operators
-from onlstm.lm import WordEncoder
 from onlstm.stack import DEFAULT_IMPLEMENTATION
-from tasks.jobs.contract import TaskModule
+from tasks.classification import ClassificationTask, ungraphed
 from tasks.jobs.tracking import log_figure, log_table
 
 
-class PairClassifier(WordEncoder):
+class PairClassifier(SequenceEncoder):
     """Siamese sentence encoder + feature MLP; pure PyTorch."""
 
     def __init__(self, vocab_size: int, cfg: BackboneConfig, n_classes: int, mlp_hidden: int, mlp_dropout: float,
                  pad_id: int = 0, implementation: str = DEFAULT_IMPLEMENTATION):
         super().__init__(vocab_size, cfg, implementation, padding_idx=pad_id)
-        width = cfg.layer_sizes()[-1]
-        self.mlp = nn.Sequential(
-            nn.Dropout(mlp_dropout),
-            nn.Linear(4 * width, mlp_hidden),
-            nn.ELU(),
-            nn.Dropout(mlp_dropout),
-            nn.Linear(mlp_hidden, n_classes),
-        )
-
-    def encode(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """(time, batch) right-padded ids and their lengths -> (batch, width) last real outputs.
-
-        The recurrence is causal, so the output at a sequence's last real token ignores the
-        padding after it.
-        """
-        output = self.lockdrop(self.stack(self.embed(tokens)).output, self.cfg.dropout)
-        return output[lengths - 1, torch.arange(tokens.size(1), device=tokens.device)]
+        self.mlp = classifier_head(4 * self.width, mlp_hidden, n_classes, mlp_dropout)
 
     def forward(self, premise: Tensor, premise_len: Tensor, hypothesis: Tensor, hypothesis_len: Tensor) -> Tensor:
         """Logits (batch, n_classes). Both formulas run as one batch: one pass, one DropConnect mask."""
@@ -62,7 +44,7 @@ class PairClassifier(WordEncoder):
         return self.mlp(torch.cat([h1, h2, h1 * h2, (h1 - h2).abs()], dim=-1))
 
 
-class LogicalInferenceTask(TaskModule):
+class LogicalInferenceTask(ClassificationTask):
     def __init__(
         self,
         model: dict,
@@ -79,59 +61,28 @@ class LogicalInferenceTask(TaskModule):
         plateau_factor: float = 0.5,  # lr *= factor when val/acc has not improved for `plateau_patience` epochs
         plateau_patience: int = 2,
     ):
-        super().__init__()
+        super().__init__(len(relations))
         self.save_hyperparameters(ignore=["run"])  # what the model is, never how it ran
-        run = dict(run or {})
-        if run.pop("cuda_graphs", False):
-            raise ValueError(
-                "run.cuda_graphs=true replays a language model's training steps (task=lm); the logic encoder "
-                "has no graphed path: drop run.cuda_graphs=true"
-            )
+        run = ungraphed(run, "logic")
         self.relations = list(relations)
         self.test_ops = list(test_ops)
         self.backbone_cfg = BackboneConfig(**model)
         self.model = PairClassifier(vocab_size, self.backbone_cfg, len(self.relations), mlp_hidden, mlp_dropout, pad_id,
                                     **run)
         n = len(self.relations)
-        self.train_acc = MulticlassAccuracy(n, average="micro")
-        self.val_acc = MulticlassAccuracy(n, average="micro")
         self.test_acc = MulticlassAccuracy(n, average="micro")
-        self.val_acc_best = MaxMetric()
         # one confusion matrix per test file: accuracy, example count and majority rate all follow
         self.confusion_by_ops = nn.ModuleDict({str(k): MulticlassConfusionMatrix(n) for k in self.test_ops})
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         return self.model(batch["premise"], batch["premise_len"], batch["hypothesis"], batch["hypothesis_len"])
 
-    def _step(self, stage: str, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        logits = self(batch)
-        loss = F.cross_entropy(logits, batch["label"])
-        preds = logits.argmax(-1)
-        accuracy = getattr(self, f"{stage}_acc")
-        accuracy.update(preds, batch["label"])
-        size = batch["label"].numel()
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, batch_size=size, prog_bar=on_step)
-        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, batch_size=size, prog_bar=True)
-        return loss, preds
+    def logits(self, batch: dict[str, Tensor]) -> Tensor:
+        return self(batch)
 
     def progress_items(self, batch: dict[str, Tensor]) -> tuple[int, str]:
         """What the progress log counts per batch: premise-hypothesis pairs."""
         return int(batch["label"].numel()), "pairs"
-
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-        self.log("train/lr", lr, on_step=False, on_epoch=True, batch_size=batch["label"].numel())
-        return self._step("train", batch)[0]
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._step("val", batch)
-
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            return
-        self.val_acc_best.update(self.val_acc.compute())
-        self.log("val/acc_best", self.val_acc_best.compute())
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         _, preds = self._step("test", batch)
@@ -179,10 +130,4 @@ class LogicalInferenceTask(TaskModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=self.hparams.plateau_factor, patience=self.hparams.plateau_patience
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/acc", "interval": "epoch", "strict": False},
-        }
+        return self.with_plateau_schedule(optimizer, self.hparams.plateau_factor, self.hparams.plateau_patience)

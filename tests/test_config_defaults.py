@@ -11,7 +11,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from onlstm import BackboneConfig
-from tasks.jobs.schemas import lm, logic, parsing, syneval
+from tasks.jobs.schemas import listops, lm, logic, parsing, syneval
 from tests.helpers import ROOT
 
 CONF = ROOT / "conf"
@@ -20,6 +20,7 @@ SCHEMAS = {
     "logic": logic.LogicalInferenceTaskSchema,
     "parsing": parsing.ParsingTaskSchema,
     "syneval": syneval.SyntacticEvaluationTaskSchema,
+    "listops": listops.ListOpsTaskSchema,
 }
 
 

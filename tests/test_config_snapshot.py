@@ -43,7 +43,7 @@ def cases() -> dict[str, tuple[str, list[str]]]:
         config_name = "eval" if path.stem in EVAL_ONLY_EXPERIMENTS else "config"
         for model in ("onlstm", "lstm"):
             found[f"experiment={path.stem} model={model}"] = (config_name, [f"experiment={path.stem}", f"model={model}"])
-    for task in ("lm", "logic", "parsing", "syneval"):
+    for task in ("lm", "logic", "parsing", "syneval", "listops"):
         for config_name in ("config", "eval"):
             found[f"{config_name}: task={task}"] = (config_name, [f"task={task}"])
     return found

@@ -21,7 +21,7 @@ PACKAGES = ("onlstm", "tasks", "datamodules")
 ENTRY_POINTS = ("train", "eval")  # train.py, eval.py: they come last
 FORBIDDEN_IN_ONLSTM = ("tasks", "datamodules", *ENTRY_POINTS, "lightning", "pytorch_lightning", "hydra", "omegaconf", "wandb")
 MODEL = ("onlstm", "onlstm.cell", "onlstm.stack", "onlstm.regularizers", "onlstm.lm", "onlstm.parsing",
-         "onlstm.cuda_graphs", "onlstm.checkpoints", "onlstm.padding", "onlstm.figures")
+         "onlstm.cuda_graphs", "onlstm.checkpoints", "onlstm.padding", "onlstm.figures", "onlstm.classifier")
 JOBS, REPORTS, RUN_FOLDER = "tasks.jobs", "tasks.reports", "tasks.jobs.run_folder"
 LIGHTNING = ("pytorch_lightning", "lightning", "lightning_fabric")
 HEAVY = ("torch", *LIGHTNING, "hydra", "wandb", "matplotlib", "scipy")  # what the run-folder module must not import
@@ -149,7 +149,7 @@ def test_the_graph_sees_every_package_and_lazy_imports():
     graph = import_graph()
     assert {"train", "eval", "onlstm", "onlstm.ops", "onlstm.parsing", "tasks", "datamodules"} <= graph.keys()
     assert task_modules(graph) == {"tasks.language_modeling", "tasks.logical_inference", "tasks.syntactic_evaluation",
-                                   "tasks.unsupervised_parsing"}
+                                   "tasks.unsupervised_parsing", "tasks.listops", "tasks.classification"}
     assert "onlstm.ops.triton_kernels" in graph["onlstm.ops"]  # imported inside a function
     assert "onlstm.ops" in graph["onlstm.stack"] and "!torch" in graph["onlstm.stack"]
 

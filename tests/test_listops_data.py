@@ -312,12 +312,13 @@ def test_batches_from_files_are_padded_and_carry_spans(tmp_path):
     write_lines(tmp_path / "valid.tsv", ["4\t( ( ( [MIN 4 ) 7 ) ] )"])
     dm = ListOpsDataModule(str(tmp_path), released_test_file="released.tsv", train_file="train.tsv",
                            val_file="valid.tsv", generated_test_lengths=[], bucket=False, batch_size=2,
-                           length_buckets=[4, 10])
+                           length_buckets=[4, 10], valid_in_test=False)
     dm.setup()
     kwargs = dm.module_kwargs()
     assert kwargs["sources"] == ["train", "valid", "released"] and kwargs["test_sources"] == ["released"]
     assert kwargs["length_buckets"] == ["1-4", "5-10", ">10"] and kwargs["num_classes"] == 10
     assert kwargs["vocab_size"] == 16 and kwargs["tokens"][0] == "<pad>" and kwargs["pad_id"] == 0
+    assert kwargs["train_max_length"] == 13  # the longest expression of train.tsv: DEEP
 
     batch = next(iter(dm.test_dataloader()))  # sorted by length: 7, then the example
     assert batch["tokens"].shape == (9, 2)  # time-major
@@ -352,6 +353,7 @@ def test_generated_splits_are_disjoint_and_fixed_by_the_data_seed():
     dm.setup()
     sources = dm.module_kwargs()["sources"]
     assert sources == ["train", "valid", "released", "len10-16", "len30-40"]
+    assert dm.module_kwargs()["train_max_length"] == 12  # the top of the generated range
     by_source = {name: [i.tokens for i in dm.items(name)] for name in sources}
     assert [len(by_source[s]) for s in sources] == [150, 40, 10_000, 30, 30]
     released = set(by_source["released"])
@@ -365,7 +367,9 @@ def test_generated_splits_are_disjoint_and_fixed_by_the_data_seed():
     highs = {"train": 12, "valid": 12, "len10-16": 16, "len30-40": 40}
     for name in lows:
         assert all(lows[name] <= len(t) <= highs[name] for t in by_source[name]), name
-    assert Counter(e.source for e in dm.test_set.examples) == {2: 10_000, 3: 30, 4: 30}
+    # the validation split rides along in the test loader (valid_in_test): the same 40 examples
+    assert Counter(e.source for e in dm.test_set.examples) == {1: 40, 2: 10_000, 3: 30, 4: 30}
+    assert sorted(e.ids for e in dm.test_set.examples if e.source == 1) == sorted(e.ids for e in dm.val_set.examples)
     for example in dm.train_set.examples + dm.val_set.examples:
         tokens = [TOKENS[i] for i in example.ids]
         assert example.label == evaluate(parse(tokens))
@@ -436,4 +440,5 @@ def test_signature_makes_a_typed_config(tmp_path):
     cfg.generated_test_lengths = ["20-30"]
     dm = instantiate(cfg, train_count=20, val_count=5, generated_test_count=5)
     dm.setup()
-    assert dm.module_kwargs()["sources"] == ["train", "valid", "len20-30"] and len(dm.test_set) == 5
+    assert dm.module_kwargs()["sources"] == ["train", "valid", "len20-30"]
+    assert len(dm.test_set) == 5 + 5  # the generated test set and the validation split (valid_in_test)

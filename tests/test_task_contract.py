@@ -21,6 +21,8 @@ BATCHES = {
     "lm": ({"input": torch.zeros(35, 4, dtype=torch.long), "target": torch.zeros(35, 4, dtype=torch.long)},
            (140, "tokens")),
     "logic": ({"premise": torch.zeros(9, 3, dtype=torch.long), "label": torch.zeros(3, dtype=torch.long)}, (3, "pairs")),
+    "listops": ({"tokens": torch.zeros(12, 5, dtype=torch.long), "label": torch.zeros(5, dtype=torch.long)},
+                (5, "expressions")),
     "parsing": ({"index": [4, 7], "ids": [[0, 5, 0], [0, 6, 7, 0]]}, (2, "sentences")),
     "syneval": ({"sentence": torch.tensor([1, 2, 3, 4, 5]), "tokens": torch.zeros(8, 5, dtype=torch.long)},
                 (5, "sentences")),

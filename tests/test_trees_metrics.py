@@ -22,6 +22,7 @@ from onlstm.parsing.metrics import (
 from onlstm.parsing.trees import (
     as_tree,
     balanced,
+    binarize,
     baseline_tree,
     from_bracketed,
     from_labeled,
@@ -79,6 +80,16 @@ def test_baselines_on_hand_made_sentences():
     for build in (left_branching, right_branching, balanced):
         assert build(["x"]) == "x"
         assert build(["x", "y"]) == ["x", "y"]
+
+
+def test_binarize_folds_wide_nodes_right_and_keeps_every_constituent():
+    """Guards the best-binary-tree reference of the ListOps task (break: fold left, or drop a level)."""
+    assert binarize(list("abcd")) == ["a", ["b", ["c", "d"]]]
+    wide = [["a", "b", "c"], "d", ["e", "f", "g", "h"]]
+    assert binarize(wide) == [["a", ["b", "c"]], ["d", ["e", ["f", ["g", "h"]]]]]
+    # the n-ary tree's constituents (0,3) (4,8) and the whole (0,8) stay; 8 words: 7 constituents in all
+    assert spans(wide) <= spans(binarize(wide)) and len(spans(binarize(wide))) == 7
+    assert binarize([["x"]]) == "x" and binarize("x") == "x"
 
 
 def test_random_baseline_is_seeded_binary_and_covers_the_words():
