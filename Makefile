@@ -19,6 +19,7 @@ EVIDENCE_ARGS ?=
 # where the sweeps write (paths.log_dir/evidence), and where their records are kept in the checkout
 EVIDENCE_LOGS ?= logs/evidence
 EVIDENCE_RECORDS := docs/evidence/runs/round2
+TUNING_RECORDS := docs/evidence/runs/tuning
 # Pins the CPU build of torch (see constraints.txt); `make install CONSTRAINTS=` keeps the torch
 # an existing environment has (VENV=that environment).
 CONSTRAINTS ?= constraints.txt
@@ -57,8 +58,9 @@ evidence: install ## the pre-registered sweeps of round 2, then docs/evidence.md
 
 evidence-report: install ## docs/evidence.md: keeps the runs' records (docs/evidence/runs), then reports from them
 	if [ -d $(EVIDENCE_LOGS)/round2 ]; then $(BIN)/python -m tasks.reports.archive $(EVIDENCE_LOGS)/round2 $(EVIDENCE_RECORDS); fi
+	if [ -d $(EVIDENCE_LOGS)/tuning ]; then $(BIN)/python -m tasks.reports.archive $(EVIDENCE_LOGS)/tuning $(TUNING_RECORDS); fi
 	$(BIN)/python train.py experiment=logic_paper --cfg job > docs/evidence/logic_paper_config.yaml
-	$(BIN)/python -m tasks.reports.evidence $(EVIDENCE_RECORDS)/* --plan docs/preregistration.md \
+	$(BIN)/python -m tasks.reports.evidence $(EVIDENCE_RECORDS)/* --tuning $(TUNING_RECORDS)/* --plan docs/preregistration.md \
 		--round1 docs/evidence/round1.md --paper-config docs/evidence/logic_paper_config.yaml \
 		--paper-epoch benchmarks/results/logic_paper_epoch_cpu.md --out docs/evidence
 

@@ -322,3 +322,18 @@ def fake_run(folder: Path, config: dict, metrics: dict | None, history: list[dic
                   "machine": {"device": "Test CPU", "torch": "2.13.0", "threads": "1"}}
         (folder / "done.json").write_text(json.dumps(record))
     return folder
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def committed_plan(root: Path, text: str) -> str:
+    """A fresh git checkout at ``root`` whose only commit adds ``docs/preregistration.md`` with
+    ``text``; the commit's short hash (what a run's done.json names)."""
+    (root / "docs").mkdir(parents=True)
+    (root / "docs" / "preregistration.md").write_text(text)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "plan")
+    return git(root, "rev-parse", "--short=12", "HEAD")

@@ -3,13 +3,13 @@ confirmatory verdict only from runs of the planned code, seeds and overrides."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from tasks.reports.preregistration import PlanError, read_plans, role, run_problems
+from tests.helpers import git
 
 PLAN = """# Pre-registration
 
@@ -49,10 +49,6 @@ swept:
   model: [onlstm, lstm]
 ```
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def commit(repo: Path, message: str) -> str:

@@ -5,13 +5,12 @@ git history; every expected number is worked out by hand in the comments."""
 from __future__ import annotations
 
 import csv
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tasks.reports.evidence import Round2Inputs, write_report
-from tests.helpers import fake_run
+from tests.helpers import committed_plan, fake_run
 
 PLAN = """# Plan
 
@@ -49,20 +48,10 @@ evaluations:
 """
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
-
-
 @pytest.fixture
 def repo(tmp_path) -> tuple[Path, str]:
     """A checkout whose only commit adds the plan: (its folder, the commit)."""
-    root = tmp_path / "repo"
-    (root / "docs").mkdir(parents=True)
-    (root / "docs" / "preregistration.md").write_text(PLAN)
-    git(root, "init", "-q", "-b", "main")
-    git(root, "add", "-A")
-    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "plan")
-    return root, git(root, "rev-parse", "--short=12", "HEAD")
+    return tmp_path / "repo", committed_plan(tmp_path / "repo", PLAN)
 
 
 def logic_run(sweep: Path, arch: str, seed: int, accuracy: float, commit: str, val_acc: float = 0.96) -> None:

@@ -32,9 +32,9 @@ def test_max_steps_and_max_time_need_no_plus(make_cfg, experiment):
     assert cfg.trainer.max_time == "00:00:01:00"
 
 
-def test_experiments_keep_their_own_max_time(make_cfg):
-    """An experiment's `trainer.max_time` still wins over the trainer group's null."""
-    assert make_cfg(["experiment=ptb_cpu"]).trainer.max_time == "00:00:12:30"
+def test_experiments_keep_their_own_budgets(make_cfg):
+    """An experiment's `trainer.max_steps` / `trainer.max_time` still win over the trainer group's."""
+    assert make_cfg(["experiment=ptb_cpu"]).trainer.max_steps == 1800
     assert make_cfg(["experiment=syneval_cpu"]).trainer.max_time == "00:00:22:00"
 
 

@@ -36,7 +36,7 @@ import yaml
 from tasks.jobs.run_folder import write_csv
 from tasks.reports.claims import lm, logic, parsing, syneval
 from tasks.reports.preregistration import Plan, read_plans, sweep_of
-from tasks.reports.questions import logic_confirmation, parsing_curve
+from tasks.reports.questions import listops, logic_confirmation, parsing_curve
 from tasks.reports.runs import RunRecord, load_runs
 from tasks.reports.sections import Section
 from tasks.reports.tuning import tuning_section
@@ -56,13 +56,17 @@ class Round2Inputs:
     paper_epoch: Path | None = None  # benchmarks/results/logic_paper_epoch_cpu.md
 
 
-def question_section(plan: Plan, runs: list[RunRecord], inputs: Round2Inputs) -> Section:
+def question_section(plan: Plan, runs: list[RunRecord], inputs: Round2Inputs, tuning: list[RunRecord]) -> Section:
+    """The section of one pre-registered question (``tuning``: the runs that chose recipes; a
+    question reads its own)."""
     if plan.name == "logic_confirmation":
         round1_csv = inputs.round1.with_suffix("") / "logic_accuracy_by_operators.csv" if inputs.round1 else None
         paper = yaml.safe_load(inputs.paper_config.read_text()) if inputs.paper_config else None
         return logic_confirmation.section(plan, runs, inputs.repo, round1_csv, paper, inputs.paper_epoch)
     if plan.name == "parsing_curve":
         return parsing_curve.section(plan, runs, inputs.repo)
+    if plan.name == "listops":
+        return listops.section(plan, runs, inputs.repo, tuning)
     raise ValueError(f"{inputs.plan_file}: plan {plan.name!r} has no report section (tasks/reports/questions)")
 
 
@@ -142,8 +146,10 @@ def write_report(paths: Sequence[str | Path], out: str | Path, command: str,
         plans = read_plans(round2.plan_file)
         for plan in plans.values():
             members = [r for r in runs if sweep_of(plan, r) is not None]
-            questions.append(question_section(plan, members, round2))
+            questions.append(question_section(plan, members, round2, tuning_runs))
             runs = [r for r in runs if r not in members]
+        if "listops" in plans:  # its tuning belongs to its question
+            tuning_runs = [r for r in tuning_runs if r.kind != "listops"]
     sections = []
     for kind, build in SECTIONS.items():
         members = [r for r in runs if r.kind == kind]
