@@ -14,6 +14,7 @@ EVIDENCE_SWEEPS := "train.py -m experiment=evidence2_logic" \
 	"train.py -m experiment=evidence2_lm" \
 	"eval.py -m experiment=evidence2_lm_marks" \
 	"eval.py -m experiment=evidence2_parsing" \
+	"train.py -m experiment=evidence2_listops" \
 	"train.py -m experiment=evidence2_logic seed=1,2,3"
 EVIDENCE_ARGS ?=
 # where the sweeps write (paths.log_dir/evidence), and where their records are kept in the checkout

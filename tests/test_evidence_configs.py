@@ -103,3 +103,26 @@ def test_round_two_evaluations_read_every_kept_checkpoint_of_a_finished_lm(make_
     assert cfg.lm_run == str(lm_run) and list(cfg.requires_finished_runs) == [str(lm_run)]
     assert cfg.ckpt_path.startswith(str(lm_run / "checkpoints") + "/")
     assert cfg.resume is True and cfg.threads == 1
+
+
+def test_round_two_listops_is_the_planned_recipe_at_equal_size(make_cfg):
+    """The ListOps sweep composes to what question 3 of the plan names, for both models (break: drop
+    the 50-minute budget from conf/experiment/evidence2_listops.yaml: evidence/training's 40 wins)."""
+    from tasks.reports.preregistration import read_plans
+
+    sweep = read_plans(ROOT / "docs" / "preregistration.md")["listops"].sweeps[0]
+    assert sweep.experiment == "evidence2_listops"
+    for arch in sweep.swept["model"]:
+        cfg = make_cfg([f"experiment={sweep.experiment}", f"model={arch}"], subdir=f"listops_{arch}")
+        wrong = {key: (OmegaConf.select(cfg, key), value) for key, value in sweep.config.items()
+                 if OmegaConf.select(cfg, key) != value}
+        assert not wrong, f"{arch}: (composed, planned) {wrong}"
+        assert dict(cfg.hydra.sweeper.params) == {"seed": ",".join(sweep.swept["seed"]), "model": "onlstm,lstm"}
+        assert cfg.hydra.sweep.dir == str(Path(cfg.paths.log_dir) / "evidence" / "round2" / "listops")
+        assert cfg.resume is True and cfg.test is True and cfg.hydra.launcher.n_jobs == 2
+        assert cfg.callbacks.model_checkpoint.filename == "best" and cfg.callbacks.last_checkpoint.every_n_train_steps == 50
+    configs = [BackboneConfig(**OmegaConf.to_container(make_cfg([f"experiment={sweep.experiment}", f"model={arch}"],
+                                                                subdir=f"listops_{arch}").model, resolve=True))
+               for arch in ("onlstm", "lstm")]
+    sizes = [sum(p.numel() for p in RNNLanguageModel(20, config).stack.parameters()) for config in configs]
+    assert abs(sizes[0] - sizes[1]) / sizes[1] < 0.05, f"recurrent parameters ON-LSTM {sizes[0]}, LSTM {sizes[1]}"
