@@ -10,7 +10,6 @@ written before them picks.
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from onlstm.figures import ARCH_COLORS, ARCH_NAMES, Curve, accuracy_figure
-from tasks.reports.preregistration import Plan, expected_jobs, run_problems, sweep_of
+from tasks.reports.preregistration import Plan, expected_jobs
+from tasks.reports.questions import judged_runs, num, plan_commit, plan_header
 from tasks.reports.runs import RunRecord
 from tasks.reports.sections import Section, validation_curves
 from tasks.reports.statistics import fmt, values_of, welch
@@ -32,10 +32,6 @@ TREE_PARSERS = {"ON-LSTM, layer chosen on validation": "", "the same, initial we
                 "balanced": "balanced_", "random": "random_", "best binary tree (ceiling)": "best_binary_"}
 STILL_LEARNING = 0.01  # the tuning rule: a rise of more than this over the last fifth of the budget
 SIZES = ("small", "large")  # the tie-break order of the tuning rule
-
-
-def _num(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def _setting(run: RunRecord) -> tuple[str, float]:
@@ -73,8 +69,8 @@ def tuning_part(section: Section, tuning: Sequence[RunRecord], recipe_runs: Sequ
     if not tuning:
         return
     chosen, means = chosen_setting(tuning)
-    rows = [[ARCH_NAMES.get(r.arch, r.arch), *_setting(r), _num(r.metrics.get("val/acc_best")),
-             _num(means.get(_setting(r))), _num(still_learning(r)), _num(r.last("time/cpu_minutes"), 1),
+    rows = [[ARCH_NAMES.get(r.arch, r.arch), *_setting(r), num(r.metrics.get("val/acc_best")),
+             num(means.get(_setting(r))), num(still_learning(r)), num(r.last("time/cpu_minutes"), 1),
              "yes" if r.finished else "no", (r.record or {}).get("commit", "-")]
             for r in sorted(tuning, key=lambda r: (_setting(r), r.arch))]
     section.table("listops_tuning", ["model", "size", "learning rate", "best validation accuracy",
@@ -89,7 +85,7 @@ def tuning_part(section: Section, tuning: Sequence[RunRecord], recipe_runs: Sequ
     budget = 50 if any(v is not None and v > STILL_LEARNING for v in rising.values()) else 25
     line = (f"The rule picks size {chosen[0]}, learning rate {chosen[1]:g} (mean best validation accuracy "
             f"{means[chosen]:.3f}); rise over the last fifth of the budget "
-            + ", ".join(f"{ARCH_NAMES[a]} {_num(rising[a])}" for a in ARCHS if a in rising)
+            + ", ".join(f"{ARCH_NAMES[a]} {num(rising[a])}" for a in ARCHS if a in rising)
             + f": the evidence runs get {budget} CPU-minutes.")
     if recipe_runs:
         used = {(_setting(r), OmegaConf.select(OmegaConf.create(r.config), "callbacks.cpu_time_budget.minutes"))
@@ -107,22 +103,19 @@ def tuning_part(section: Section, tuning: Sequence[RunRecord], recipe_runs: Sequ
 def section(plan: Plan, runs: Sequence[RunRecord], repo: Path, tuning: Sequence[RunRecord] = ()) -> Section:
     section = Section("Round 2, question 3: ListOps, longer expressions and trees against gold trees (pre-registered)")
     sweep = plan.sweeps[0]
-    plan_commit = plan.commit[:12] if plan.commit else "not committed"
-    section.text.append(f"Plan: `docs/preregistration.md`, question 3, committed at {plan_commit}. Sweep: "
-                        f"`python {sweep.entry}.py -m experiment={sweep.experiment}` (seeds "
-                        f"{', '.join(sweep.swept['seed'])}).\n")
+    section.text.append(plan_header(plan, 3))
     groups: dict[str, list[RunRecord]] = {a: [] for a in ARCHS}
     rows = []
-    members = [r for r in runs if sweep_of(plan, r) is sweep]
-    for run in sorted(members, key=lambda r: (r.seed, r.arch)):
-        problems = run_problems(plan, run, repo) if run.finished else ["unfinished"]
+    judged = sorted(judged_runs(plan, sweep, runs, repo), key=lambda item: (item[0].seed, item[0].arch))
+    members = [run for run, _ in judged]
+    for run, problems in judged:
         if not problems:
             groups.setdefault(run.arch, []).append(run)
         m = run.metrics
         rows.append([ARCH_NAMES.get(run.arch, run.arch), run.seed, "yes" if not problems else "no: " + "; ".join(problems),
-                     (run.record or {}).get("commit", "-"), _num(m.get("val/acc_best")), _num(m.get(PRIMARY)),
-                     *(_num(m.get(f"test/acc_{s}")) for s in SOURCES), _num(m.get("test/tree_f1_released")),
-                     _num(m.get("test/tree_layer"), 0), _num(run.last("time/cpu_minutes"), 1), _num(run.last("step"), 0)])
+                     (run.record or {}).get("commit", "-"), num(m.get("val/acc_best")), num(m.get(PRIMARY)),
+                     *(num(m.get(f"test/acc_{s}")) for s in SOURCES), num(m.get("test/tree_f1_released")),
+                     num(m.get("test/tree_layer"), 0), num(run.last("time/cpu_minutes"), 1), num(run.last("step"), 0)])
     section.table("listops_runs", ["model", "seed", "counts", "commit", "best validation accuracy (4-100 tokens)",
                                    "accuracy beyond training (> 100 tokens)", *(f"accuracy, {s}" for s in SOURCES),
                                    "tree F1, released", "tree layer", "CPU minutes", "steps"], rows,
@@ -134,7 +127,7 @@ def section(plan: Plan, runs: Sequence[RunRecord], repo: Path, tuning: Sequence[
     else:
         on, lstm = (values_of(groups[a], PRIMARY) for a in ARCHS)
         comparison = welch(on, lstm, alternative="greater")
-        section.conclude(f"**Question 3 (ListOps, primary, planned at {plan_commit}): {comparison.confirmation}.** "
+        section.conclude(f"**Question 3 (ListOps, primary, planned at {plan_commit(plan)}): {comparison.confirmation}.** "
                          f"Accuracy on the test expressions longer than training (> 100 tokens: the released file's "
                          f"and the generated 200-1000 tokens), seeds {', '.join(sweep.swept['seed'])}: ON-LSTM "
                          f"{statistics.fmean(on):.3f}, LSTM {statistics.fmean(lstm):.3f} "

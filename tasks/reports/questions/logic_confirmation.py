@@ -17,7 +17,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from onlstm.figures import ARCH_COLORS, ARCH_NAMES, Curve, accuracy_by_operators
-from tasks.reports.preregistration import Plan, expected_jobs, role, run_problems, sweep_of
+from tasks.reports.preregistration import Plan, expected_jobs, role
+from tasks.reports.questions import judged_runs, num, plan_commit, plan_header
 from tasks.reports.runs import RunRecord
 from tasks.reports.sections import Section
 from tasks.reports.statistics import Comparison, fmt, mean_sd, values_of, welch
@@ -36,25 +37,20 @@ def mean_accuracy(run: RunRecord, lengths: Sequence[int]) -> float | None:
     return None if not values or any(v is None for v in values) else statistics.fmean(values)
 
 
-def _num(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
-
-
 def counted_runs(plan: Plan, runs: Sequence[RunRecord], repo: Path) -> tuple[dict[str, dict[str, list[RunRecord]]], list[list[Any]]]:
     """The finished runs that count, by role ("primary", "secondary") and model, and a row per run
     of the plan's training sweep for the runs table (counted or why not)."""
-    sweep = plan.sweeps[0]
     counted: dict[str, dict[str, list[RunRecord]]] = {"primary": {a: [] for a in ARCHS}, "secondary": {a: [] for a in ARCHS}}
     rows = []
-    for run in sorted((r for r in runs if sweep_of(plan, r) is sweep), key=lambda r: (role(plan, r), r.seed, r.arch)):
-        problems = run_problems(plan, run, repo, allow_secondary=True) if run.finished else ["unfinished"]
+    judged = judged_runs(plan, plan.sweeps[0], runs, repo, allow_secondary=True)
+    for run, problems in sorted(judged, key=lambda item: (role(plan, item[0]), item[0].seed, item[0].arch)):
         if not problems:
             counted[role(plan, run)].setdefault(run.arch, []).append(run)
         rows.append([ARCH_NAMES.get(run.arch, run.arch), run.seed, role(plan, run),
                      "yes" if not problems else "no: " + "; ".join(problems),
-                     (run.record or {}).get("commit", "-"), _num(run.metrics.get("val/acc_best")),
-                     _num(mean_accuracy(run, BOWMAN)), _num(mean_accuracy(run, GENERATED)),
-                     _num(run.last("time/cpu_minutes"), 1), _num(run.last("step"), 0), _num(run.last("epoch"), 0)])
+                     (run.record or {}).get("commit", "-"), num(run.metrics.get("val/acc_best")),
+                     num(mean_accuracy(run, BOWMAN)), num(mean_accuracy(run, GENERATED)),
+                     num(run.last("time/cpu_minutes"), 1), num(run.last("step"), 0), num(run.last("epoch"), 0)])
     return counted, rows
 
 
@@ -98,10 +94,7 @@ def section(plan: Plan, runs: Sequence[RunRecord], repo: Path, round1_table: Pat
             paper_config: dict | None = None, paper_epoch: Path | None = None) -> Section:
     section = Section("Round 2, question 1: logical inference, the confirmation (pre-registered)")
     sweep = plan.sweeps[0]
-    plan_commit = plan.commit[:12] if plan.commit else "not committed"
-    section.text.append(f"Plan: `docs/preregistration.md`, question 1, committed at {plan_commit}. Sweep: "
-                        f"`python {sweep.entry}.py -m experiment={sweep.experiment}` (seeds "
-                        f"{', '.join(sweep.swept['seed'])}; secondary: `seed={','.join(plan.secondary_seeds)}`).\n")
+    section.text.append(plan_header(plan, 1, seeds=f"; secondary: `seed={','.join(plan.secondary_seeds)}`"))
     counted, rows = counted_runs(plan, runs, repo)
     section.table("logic_confirmation_runs",
                   ["model", "seed", "role", "counts", "commit", "best validation accuracy (<= 6 operators)",
@@ -117,7 +110,7 @@ def section(plan: Plan, runs: Sequence[RunRecord], repo: Path, round1_table: Pat
                          "have finished and count; the verdict waits for all of them.\n")
     else:
         on, lstm, comparison = test(primary, BOWMAN)
-        section.conclude(f"**Question 1 (logic, primary, planned at {plan_commit}): {comparison.confirmation}.** "
+        section.conclude(f"**Question 1 (logic, primary, planned at {plan_commit(plan)}): {comparison.confirmation}.** "
                          + _described("Mean test accuracy over 7-12 operators (Bowman's files), seeds "
                                       + ", ".join(sweep.swept["seed"]), on, lstm, comparison) + ".\n")
 

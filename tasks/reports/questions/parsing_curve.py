@@ -15,7 +15,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from tasks.reports.preregistration import Plan, Sweep, expected_jobs, run_problems, sweep_of
+from tasks.reports.preregistration import Plan, Sweep, expected_jobs
+from tasks.reports.questions import judged_runs, num, plan_commit, plan_header
 from tasks.reports.runs import RunRecord
 from tasks.reports.sections import Section
 from tasks.reports.statistics import Comparison, against_constant, welch
@@ -37,10 +38,7 @@ def _weights(run: RunRecord) -> str:
 def _counted(plan: Plan, sweep: Sweep, runs: Sequence[RunRecord], repo: Path) -> tuple[list[RunRecord], list[str]]:
     """The finished runs of ``sweep`` that count, and a line per run that does not (why)."""
     counted, refused = [], []
-    for run in runs:
-        if sweep_of(plan, run) is not sweep:
-            continue
-        problems = run_problems(plan, run, repo) if run.finished else ["unfinished"]
+    for run, problems in judged_runs(plan, sweep, runs, repo):
         if problems:
             refused.append(f"{run.folder.name}: {'; '.join(problems)}")
         else:
@@ -55,16 +53,10 @@ def _f1(run: RunRecord | None, prefix: str, suffix: str = "") -> float | None:
     return None if value is None else 100 * value
 
 
-def _num(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def section(plan: Plan, runs: Sequence[RunRecord], repo: Path) -> Section:
     section = Section("Round 2, question 2: parsing as the language model trains longer (pre-registered)")
     training, parsing, perplexity = plan.sweeps  # the plan's order: the LMs, then the two evaluations
-    plan_commit = plan.commit[:12] if plan.commit else "not committed"
-    section.text.append(f"Plan: `docs/preregistration.md`, question 2, committed at {plan_commit}. Sweeps: "
-                        + ", ".join(f"`python {s.entry}.py -m experiment={s.experiment}`" for s in plan.sweeps) + ".\n")
+    section.text.append(plan_header(plan, 2))
     lms, refused = _counted(plan, training, runs, repo)
     parsed, refused_parsing = _counted(plan, parsing, runs, repo)
     tested, refused_ppl = _counted(plan, perplexity, runs, repo)
@@ -74,8 +66,8 @@ def section(plan: Plan, runs: Sequence[RunRecord], repo: Path) -> Section:
 
     section.table("parsing_curve_language_models",
                   ["seed", "commit", "CPU minutes", "steps", "best validation ppl", "test ppl (best at the end)"],
-                  [[r.seed, r.record.get("commit"), _num(r.last("time/cpu_minutes")), _num(r.last("step"), 0),
-                    _num(r.metrics.get("val/ppl_best")), _num(r.metrics.get("test/ppl"))]
+                  [[r.seed, r.record.get("commit"), num(r.last("time/cpu_minutes"), 1), num(r.last("step"), 0),
+                    num(r.metrics.get("val/ppl_best"), 1), num(r.metrics.get("test/ppl"), 1)]
                    for r in sorted(lms, key=lambda r: r.seed)],
                   "The ON-LSTM language models (PTB) that count, as they ended.")
 
@@ -89,9 +81,9 @@ def section(plan: Plan, runs: Sequence[RunRecord], repo: Path) -> Section:
             run = by.get((seed, weights))
             minutes = mark_minutes(weights)
             rows.append([seed, "initial weights" if minutes is None else f"{minutes / 60:.2f}",
-                         *(_num(_f1(run, p)) for p in SCORES.values()),
-                         _num(run.metrics.get("test/chosen_layer") if run else None, 0),
-                         _num(ppl.get((seed, weights)))])
+                         *(num(_f1(run, p), 1) for p in SCORES.values()),
+                         num(run.metrics.get("test/chosen_layer") if run else None, 0),
+                         num(ppl.get((seed, weights)), 1)])
     right = {name: [_f1(r, p, "_right_branching") for r in parsed] for name, p in SCORES.items()}
     right = {name: statistics.fmean(v) for name, v in right.items() if v and None not in v}
     section.table("parsing_curve", ["seed", "CPU hours (best checkpoint kept then)", "test sentence F1 %, all lengths",
@@ -113,7 +105,7 @@ def section(plan: Plan, runs: Sequence[RunRecord], repo: Path) -> Section:
     else:
         scores = [_f1(r, "test/") for r in at_final]
         comparison = against_constant(scores, right["all lengths"], alternative="greater")
-        section.conclude(f"**Question 2 (parsing, primary, planned at {plan_commit}): {comparison.confirmation}.** "
+        section.conclude(f"**Question 2 (parsing, primary, planned at {plan_commit(plan)}): {comparison.confirmation}.** "
                          f"Test sentence F1 (all lengths) of the checkpoints kept at {marks[-1]:g} CPU-minutes: "
                          f"{statistics.fmean(scores):.1f} against right-branching {right['all lengths']:.1f} "
                          f"({comparison.describe()}).\n")
