@@ -21,13 +21,16 @@ EVIDENCE_ARGS ?=
 EVIDENCE_LOGS ?= logs/evidence
 EVIDENCE_RECORDS := docs/evidence/runs/round2
 TUNING_RECORDS := docs/evidence/runs/tuning
+# make mutate: workers side by side (one thread each) and where the per-module scores go
+MUTATE_JOBS ?= 1
+MUTATION_SCORES ?= docs/testing/mutation_scores.md
 # Pins the CPU build of torch (see constraints.txt); `make install CONSTRAINTS=` keeps the torch
 # an existing environment has (VENV=that environment).
 CONSTRAINTS ?= constraints.txt
 # make bench names its tables by the code's commit, so that a rerun never overwrites a table the docs cite
 BENCH_COMMIT := $(shell git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
 
-.PHONY: help install train test test-full evidence evidence-report bench lint clean
+.PHONY: help install train test test-full evidence evidence-report mutate bench lint clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -69,6 +72,10 @@ bench: install ## CPU throughput benchmarks (tables printed and saved as benchma
 	$(BIN)/python benchmarks/recurrence.py | tee benchmarks/results/recurrence_cpu_$(BENCH_COMMIT).md
 	$(BIN)/python benchmarks/lm_throughput.py --out benchmarks/results/lm_throughput_cpu_$(BENCH_COMMIT).md
 	$(BIN)/python benchmarks/dropconnect.py | tee benchmarks/results/dropconnect_cpu_$(BENCH_COMMIT).md
+
+mutate: install ## mutation testing of the core (docs/testing.md): hours, niced, resumable; MUTANTS='onlstm.cell*' reruns some
+	OMP_NUM_THREADS=1 WANDB_MODE=offline nice -n 10 $(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(MUTANTS)
+	$(BIN)/python -m tests.mutation_scores --out $(MUTATION_SCORES)
 
 lint: install ## ruff
 	$(BIN)/ruff check onlstm tasks datamodules tests benchmarks train.py eval.py

@@ -60,7 +60,7 @@ class LogicalInferenceTask(ClassificationTask):
         mlp_dropout: float = 0.2,
         plateau_factor: float = 0.5,  # lr *= factor when val/acc has not improved for `plateau_patience` epochs
         plateau_patience: int = 2,
-    ):
+    ):  # pragma: no mutate block (save_hyperparameters reads a frame named __init__; mutmut renames it)
         super().__init__(len(relations))
         self.save_hyperparameters(ignore=["run"])  # what the model is, never how it ran
         run = ungraphed(run, "logic")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 # Without an NVIDIA GPU, the Triton kernels (onlstm/ops/triton_kernels.py) are tested on CPU
@@ -14,7 +15,14 @@ if not Path("/dev/nvidiactl").exists():
 _ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(_ROOT))
 os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("ONLSTM_DATA_DIR", str(_ROOT.parent / "shared" / "data"))
+# make mutate runs the suite on mutmut's copy of the checkout, in its mutants/ folder
+_UNDER_MUTMUT = _ROOT.name == "mutants"
+_CHECKOUT = _ROOT.parent if _UNDER_MUTMUT else _ROOT
+os.environ.setdefault("ONLSTM_DATA_DIR", str(_CHECKOUT.parent / "shared" / "data"))
+if _UNDER_MUTMUT:
+    # every mutated function is called through two more frames there: the recursive tree code of
+    # the thousand-token ListOps tests needs three times the stack it needs outside
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

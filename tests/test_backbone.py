@@ -248,3 +248,48 @@ def test_embedding_dropout_drops_whole_word_types_and_rescales_the_others():
     rate = torch.stack(dropped).double().mean().item()
     assert abs(rate - p) <= 5 * math.sqrt(p * (1 - p) / (20 * vocab))
     assert torch.equal(embedded_dropout(embed, words, p, training=False), embed.weight[words])
+
+
+@pytest.mark.parametrize("options", [{"padding_idx": 2}, {"max_norm": 1.0, "norm_type": 1.0},
+                                     {"scale_grad_by_freq": True}, {"sparse": True}],
+                         ids=["padding_idx", "max_norm", "scale_grad_by_freq", "sparse"])
+def test_embedding_dropout_keeps_every_option_of_the_embedding(options):
+    """``embedded_dropout`` with nothing dropped is the embedding's own lookup, whatever options the
+    ``nn.Embedding`` was built with: the same vectors, the same in-place max-norm renormalisation of
+    the looked-up rows, the same gradient (none for the padding row, scaled down by a word's count
+    in the batch, sparse). Break: drop one of the options it passes on."""
+    from onlstm.regularizers import embedded_dropout
+
+    torch.manual_seed(0)
+    ours, plain = nn.Embedding(6, 3, **options), nn.Embedding(6, 3, **options)
+    with torch.no_grad():
+        ours.weight.mul_(4)  # rows far above max_norm 1, where renormalising shows
+        plain.weight.copy_(ours.weight)
+    words = torch.tensor([[2, 1], [2, 5], [4, 2]])  # word 2 three times, among them the padding index
+    out, expected = embedded_dropout(ours, words, 0.0, training=True), plain(words)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    torch.testing.assert_close(ours.weight.detach(), plain.weight.detach(), rtol=0, atol=0)
+    weights = torch.arange(1.0, 19.0).view(3, 2, 3)
+    (out * weights).sum().backward()
+    (expected * weights).sum().backward()
+    assert ours.weight.grad.is_sparse == plain.weight.grad.is_sparse == options.get("sparse", False)
+    torch.testing.assert_close(ours.weight.grad.to_dense(), plain.weight.grad.to_dense(), rtol=0, atol=0)
+
+
+def test_dropconnect_layer_called_like_a_linear_layer():
+    """``LinearDropConnect`` is an ``nn.Linear``: built like one it has a bias and drops nothing;
+    called on an input it applies its expected weight (1 - p) W in eval, a weight given to it
+    instead, and the bias either way; a rate outside [0, 1) is refused by name."""
+    default = LinearDropConnect(2, 3).train()
+    assert default.bias is not None and default.dropout == 0.0 and default.weight.shape == (3, 2)
+    for rate in (1.0, -0.1):
+        with pytest.raises(ValueError, match=rf"dropconnect must be in \[0, 1\), got {rate}"):
+            LinearDropConnect(2, 2, dropout=rate)
+    layer = LinearDropConnect(2, 2, dropout=0.25).eval()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[4.0, 8.0], [-4.0, 0.0]]))
+        layer.bias.copy_(torch.tensor([1.0, -1.0]))
+    x = torch.tensor([[1.0, 2.0]])
+    torch.testing.assert_close(layer(x), torch.tensor([[0.75 * 20 + 1, 0.75 * -4 - 1]]), rtol=0, atol=0)
+    given = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    torch.testing.assert_close(layer(x, given), torch.tensor([[2.0, 1.0]]), rtol=0, atol=0)

@@ -1,0 +1,118 @@
+"""The mutation score of each mutated module, from mutmut's own records (``make mutate``).
+
+``python -m tests.mutation_scores [--mutants mutants] [--equivalent docs/testing.md] [--out FILE]``
+
+mutmut keeps one ``<module path>.meta`` file per mutated module under ``mutants/``, with the exit
+code of every mutant's test run; mutmut's own table turns codes into statuses. A survivor listed in
+the equivalent-mutant table of ``docs/testing.md`` (a row whose first cell is the mutant's name in
+backticks) is counted as explained; every other survivor, and every mutant no test covers, is a
+behaviour the suite does not check yet.
+
+Score: caught / (caught + survived + not covered), over the mutants that were run; a timeout
+counts as caught (the mutant broke the code badly enough to hang it), as mutmut counts it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+from mutmut.stats import status_by_exit_code
+
+CAUGHT = ("killed", "timeout", "caught by type check", "segfault")
+COLUMNS = ("mutants", "caught", "survived", "of which equivalent", "not covered", "not run yet", "score")
+EQUIVALENT_ROW = re.compile(r"^\|\s*`([^`]+__mutmut_\d+)`\s*\|")
+
+
+class MutationRecordsError(ValueError):
+    pass
+
+
+def equivalent_mutants(doc: Path) -> set[str]:
+    """The mutant names of the rows of ``doc`` that start with a backticked mutant name."""
+    if not doc.is_file():
+        return set()
+    return {m.group(1) for line in doc.read_text().splitlines() if (m := EQUIVALENT_ROW.match(line))}
+
+
+def statuses(mutants: Path) -> dict[str, dict[str, str]]:
+    """{module path: {mutant name: status}} for every module mutmut mutated under ``mutants``."""
+    if not mutants.is_dir():
+        raise MutationRecordsError(f"{mutants}: no such folder; run `make mutate` first (mutmut writes it)")
+    out: dict[str, dict[str, str]] = {}
+    for meta in sorted(mutants.rglob("*.py.meta")):
+        try:
+            codes = json.loads(meta.read_text())["exit_code_by_key"]
+        except (json.JSONDecodeError, KeyError) as error:
+            raise MutationRecordsError(f"{meta}: not a mutmut record ({error}); delete it and run `make mutate` "
+                                       "again") from error
+        if codes:
+            module = meta.relative_to(mutants).as_posix()[: -len(".meta")]
+            out[module] = {name: status_by_exit_code[code] for name, code in codes.items()}
+    return out
+
+
+def module_row(by_mutant: dict[str, str], equivalent: set[str]) -> dict[str, object]:
+    counts = Counter(by_mutant.values())
+    caught = sum(counts[s] for s in CAUGHT)
+    survived = counts["survived"]
+    uncovered = counts["no tests"]
+    judged = caught + survived + uncovered
+    return {"mutants": len(by_mutant), "caught": caught, "survived": survived,
+            "of which equivalent": sum(1 for name, s in by_mutant.items() if s == "survived" and name in equivalent),
+            "not covered": uncovered, "not run yet": len(by_mutant) - judged - counts["suspicious"],
+            "score": f"{100 * caught / judged:.1f}%" if judged else "-"}
+
+
+def unexplained(records: dict[str, dict[str, str]], equivalent: set[str]) -> list[str]:
+    """The survivors and uncovered mutants that are not listed as equivalent: the work left."""
+    return sorted(name for by_mutant in records.values() for name, status in by_mutant.items()
+                  if status in ("survived", "no tests") and name not in equivalent)
+
+
+def table(records: dict[str, dict[str, str]], equivalent: set[str]) -> str:
+    lines = ["| module | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    total: dict[str, str] = {}
+    for module, by_mutant in records.items():
+        row = module_row(by_mutant, equivalent)
+        lines.append(f"| {module} | " + " | ".join(str(row[c]) for c in COLUMNS) + " |")
+        total.update(by_mutant)
+    if records:
+        row = module_row(total, equivalent)
+        lines.append("| **all** | " + " | ".join(f"**{row[c]}**" for c in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mutants", type=Path, default=Path("mutants"), help="mutmut's folder (default: mutants)")
+    parser.add_argument("--equivalent", type=Path, default=Path("docs/testing.md"),
+                        help="the doc whose table lists the survivors judged equivalent")
+    parser.add_argument("--out", type=Path, help="also write the table here (Markdown)")
+    parser.add_argument("--list", action="store_true", help="print the survivors not yet explained, one a line")
+    args = parser.parse_args(argv)
+    try:
+        records = statuses(args.mutants)
+    except MutationRecordsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    equivalent = equivalent_mutants(args.equivalent)
+    text = table(records, equivalent)
+    print(text)
+    left = unexplained(records, equivalent)
+    print(f"{len(left)} survivors or uncovered mutants not explained yet"
+          + (" (--list names them)" if left and not args.list else ""))
+    if args.list:
+        print("\n".join(left))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
