@@ -88,7 +88,20 @@ def test_no_test_without_two_seeds_and_some_spread(favoured, other):
     single = against_constant(favoured[:1], 0.0)
     assert math.isnan(single.p) and single.advantage == favoured[0]
     assert math.isnan(against_constant([2.0, 2.0], 1.0).p)
-    assert math.isnan(welch([], [1.0, 2.0]).advantage)
+    assert math.isnan(welch([], [1.0, 2.0]).advantage) and math.isnan(against_constant([], 1.0).advantage)
+    assert math.isnan(result.df)
+    # a pre-registered question with one run, or runs without spread, is "not confirmed", never an error
+    for untested in (against_constant([1.0], 0.0, alternative="greater"),
+                     against_constant([2.0, 2.0], 1.0, alternative="greater")):
+        assert untested.alternative == "greater" and untested.confirmation == "not confirmed"
+
+
+def test_two_seeds_are_enough_for_a_test():
+    # [1, 3] against [2, 4, 6]: variances 2 and 4; se = sqrt(2/2 + 4/3); df = (1 + 4/3)^2 / (1/1 + (4/3)^2/2) = 2.82
+    pair = welch([1.0, 3.0], [2.0, 4.0, 6.0])
+    assert pair.df == pytest.approx((1 + 4 / 3) ** 2 / (1 / 1 + (4 / 3) ** 2 / 2))
+    assert not math.isnan(welch([2.0, 4.0, 6.0], [1.0, 3.0]).p)
+    assert against_constant([1.0, 3.0], 0.0).df == pytest.approx(1.0)  # t = 2 / 1 = 2
 
 
 def test_means_sds_and_their_text():
@@ -114,3 +127,4 @@ def test_per_seed_groups_and_the_short_groups_note():
     assert seeds_note({"onlstm": [1, 2, 3], "lstm": [1, 2]}) == "fewer than 3 finished seeds (LSTM 2)"
     assert seeds_note({"onlstm": [1], "lstm": []}) == "fewer than 3 finished seeds (ON-LSTM 1, LSTM 0)"
     assert seeds_note({"onlstm": [1, 2, 3], "lstm": [4, 5, 6]}) is None
+    assert seeds_note({"gru": [1]}) == "fewer than 3 finished seeds (gru 1)"  # a model without a display name
