@@ -1,5 +1,6 @@
 """Batched inference equals one sentence at a time."""
 
+import pytest
 import torch
 
 from onlstm import BackboneConfig, RNNLanguageModel
@@ -19,6 +20,11 @@ def test_pad_batch():
     tokens, lengths = pad_batch([[1, 2], [3]], pad_id=0)
     assert tokens.tolist() == [[1, 3], [2, 0]]
     assert lengths.tolist() == [2, 1]
+
+
+def test_pad_batch_of_nothing_says_so():
+    with pytest.raises(ValueError, match=r"^pad_batch needs at least one sequence$"):
+        pad_batch([])
 
 
 def test_batched_log_probs_equal_batch_one():

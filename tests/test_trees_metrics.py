@@ -204,11 +204,25 @@ def test_label_recall_hand_computed():
     assert label_recall([left_branching(W)], [labeled_spans(gold)]) == {"NP": 0.5, "PP": 0.0, "S": 1.0, "VP": 0.0}
 
 
+def test_label_recall_counts_over_the_corpus():
+    gold = labeled_spans(Tree.fromstring(PTB))
+    # right-branching finds NP(4,6) but not NP(0,2) in each copy; a third sentence whose only
+    # NP it finds: 3 of 5 NPs over the corpus
+    three = [("NP", 0, 3), ("S", 0, 3)]
+    recalls = label_recall([right_branching(W), right_branching(W), ["a", "b", "c"]], [gold, gold, three])
+    assert recalls["NP"] == pytest.approx(3 / 5)
+    assert recalls["S"] == 1.0
+    with pytest.raises(ValueError):  # a prediction without its gold spans is no recall
+        label_recall([right_branching(W), right_branching(W)], [gold])
+
+
 def test_depth_hand_computed():
     assert mean_depth("a") == 0.0
     assert mean_depth(["a", ["b", ["c", "d"]]]) == (1 + 2 + 3 + 3) / 4
     assert mean_depth([["a", "b"], ["c", "d"]]) == 2.0
     assert corpus_mean_depth(["a", [["a", "b"], ["c", "d"]]]) == 1.0
+    with pytest.raises(ValueError, match="^corpus_mean_depth needs at least one tree$"):
+        corpus_mean_depth([])
 
 
 def test_evaluate_trees_bundles_every_metric():
@@ -219,6 +233,15 @@ def test_evaluate_trees_bundles_every_metric():
     assert result["f1_corpus"] == pytest.approx(0.8)  # 4 of 5 on both sides
     assert result["depth"] == pytest.approx((1 + 2 + 3 + 4 + 5 + 5) / 6)
     assert result["label_recall"]["NP"] == 0.5
+    # what the parsing task writes per parser: these keys, the corpus P and R beside F1
+    assert set(result) == {
+        "sentences", "f1_sentence", "f1_corpus", "precision_corpus", "recall_corpus", "depth", "label_recall"
+    }
+    unlabeled = evaluate_trees([left_branching(list("abcde"))], [[["a", "b", "c"], ["d", "e"]]])
+    # pred {(0,2),(0,3),(0,4),(0,5)} vs gold {(0,3),(3,5),(0,5)}: 2 matched
+    assert unlabeled["precision_corpus"] == 0.5
+    assert unlabeled["recall_corpus"] == pytest.approx(2 / 3)
+    assert unlabeled["label_recall"] == {}
 
 
 def test_tree_from_spans_builds_the_n_ary_tree_the_spans_describe():

@@ -109,10 +109,6 @@ def corpus_prf(preds: Iterable[Tree], golds: Iterable[Any]) -> PRF:
     return counts.compute()
 
 
-def corpus_f1(preds: Iterable[Tree], golds: Iterable[Any]) -> float:
-    return corpus_prf(preds, golds).f1
-
-
 @dataclass
 class LabelRecall:
     """Per gold category, the fraction of gold phrases (covering >= 2 words, the whole sentence
