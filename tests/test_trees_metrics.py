@@ -8,6 +8,7 @@ import pytest
 from nltk import Tree
 
 from onlstm.parsing.metrics import (
+    PRF,
     CorpusF1,
     corpus_mean_depth,
     corpus_prf,
@@ -192,6 +193,21 @@ def test_corpus_f1_edge_cases():
     assert corpus_prf(["a", "b"], ["a", "b"]).f1 == 1.0  # only one-word sentences: nothing to find
     assert corpus_prf([["a", "b"]], [["a", "b"]]).f1 == 1.0  # the whole-sentence span matches
     assert corpus_prf([Tree.fromstring("(S (NN a))")], ["a"]).f1 == 1.0  # wrong way round is fine too
+    assert corpus_prf(["a"], ["a"]) == PRF(1.0, 1.0, 1.0)
+
+
+def test_corpus_counts_from_elsewhere_score_as_micro_averages():
+    # counts set by hand (summed over shards, say): nothing proposed, or nothing to find, is 0
+    assert CorpusF1(matched=0, predicted=0, gold=3).compute() == PRF(0.0, 0.0, 0.0)
+    assert CorpusF1(matched=0, predicted=4, gold=0).compute() == PRF(0.0, 0.0, 0.0)
+    assert CorpusF1(matched=1, predicted=4, gold=2).compute() == PRF(0.25, 0.5, pytest.approx(1 / 3))
+
+
+def test_corpus_metrics_refuse_lists_of_different_lengths():
+    with pytest.raises(ValueError):
+        corpus_prf([GOLD, "a"], [GOLD])
+    with pytest.raises(ValueError):
+        mean_sentence_f1([GOLD], [GOLD, "a"])
 
 
 # ----------------------------------------------------------------------------- label recall, depth
