@@ -91,6 +91,7 @@ def test_binarize_folds_wide_nodes_right_and_keeps_every_constituent():
     # the n-ary tree's constituents (0,3) (4,8) and the whole (0,8) stay; 8 words: 7 constituents in all
     assert spans(wide) <= spans(binarize(wide)) and len(spans(binarize(wide))) == 7
     assert binarize([["x"]]) == "x" and binarize("x") == "x"
+    assert binarize(GOLD) == GOLD  # a binary tree is its own binarisation
 
 
 def test_random_baseline_is_seeded_binary_and_covers_the_words():
@@ -129,8 +130,14 @@ def test_bracketed_round_trip():
     for tree in (GOLD, "word", ["a", "b"], [["a", "b", "c"], "d"]):
         assert from_bracketed(to_bracketed(tree)) == tree
     assert to_bracketed(GOLD) == "((the cat) (sat (on (the mat))))"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^not one balanced tree: '\(\(a b\)'$"):
         from_bracketed("((a b)")
+    with pytest.raises(ValueError, match=r"^not one balanced tree: '\(a b\) \(c d\)'$"):
+        from_bracketed("(a b) (c d)")  # two trees, each balanced
+    with pytest.raises(ValueError, match=r"^unbalanced '\)' in '\(a b\)\)'$"):
+        from_bracketed("(a b))")
+    with pytest.raises(ValueError, match="^empty bracketed string$"):
+        from_bracketed("  ")
 
 
 # ----------------------------------------------------------------------------- sentence-level F1
@@ -161,12 +168,17 @@ def test_sentence_f1_edge_cases():
     assert sentence_f1(right_branching(W), Tree.fromstring(PTB)) == 0.75
     with pytest.raises(ValueError, match="same words"):
         sentence_f1(["a", "b"], ["a", ["b", "c"]])
+    # a flat prediction proposes nothing: precision 0 (not undefined) against a gold that has spans
+    prf = sentence_prf(["a", "b", "c"], [["a", "b"], "c"])
+    assert (prf.precision, prf.recall, prf.f1) == (0.0, 0.0, 0.0)
 
 
 def test_mean_sentence_f1_averages_over_sentences():
     preds = [right_branching(W), "a", ["a", ["b", "c"]]]
     golds = [GOLD, "a", ["a", "b", "c"]]
     assert mean_sentence_f1(preds, golds) == pytest.approx((0.75 + 1.0 + 0.0) / 3)
+    with pytest.raises(ValueError, match="^mean_sentence_f1 needs at least one sentence$"):
+        mean_sentence_f1([], [])
 
 
 # ----------------------------------------------------------------------------- corpus-level F1
@@ -266,6 +278,9 @@ def test_tree_from_spans_builds_the_n_ary_tree_the_spans_describe():
     assert tree_from_spans(words, [(2, 4), (1, 4), (0, 5), (3, 4)]) == ["a", ["b", ["c", "d"]], "e"]  # order, root, one-word spans
     assert tree_from_spans(words, []) == words  # flat: the root alone
     assert tree_from_spans(["x"], []) == "x"
+    assert tree_from_spans(words, [(1, 5)]) == ["a", ["b", "c", "d", "e"]]  # a span ending at the last word
+    with pytest.raises(ValueError, match="^tree_from_spans needs at least one word$"):
+        tree_from_spans([], [])
     binary = random_tree(W, random.Random(4))
     assert tree_from_spans(W, spans(binary)) == binary  # the inverse of spans()
 
