@@ -59,6 +59,7 @@ GOLD = [["the", "cat"], ["sat", ["on", ["the", "mat"]]]]
         ([0.1, 0.5, 0.3, 0.9, 0.2], [["a", ["b", "c"]], ["d", "e"]]),
         ([0.2, 0.8, 0.1, 0.8, 0.3], ["a", ["b", ["c", ["d", "e"]]]]),  # tie: the first maximum splits
         ([0.5, 0.5, 0.5, 0.5], ["a", ["b", ["c", "d"]]]),  # all equal: right-branching
+        ([0.9, 0.1, 0.2, 0.8, 0.3], ["a", [["b", "c"], ["d", "e"]]]),  # the right part splits on its own distances
     ],
 )
 def test_split_tree_hand_picked(distances, expected):
@@ -68,7 +69,7 @@ def test_split_tree_hand_picked(distances, expected):
 def test_split_tree_checks_lengths():
     with pytest.raises(ValueError, match="one distance per word"):
         split_tree([0.1, 0.2], ["a"])
-    with pytest.raises(ValueError, match="at least one word"):
+    with pytest.raises(ValueError, match="^split_tree needs at least one word$"):
         split_tree([], [])
 
 
@@ -103,8 +104,21 @@ def test_random_baseline_is_seeded_binary_and_covers_the_words():
     trees = {to_bracketed(random_tree(words, random.Random(s))) for s in range(30)}
     assert len(trees) > 5
     assert baseline_tree("random", ["x"], random.Random(0)) == "x"
-    with pytest.raises(ValueError, match="seeded"):
+    with pytest.raises(ValueError, match=r"^the random baseline needs a seeded random\.Random$"):
         baseline_tree("random", words)
+
+
+def test_baseline_tree_names_the_baselines_it_knows():
+    assert baseline_tree("balanced", list("abcd")) == balanced(list("abcd"))
+    expected = "unknown baseline 'right'; one of ('left_branching', 'right_branching', 'balanced', 'random')"
+    with pytest.raises(ValueError) as error:
+        baseline_tree("right", list("abcd"))
+    assert str(error.value) == expected
+
+
+def test_spans_are_constituents_of_two_or_more_words():
+    assert spans(["a", ["b"], "c"]) == {(0, 3)}  # a one-word constituent is no span, wherever it starts
+    assert spans([["a", "b"], ["c", ["d", "e"]]]) == {(0, 5), (0, 2), (2, 5), (3, 5)}
 
 
 # ----------------------------------------------------------------------------- gold trees
@@ -119,6 +133,8 @@ def test_gold_tree_drops_punctuation_empty_constituents_and_unary_chains():
     assert labeled_spans(tree) == {("S", 0, 6), ("NP", 0, 2), ("VP", 2, 6), ("PP", 4, 6)}
     assert from_labeled(Tree.fromstring("(S (. .) (-NONE- *))")) is None
     assert as_tree(Tree.fromstring("(S (NP (NN word)) (. .))")) == "word"
+    with pytest.raises(ValueError, match=r"^the labeled tree has no word \(only punctuation / empty elements\)$"):
+        as_tree(Tree.fromstring("(S (. .) (-NONE- *))"))
 
 
 def test_normalize_word():
