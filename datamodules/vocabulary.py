@@ -21,9 +21,6 @@ class Vocabulary:
     def __contains__(self, word: str) -> bool:
         return word in self.index
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocabulary) and self.words == other.words
-
     def add(self, word: str) -> int:
         if word not in self.index:
             self.index[word] = len(self.words)

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from onlstm import BackboneConfig, RNNLanguageModel
 from onlstm.padding import pad_batch
@@ -48,3 +49,38 @@ def test_batched_distances_equal_batch_one():
         assert gates.distances.shape == (2, len(sentence))
         torch.testing.assert_close(gates.distances, alone.distances, atol=1e-5, rtol=0)
         torch.testing.assert_close(gates.distances_in, alone.distances_in, atol=1e-5, rtol=0)
+
+
+class _RecordingModel(nn.Module):
+    """Any module that returns the LM's output (a compiled or wrapped model), recording its input shapes."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm, self.shapes = lm, []
+
+    def forward(self, tokens):
+        self.shapes.append(tuple(tokens.shape))
+        return self.lm(tokens)
+
+
+def test_distances_batch_sentences_of_similar_length_through_any_module():
+    lm = _model()
+    wrapped = _RecordingModel(lm)
+    got = sequence_gate_distances(wrapped, SENTENCES, batch_size=2)
+    # lengths 3, 6, 2, 4: sorted, the batches are (2, 3) and (4, 6) words, padded to 3 and 6
+    assert wrapped.shapes == [(3, 2), (6, 2)]
+    for gates, direct in zip(got, sequence_gate_distances(lm, SENTENCES)):
+        torch.testing.assert_close(gates.distances, direct.distances, atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_inference_runs_on_the_models_device():
+    lm = _model()
+    on_cpu = sequence_gate_distances(lm, SENTENCES, batch_size=3)
+    log_probs_cpu = sequence_log_probs(lm, SENTENCES, batch_size=3)
+    lm = lm.cuda()
+    for gates, expected in zip(sequence_gate_distances(lm, SENTENCES, batch_size=3), on_cpu):
+        assert gates.distances.device.type == "cpu"  # handed back on the CPU
+        torch.testing.assert_close(gates.distances, expected.distances, atol=1e-4, rtol=0)
+    for scores, expected in zip(sequence_log_probs(lm, SENTENCES, batch_size=3), log_probs_cpu):
+        torch.testing.assert_close(scores, expected, atol=1e-4, rtol=0)
