@@ -10,7 +10,7 @@ def test_ids_follow_first_seen_order_and_add_keeps_existing_ids():
     assert vocab.add("sat") == 3 and vocab.add("the") == 1
     assert vocab.words == [EOS, "the", "cat", "sat"] and len(vocab) == 4
     assert vocab.encode(["the", "sat", EOS]) == [1, 3, 0]
-    with pytest.raises(ValueError, match="unique"):
+    with pytest.raises(ValueError, match="^vocabulary words must be unique$"):
         Vocabulary(["a", "b", "a"])
 
 
