@@ -20,7 +20,7 @@ from hydra.errors import ConfigCompositionException
 
 import train as entry
 from eval import evaluate
-from datamodules.files import DataError
+from datamodules.files import DataError, require_file
 from datamodules.text_corpus import TextCorpusDataModule, load_corpus
 from onlstm.checkpoints import CheckpointError, load_language_model, read_checkpoint
 from tests.helpers import ROOT, TINY_MODEL, cli_env, requires_data
@@ -59,8 +59,13 @@ def test_missing_data_root_names_the_path_and_the_fix(tmp_path):
 def test_missing_split_file_names_the_file(tmp_path):
     folder = _corpus(tmp_path)
     (folder / "valid.txt").unlink()
-    with pytest.raises(DataError, match=r"corpus file not found: .*ptb/valid.txt"):
+    with pytest.raises(DataError, match=r"corpus file not found: .*ptb/valid.txt \(the folder .*ptb exists but has no valid.txt\)$"):
         load_corpus(folder)
+
+
+def test_missing_file_in_a_missing_folder_points_at_the_data_root(tmp_path):
+    with pytest.raises(DataError, match=r"corpus file not found: .*nowhere/valid.txt \(set the data root .*ONLSTM_DATA_DIR"):
+        require_file(tmp_path / "nowhere" / "valid.txt", "corpus")
 
 
 def test_empty_corpus_is_refused(tmp_path):
