@@ -30,7 +30,7 @@ def require_file(path: str | Path, what: str) -> Path:
     return path
 
 
-def read_lines(path: str | Path, what: str = "data") -> Iterator[tuple[int, str]]:
+def read_lines(path: str | Path, what: str) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, line without newline) of a UTF-8 text file.
 
     A byte that is not UTF-8 raises :class:`DataError` naming the file, the line and the byte
