@@ -76,7 +76,7 @@ def test_empty_corpus_is_refused(tmp_path):
 
 def test_non_utf8_byte_names_file_line_and_column(tmp_path):
     folder = _corpus(tmp_path, train=b"a b c\nb \xff a\n")
-    with pytest.raises(DataError, match=r"train.txt:2: not valid UTF-8 \(byte 0xff at column 3\)"):
+    with pytest.raises(DataError, match=r"train.txt:2: not valid UTF-8 \(byte 0xff at column 3\); re-encode the file as UTF-8$"):
         load_corpus(folder)
 
 
