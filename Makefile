@@ -30,10 +30,10 @@ CONSTRAINTS ?= constraints.txt
 # make bench names its tables by the code's commit, so that a rerun never overwrites a table the docs cite
 BENCH_COMMIT := $(shell git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
 
-.PHONY: help install train test test-full evidence evidence-report mutate bench lint clean
+.PHONY: help install train test test-full evidence evidence-report mutate mutate-survivors bench lint clean
 
 help: ## show this help
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-17s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,9 +73,28 @@ bench: install ## CPU throughput benchmarks (tables printed and saved as benchma
 	$(BIN)/python benchmarks/lm_throughput.py --out benchmarks/results/lm_throughput_cpu_$(BENCH_COMMIT).md
 	$(BIN)/python benchmarks/dropconnect.py | tee benchmarks/results/dropconnect_cpu_$(BENCH_COMMIT).md
 
-mutate: install ## mutation testing of the core (docs/testing.md): hours, niced, resumable; MUTANTS='onlstm.cell*' reruns some
-	OMP_NUM_THREADS=1 WANDB_MODE=offline nice -n 10 $(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(MUTANTS)
+mutate: install ## mutation testing (docs/testing.md): hours, niced, resumable; MODULE=onlstm.cell: only its mutants not run yet
+	$(call mutmut_run,--unrun)
+
+mutate-survivors: install ## rerun MODULE's survivors not explained yet (after writing tests against them)
+	@test -n "$(MODULE)" || { echo "name the module: make mutate-survivors MODULE=onlstm.cell"; exit 2; }
+	$(call mutmut_run,--survivors)
+
+# mutmut run over MUTANTS (names or patterns; every mutant not run yet when empty), or over the names
+# `tests.mutation_scores $(1) MODULE` prints; where it prints none, nothing is left to run. A fresh
+# checkout has no records yet: there MODULE stands for the pattern of all its mutants.
+define mutmut_run
+	@names='$(MUTANTS)'; \
+	if [ -n '$(MODULE)' ] && [ ! -d mutants ]; then names='$(MODULE).*'; \
+	elif [ -n '$(MODULE)' ]; then \
+		names=$$($(BIN)/python -m tests.mutation_scores $(1) '$(MODULE)') || exit 2; \
+		[ -n "$$names" ] || echo "$(MODULE): no mutants left to run ($(1))"; \
+	fi; \
+	if [ -z '$(MODULE)' ] || [ -n "$$names" ]; then \
+		OMP_NUM_THREADS=1 WANDB_MODE=offline nice -n 10 $(BIN)/mutmut run --max-children $(MUTATE_JOBS) $$names || exit $$?; \
+	fi
 	$(BIN)/python -m tests.mutation_scores --out $(MUTATION_SCORES)
+endef
 
 lint: install ## ruff
 	$(BIN)/ruff check onlstm tasks datamodules tests benchmarks train.py eval.py

@@ -1,6 +1,9 @@
 """The mutation score of each mutated module, from mutmut's own records (``make mutate``).
 
 ``python -m tests.mutation_scores [--mutants mutants] [--equivalent docs/testing.md] [--out FILE]``
+``python -m tests.mutation_scores --unrun MODULE`` / ``--survivors MODULE``: the names of a module's
+mutants that have not run yet, or of its survivors not explained yet, one a line (what ``make
+mutate MODULE=...`` and ``make mutate-survivors MODULE=...`` hand to ``mutmut run``).
 
 mutmut keeps one ``<module path>.meta`` file per mutated module under ``mutants/``, with the exit
 code of every mutant's test run; mutmut's own table turns codes into statuses. A survivor listed in
@@ -74,6 +77,19 @@ def unexplained(records: dict[str, dict[str, str]], equivalent: set[str]) -> lis
                   if status in ("survived", "no tests") and name not in equivalent)
 
 
+def module_mutants(records: dict[str, dict[str, str]], module: str) -> dict[str, str]:
+    """The {mutant name: status} of one module, named like ``onlstm.cell`` or ``onlstm/cell.py``."""
+    path = module if module.endswith(".py") else module.replace(".", "/") + ".py"
+    if path not in records:
+        raise MutationRecordsError(f"{module}: no mutants of this module in mutmut's records; the modules are: "
+                                   + ", ".join(p[: -len(".py")].replace("/", ".") for p in records))
+    return records[path]
+
+
+def unrun(by_mutant: dict[str, str]) -> list[str]:
+    return [name for name, status in by_mutant.items() if status == "not checked"]
+
+
 def table(records: dict[str, dict[str, str]], equivalent: set[str]) -> str:
     lines = ["| module | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     total: dict[str, str] = {}
@@ -94,13 +110,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="the doc whose table lists the survivors judged equivalent")
     parser.add_argument("--out", type=Path, help="also write the table here (Markdown)")
     parser.add_argument("--list", action="store_true", help="print the survivors not yet explained, one a line")
+    names = parser.add_mutually_exclusive_group()
+    names.add_argument("--unrun", metavar="MODULE", help="only print the names of MODULE's mutants not run yet")
+    names.add_argument("--survivors", metavar="MODULE",
+                       help="only print the names of MODULE's survivors and uncovered mutants not explained yet")
     args = parser.parse_args(argv)
+    equivalent = equivalent_mutants(args.equivalent)
     try:
         records = statuses(args.mutants)
+        if args.unrun or args.survivors:
+            by_mutant = module_mutants(records, args.unrun or args.survivors)
+            selected = unrun(by_mutant) if args.unrun else unexplained({"": by_mutant}, equivalent)
+            if selected:
+                print("\n".join(selected))
+            return 0
     except MutationRecordsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    equivalent = equivalent_mutants(args.equivalent)
     text = table(records, equivalent)
     print(text)
     left = unexplained(records, equivalent)

@@ -4,6 +4,9 @@ mutmut's records, with the survivors the doc explains set apart from those it do
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +62,82 @@ def test_missing_or_foreign_records_are_errors_that_say_what_to_do(tmp_path, cap
     assert mutation_scores.main(["--mutants", str(tmp_path / "mutants")]) == 2
     err = capsys.readouterr().err
     assert "onlstm/cell.py.meta: not a mutmut record" in err and "delete it" in err
+
+
+def test_a_modules_unrun_mutants_and_unexplained_survivors_are_listed_for_mutmut(records, capsys):
+    mutants, doc = records
+    common = ["--mutants", str(mutants), "--equivalent", str(doc)]
+    assert mutation_scores.main([*common, "--unrun", "onlstm.cell"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["onlstm.cell.x_cumax__mutmut_7"]
+    # the explained survivor (4) is left out; the uncovered mutant (6) is rerun with the survivors
+    assert mutation_scores.main([*common, "--survivors", "onlstm/cell.py"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["onlstm.cell.x_cumax__mutmut_5", "onlstm.cell.x_cumax__mutmut_6"]
+    # nothing left: nothing printed, so `make mutate MODULE=...` runs no mutmut at all
+    assert mutation_scores.main([*common, "--unrun", "datamodules.files"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_a_module_without_records_is_an_error_that_lists_the_modules(records, capsys):
+    mutants, doc = records
+    assert mutation_scores.main(["--mutants", str(mutants), "--unrun", "onlstm.cel"]) == 2
+    err = capsys.readouterr().err
+    assert "onlstm.cel: no mutants of this module" in err
+    assert "the modules are: datamodules.files, onlstm.cell" in err
+
+
+@pytest.fixture
+def make_mutate(records, tmp_path):
+    """`make mutate...` run from a folder holding the records, with a stand-in mutmut that writes
+    down what it was asked to run (the real one would run for hours)."""
+    mutants, doc = records
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "testing.md").write_text(doc.read_text())  # where make looks for the explained ones
+    repo = Path(__file__).resolve().parents[1]
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text(f'#!/bin/sh\nPYTHONPATH="{repo}" exec "{sys.executable}" "$@"\n')
+    (venv / "bin" / "mutmut").write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path}/mutmut_calls"\n')
+    for script in (venv / "bin").iterdir():
+        script.chmod(0o755)
+    for dependency in ("pyproject.toml", "constraints.txt"):  # the install step's inputs, older than its stamp
+        (tmp_path / dependency).write_text("")
+    (venv / ".installed").write_text("")
+
+    def run(*args):
+        done = subprocess.run(["make", "-s", "-f", str(repo / "Makefile"), *args, f"VENV={venv}",
+                               f"MUTATION_SCORES={tmp_path}/scores.md"],
+                              cwd=tmp_path, capture_output=True, text=True)
+        calls = tmp_path / "mutmut_calls"
+        return done, calls.read_text().splitlines() if calls.exists() else []
+    return run
+
+
+def test_make_mutate_of_a_module_runs_only_its_mutants_not_run_yet(make_mutate, tmp_path):
+    done, calls = make_mutate("mutate", "MODULE=onlstm.cell")
+    assert done.returncode == 0, done.stderr
+    assert calls == ["run --max-children 1 onlstm.cell.x_cumax__mutmut_7"]
+    assert (tmp_path / "scores.md").is_file()
+
+
+def test_make_mutate_of_a_finished_module_runs_nothing(make_mutate):
+    # mutmut given no names runs every mutant of the project: a finished module must not call it
+    done, calls = make_mutate("mutate", "MODULE=datamodules.files")
+    assert done.returncode == 0, done.stderr
+    assert calls == []
+    assert "datamodules.files: no mutants left to run" in done.stdout
+
+
+def test_make_mutate_survivors_reruns_the_unexplained_ones_of_the_named_module(make_mutate):
+    done, calls = make_mutate("mutate-survivors")
+    assert done.returncode == 2 and "make mutate-survivors MODULE=" in done.stdout
+    assert calls == []
+    done, calls = make_mutate("mutate-survivors", "MODULE=onlstm.cell")
+    assert done.returncode == 0, done.stderr
+    assert calls == ["run --max-children 1 onlstm.cell.x_cumax__mutmut_5 onlstm.cell.x_cumax__mutmut_6"]
+
+
+def test_make_mutate_of_an_unknown_module_stops_with_the_error(make_mutate):
+    done, calls = make_mutate("mutate", "MODULE=onlstm.cel")
+    assert done.returncode != 0
+    assert "onlstm.cel: no mutants of this module" in done.stderr
+    assert calls == []
