@@ -4,6 +4,7 @@ mutmut's records, with the survivors the doc explains set apart from those it do
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,10 +104,13 @@ def make_mutate(records, tmp_path):
         (tmp_path / dependency).write_text("")
     (venv / ".installed").write_text("")
 
+    # not the variables of a make this test may run under (make mutate: MAKEFLAGS carries its MODULE)
+    environment = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MODULE", "MUTANTS")}
+
     def run(*args):
         done = subprocess.run(["make", "-s", "-f", str(repo / "Makefile"), *args, f"VENV={venv}",
                                f"MUTATION_SCORES={tmp_path}/scores.md"],
-                              cwd=tmp_path, capture_output=True, text=True)
+                              cwd=tmp_path, capture_output=True, text=True, env=environment)
         calls = tmp_path / "mutmut_calls"
         return done, calls.read_text().splitlines() if calls.exists() else []
     return run
