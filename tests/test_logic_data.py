@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.batching import BucketSampler
 from datamodules.files import DataError
 from datamodules.propositional_logic import (
     TOKEN_IDS,
@@ -200,18 +199,6 @@ def test_datamodule_splits_and_batches(tmp_path):
     assert [RELATIONS[i] for i in batch["label"]] == ["=", "^", ">"]
     seen = sorted(int(i) for b in dm.train_dataloader() for i in b["label"])
     assert len(seen) == 27
-
-
-def test_bucket_sampler_is_a_permutation_with_similar_lengths():
-    lengths = [random.Random(i).randint(1, 40) for i in range(1000)]
-    sampler = BucketSampler(lengths, batch_size=10, seed=1, pool_batches=10)
-    order = list(sampler)
-    assert sorted(order) == list(range(1000))
-    spread = sum(max(lengths[i] for i in order[k : k + 10]) - min(lengths[i] for i in order[k : k + 10])
-                 for k in range(0, 1000, 10)) / 100
-    assert spread < 5  # an unsorted batch of 10 spans ~30
-    sampler.set_epoch(1)
-    assert list(sampler) != order
 
 
 def test_collate_pads_with_zero():

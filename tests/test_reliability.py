@@ -20,7 +20,7 @@ from hydra.errors import ConfigCompositionException
 
 import train as entry
 from eval import evaluate
-from datamodules.files import DataError, require_file
+from datamodules.files import DataError, read_lines, require_file
 from datamodules.text_corpus import TextCorpusDataModule, load_corpus
 from onlstm.checkpoints import CheckpointError, load_language_model, read_checkpoint
 from tests.helpers import ROOT, TINY_MODEL, cli_env, requires_data
@@ -78,6 +78,14 @@ def test_non_utf8_byte_names_file_line_and_column(tmp_path):
     folder = _corpus(tmp_path, train=b"a b c\nb \xff a\n")
     with pytest.raises(DataError, match=r"train.txt:2: not valid UTF-8 \(byte 0xff at column 3\); re-encode the file as UTF-8$"):
         load_corpus(folder)
+
+
+def test_lines_are_read_whole_but_for_their_line_ending(tmp_path):
+    """Windows or Unix line endings, a last line without one: only the ending goes, every other
+    character stays (a trailing space, a last letter that happens to be an X)."""
+    path = tmp_path / "lines.txt"
+    path.write_bytes(b"  ( [MAX 2 ) \r\nlast X\n\nno newline X")
+    assert list(read_lines(path, "test")) == [(1, "  ( [MAX 2 ) "), (2, "last X"), (3, ""), (4, "no newline X")]
 
 
 def test_unknown_config_key_on_the_command_line_prints_the_key_and_its_schema():
