@@ -23,6 +23,19 @@ def test_bucket_sampler_is_a_permutation_with_similar_lengths():
     assert list(sampler) != order
 
 
+def test_bucket_order_is_a_function_of_seed_and_epoch():
+    """What makes a run repeatable and a resumed epoch see the batches it would have seen."""
+    lengths = [random.Random(i).randint(1, 40) for i in range(200)]
+
+    def order(seed: int, epoch: int) -> list[int]:
+        sampler = BucketSampler(lengths, batch_size=10, seed=seed, pool_batches=5)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    assert order(3, 2) == order(3, 2)
+    assert len({tuple(order(seed, epoch)) for seed in (3, 4) for epoch in (0, 1, 2)}) == 6
+
+
 @dataclass(frozen=True)
 class _Numbered:
     index: int
