@@ -84,7 +84,7 @@ class ONLSTMCell(nn.Module):
         h_new = torch.sigmoid(out_gate) * torch.tanh(c_new)  # Eq. 5
         return StepOutput(h_new.reshape(batch, -1), c_new.reshape(batch, -1), distance_forget, distance_input)
 
-    def forward(self, x: Tensor, hidden: tuple[Tensor, Tensor], w_hh: Tensor | None = None) -> StepOutput:
+    def forward(self, x: Tensor, hidden: tuple[Tensor, Tensor]) -> StepOutput:
         """One step on raw input ``x`` (batch, input_size)."""
         h, c = hidden
-        return self.step(self.ih(x), h, c, self.hh.sampled_weight() if w_hh is None else w_hh)
+        return self.step(self.ih(x), h, c, self.hh.sampled_weight())
