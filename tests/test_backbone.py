@@ -32,6 +32,14 @@ def test_cumax_is_monotone_in_unit_interval_and_ends_at_one():
     torch.testing.assert_close(cumax(torch.zeros(1, 4)), torch.tensor([[0.25, 0.5, 0.75, 1.0]]))
 
 
+def test_cumax_runs_along_the_dimension_asked_for_at_any_rank():
+    """cumax is public (``onlstm.cumax``): over a (time, batch, n) tensor, along n by default, along
+    time when asked."""
+    x = torch.zeros(2, 3, 4)
+    torch.testing.assert_close(cumax(x), torch.tensor([0.25, 0.5, 0.75, 1.0]).expand(2, 3, 4))
+    torch.testing.assert_close(cumax(x, dim=0), torch.tensor([0.5, 1.0])[:, None, None].expand(2, 3, 4))
+
+
 def _zero_cell_with_biases(bias: list[float]) -> ONLSTMCell:
     cell = ONLSTMCell(input_size=1, hidden_size=2, chunk_size=1)
     with torch.no_grad():
