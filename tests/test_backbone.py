@@ -93,8 +93,11 @@ def test_cell_with_master_gates_open_is_an_lstm_cell(monkeypatch):
 
 
 def test_chunk_size_must_divide_hidden_size():
-    with pytest.raises(ValueError, match="chunk_size=7 must divide hidden_size=20"):
+    with pytest.raises(ValueError) as info:
         ONLSTMStack([8, 20], chunk_size=7)
+    assert str(info.value) == "chunk_size=7 must divide hidden_size=20: pick a chunk size that is a divisor of every layer's size"
+    with pytest.raises(ValueError, match="chunk_size=0 must divide hidden_size=20"):  # and no division by zero
+        ONLSTMStack([8, 20], chunk_size=0)
 
 
 @pytest.mark.parametrize("stack_cls", [ONLSTMStack, LSTMStack])
