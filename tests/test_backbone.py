@@ -92,6 +92,15 @@ def test_cell_with_master_gates_open_is_an_lstm_cell(monkeypatch):
     torch.testing.assert_close(c, c_ref)
 
 
+def test_cell_describes_its_sizes_as_torchs_recurrent_cells_do():
+    """``input_size`` and ``hidden_size`` as on ``nn.LSTMCell``, with the chunking and the gate rows
+    laid out as the official code does (two master gates of one value per chunk, four LSTM gates)."""
+    cell = ONLSTMCell(input_size=5, hidden_size=6, chunk_size=3)
+    assert (cell.input_size, cell.hidden_size, cell.chunk_size, cell.n_chunk) == (5, 6, 3, 2)
+    assert cell.gate_rows == 4 * 6 + 2 * 2 == cell.ih.out_features == cell.hh.out_features
+    assert cell.ih.in_features == 5 and cell.hh.in_features == 6
+
+
 def test_chunk_size_must_divide_hidden_size():
     with pytest.raises(ValueError) as info:
         ONLSTMStack([8, 20], chunk_size=7)
