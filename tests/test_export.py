@@ -204,6 +204,14 @@ def test_eval_lm_of_the_folder_gives_the_checkpoints_test_metrics(make_cfg, lm_r
     assert metrics["model/parameters"] == trained["model/parameters"]
 
 
+def test_run_options_reach_the_model_loaded_from_a_folder_or_its_checkpoint(lm_run, exported):
+    """How the loaded model runs is the caller's (eval.py's run config), wherever it is read from."""
+    run = {"implementation": "reference", "cuda_graphs": True}
+    for path in (exported, best_checkpoint(lm_run[0])):
+        model = load_language_model(path, run).model
+        assert (model.stack.implementation, model.cuda_graphs) == ("reference", True), path
+
+
 def test_a_folder_of_another_vocabulary_is_refused_by_the_lm_task(exported):
     loaded = load_language_model(exported)
     with pytest.raises(ValueError, match=r"the model's vocabulary \(10000 words\) differs from this corpus's \(9999 words\)"):
