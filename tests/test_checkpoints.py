@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from onlstm.checkpoints import CheckpointError, stored_model_backbone
+from onlstm.checkpoints import CheckpointError, load_language_model, stored_model_backbone
 
 # what a checkpoint of an older version stored: the backbone with two run options among its fields
 LEGACY = {"hidden_size": 12, "chunk_size": 4, "implementation": "reference", "cuda_graphs": False}
@@ -30,3 +30,12 @@ def test_a_checkpoint_without_a_backbone_is_not_one_of_this_project(tmp_path):
     with pytest.raises(CheckpointError) as info:
         stored_model_backbone(path)
     assert str(info.value) == f"{path}: not a checkpoint of this project (no hyper_parameters.model)"
+
+
+def test_a_checkpoint_without_a_vocabulary_is_no_language_model_and_the_error_names_it(tmp_path):
+    path = tmp_path / "logic.ckpt"  # a checkpoint of another task: a backbone, weights, no vocabulary
+    torch.save({"hyper_parameters": {"model": dict(LEGACY)}, "state_dict": {}}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_language_model(path)
+    assert str(info.value) == (f"{path}: not a language-model checkpoint of this project (no 'vocab'): "
+                               "give a checkpoint written by task=lm")
