@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from onlstm.checkpoints import CheckpointError, load_language_model, stored_model_backbone
+from onlstm.checkpoints import CheckpointError, check_checkpoint_path, load_language_model, stored_model_backbone
 
 # what a checkpoint of an older version stored: the backbone with two run options among its fields
 LEGACY = {"hidden_size": 12, "chunk_size": 4, "implementation": "reference", "cuda_graphs": False}
@@ -39,3 +39,8 @@ def test_a_checkpoint_without_a_vocabulary_is_no_language_model_and_the_error_na
         load_language_model(path)
     assert str(info.value) == (f"{path}: not a language-model checkpoint of this project (no 'vocab'): "
                                "give a checkpoint written by task=lm")
+
+
+def test_lightnings_own_checkpoint_names_pass_the_path_check_untouched():
+    """ckpt_path=best / last name the Trainer's own checkpoints (test=true after a fit): no file to check."""
+    assert [check_checkpoint_path(name) for name in (None, "best", "last")] == [None, "best", "last"]
