@@ -187,8 +187,11 @@ def test_a_file_as_the_target_folder_is_named(lm_run, tmp_path, capsys):
 
 
 def test_training_refuses_a_model_folder_as_its_checkpoint(exported):
-    with pytest.raises(CheckpointError, match=r"is a folder: training continues from a checkpoint file"):
+    with pytest.raises(CheckpointError) as info:
         check_checkpoint_path(str(exported))
+    assert str(info.value) == (
+        f"ckpt_path={exported} is a folder: training continues from a checkpoint file (<run>/checkpoints/last.ckpt); "
+        "an exported model folder is evaluated (eval.py) or parsed with (onlstm-parse), not trained on")
 
 
 # ----------------------------------------------------------------------------- in place of the checkpoint
