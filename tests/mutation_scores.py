@@ -27,6 +27,7 @@ from pathlib import Path
 from mutmut.stats import status_by_exit_code
 
 CAUGHT = ("killed", "timeout", "caught by type check", "segfault")
+NOT_RUN = ("not checked", "check was interrupted by user")
 COLUMNS = ("mutants", "caught", "survived", "of which equivalent", "not covered", "not run yet", "score")
 EQUIVALENT_ROW = re.compile(r"^\|\s*`([^`]+__mutmut_\d+)`\s*\|")
 
@@ -67,7 +68,7 @@ def module_row(by_mutant: dict[str, str], equivalent: set[str]) -> dict[str, obj
     judged = caught + survived + uncovered
     return {"mutants": len(by_mutant), "caught": caught, "survived": survived,
             "of which equivalent": sum(1 for name, s in by_mutant.items() if s == "survived" and name in equivalent),
-            "not covered": uncovered, "not run yet": len(by_mutant) - judged - counts["suspicious"],
+            "not covered": uncovered, "not run yet": len(unrun(by_mutant)),
             "score": f"{100 * caught / judged:.1f}%" if judged else "-"}
 
 
@@ -87,7 +88,8 @@ def module_mutants(records: dict[str, dict[str, str]], module: str) -> dict[str,
 
 
 def unrun(by_mutant: dict[str, str]) -> list[str]:
-    return [name for name, status in by_mutant.items() if status == "not checked"]
+    """The mutants the table counts as *not run yet*: what `make mutate MODULE=...` runs."""
+    return [name for name, status in by_mutant.items() if status in NOT_RUN]
 
 
 def table(records: dict[str, dict[str, str]], equivalent: set[str]) -> str:

@@ -145,3 +145,14 @@ def test_make_mutate_of_an_unknown_module_stops_with_the_error(make_mutate):
     assert done.returncode != 0
     assert "onlstm.cel: no mutants of this module" in done.stderr
     assert calls == []
+
+
+def test_a_mutant_whose_run_was_interrupted_counts_and_runs_as_not_run_yet(tmp_path, capsys):
+    mutants = tmp_path / "mutants"
+    _record(mutants, "onlstm/stack.py", {"onlstm.stack.x_f__mutmut_1": 2, "onlstm.stack.x_f__mutmut_2": None,
+                                         "onlstm.stack.x_f__mutmut_3": 1})
+    assert mutation_scores.main(["--mutants", str(mutants), "--unrun", "onlstm.stack"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["onlstm.stack.x_f__mutmut_1", "onlstm.stack.x_f__mutmut_2"]
+    assert mutation_scores.main(["--mutants", str(mutants), "--equivalent", str(tmp_path / "none.md")]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| onlstm/stack.py"))
+    assert [c.strip() for c in row.split("|")[2:-1]] == ["3", "1", "0", "0", "0", "2", "100.0%"]
