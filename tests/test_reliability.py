@@ -23,7 +23,7 @@ from eval import evaluate
 from datamodules.files import DataError, read_lines, require_file
 from datamodules.text_corpus import TextCorpusDataModule, load_corpus
 from onlstm.checkpoints import CheckpointError, load_language_model, read_checkpoint
-from tests.helpers import ROOT, TINY_MODEL, cli_env, requires_data
+from tests.helpers import ROOT, TINY_MODEL, TouchPayload, cli_env, requires_data
 
 TINY_LM = [
     "task=lm",
@@ -178,16 +178,6 @@ def test_checkpoint_with_pickled_code_is_refused(tmp_path):
     torch.save({"state_dict": {}, "payload": Payload()}, evil)
     with pytest.raises(CheckpointError, match="refused to load"):
         read_checkpoint(evil)
-
-
-class TouchPayload:
-    """Unpickling this creates ``marker``: the proof that the checkpoint's code ran."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
 
 
 @requires_data("ptb/train.txt")
