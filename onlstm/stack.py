@@ -49,13 +49,12 @@ def onlstm_layer_reference(cell: ONLSTMCell, x: Tensor, h: Tensor, c: Tensor, w_
 
 
 class _RecurrentStack(nn.Module):
-    def __init__(self, layer_sizes: Sequence[int], dropout: float, dropconnect: float):
+    def __init__(self, layer_sizes: Sequence[int], dropout: float):
         super().__init__()
         if len(layer_sizes) < 2:
             raise ValueError(f"layer_sizes needs the input size and at least one layer, got {list(layer_sizes)}")
         self.layer_sizes = list(layer_sizes)
         self.dropout = dropout
-        self.dropconnect = dropconnect
         self.lockdrop = LockedDropout()
 
     @property
@@ -132,7 +131,7 @@ class ONLSTMStack(_RecurrentStack):
         dropconnect: float = 0.0,
         implementation: str = DEFAULT_IMPLEMENTATION,
     ):
-        super().__init__(layer_sizes, dropout, dropconnect)
+        super().__init__(layer_sizes, dropout)
         if implementation not in self.IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {sorted(self.IMPLEMENTATIONS)}, got {implementation!r}")
         self.chunk_size = chunk_size
@@ -179,7 +178,7 @@ class LSTMStack(_RecurrentStack):
     """
 
     def __init__(self, layer_sizes: Sequence[int], chunk_size: int | None = None, dropout: float = 0.0, dropconnect: float = 0.0):
-        super().__init__(layer_sizes, dropout, dropconnect)
+        super().__init__(layer_sizes, dropout)
         self.layers = nn.ModuleList(
             LSTMLayer(n_in, n_out, dropconnect) for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:])
         )

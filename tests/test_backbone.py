@@ -20,7 +20,7 @@ from onlstm import (
     RNNLanguageModel,
     cumax,
 )
-from onlstm.stack import onlstm_layer_reference
+from onlstm.stack import LSTMLayer, onlstm_layer_reference
 
 
 def test_cumax_is_monotone_in_unit_interval_and_ends_at_one():
@@ -122,6 +122,35 @@ def test_stack_interface_shapes(stack_cls):
         assert out.distances.shape == (2, 7, 3) and out.distances_in.shape == (2, 7, 3)
     else:
         assert out.distances is None and out.distances_in is None
+
+
+def test_an_lstm_layer_computes_torchs_lstm_and_describes_its_sizes_as_it_does():
+    """The LSTM baseline's layer is nn.LSTM with DropConnect on its hidden weight: at its default
+    rate (none), in training, the same weights give nn.LSTM's output and state, biases included."""
+    torch.manual_seed(0)
+    layer = LSTMLayer(3, 4).train()
+    reference = nn.LSTM(3, 4)
+    with torch.no_grad():
+        for name, ours in (("weight_ih_l0", layer.ih.weight), ("weight_hh_l0", layer.hh.weight),
+                           ("bias_ih_l0", layer.ih.bias), ("bias_hh_l0", layer.hh.bias)):
+            getattr(reference, name).copy_(ours)
+    x, h, c = torch.randn(5, 2, 3), torch.randn(2, 4), torch.randn(2, 4)
+    got = layer(x, h, c)
+    output, (h_n, c_n) = reference(x, (h[None], c[None]))
+    torch.testing.assert_close(got.output, output)
+    torch.testing.assert_close((got.h, got.c), (h_n[0], c_n[0]))
+    assert (layer.input_size, layer.hidden_size) == (reference.input_size, reference.hidden_size) == (3, 4)
+
+
+@pytest.mark.parametrize("make", [lambda: LSTMStack([3, 4, 4]), lambda: ONLSTMStack([3, 4, 4], chunk_size=2)],
+                         ids=["lstm", "onlstm"])
+def test_a_stack_drops_nothing_unless_asked(make):
+    """Dropout between layers and DropConnect are off by default: training mode computes what
+    evaluation does."""
+    torch.manual_seed(0)
+    stack = make()
+    x = torch.randn(5, 2, 3)
+    torch.testing.assert_close(stack.train()(x).output, stack.eval()(x).output)
 
 
 def test_distances_lie_in_unit_interval():
