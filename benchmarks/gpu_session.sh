@@ -39,7 +39,9 @@ stamp "machine"
 } >> "$OUT/session.log" 2>&1
 
 if wants tests; then
-    timeout 300 python -m pytest -q -rA -p no:cacheprovider tests/test_triton_recurrence.py tests/test_cuda_graphs.py \
+    # the GPU suite of docs/testing.md (a test of the install checks that the two lists agree)
+    timeout 300 python -m pytest -q -rA -p no:cacheprovider tests/test_ops_triton.py tests/test_cuda_graphs.py \
+        tests/test_pretrained.py tests/test_inference.py tests/test_classifier.py \
         > "$OUT/tests_cuda.txt" 2>&1
     stamp "tests exit $?"
 fi

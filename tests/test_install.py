@@ -117,3 +117,14 @@ def test_console_scripts_installed_into_an_environment_answer_help(tmp_path):
         assert process.returncode == 0, f"{script} --help:\n{err[-3000:]}"
         hydra_entry = script in ("onlstm-train", "onlstm-eval")  # the others are argparse commands
         assert ("powered by Hydra" if hydra_entry else f"usage: {script}") in out, out[-2000:]
+
+
+def test_the_gpu_session_runs_the_gpu_suite_the_testing_guide_lists():
+    """A lent GPU's minutes go to benchmarks/gpu_session.sh: the test files it runs are those that
+    docs/testing.md names as the GPU suite, and each exists (a renamed file once made it run none)."""
+    script = (ROOT / "benchmarks" / "gpu_session.sh").read_text()
+    guide_row = next(line for line in (ROOT / "docs" / "testing.md").read_text().splitlines()
+                     if line.startswith("| GPU |"))
+    listed = re.findall(r"tests/test_\w+\.py", guide_row)
+    assert re.findall(r"tests/test_\w+\.py", script) == listed
+    assert listed and all((ROOT / path).is_file() for path in listed)
