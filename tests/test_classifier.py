@@ -3,8 +3,11 @@ which state a sequence is read at, and the errors for what it cannot read."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from torch import nn
 
 from onlstm.classifier import SequenceEncoder, classifier_head
 from tests.helpers import NO_DROPOUT, tiny_backbone
@@ -44,6 +47,19 @@ def test_a_batch_with_more_or_fewer_lengths_than_sequences_is_refused():
     with pytest.raises(ValueError) as info:
         encoder().encode(torch.zeros(4, 2, dtype=torch.long), torch.tensor([4, 4, 4]))
     assert str(info.value) == "got 3 lengths for a batch of 2 sequences"
+
+
+def test_the_mlp_head_drops_before_each_linear_layer_with_an_elu_between_them():
+    """The logic task's head: dropout, linear, ELU, dropout, linear, its weights under the names
+    (1.*, 4.*) that checkpoints store; by hand, 2 elu(x) + 0.5 at x = -1 and at x = 3."""
+    head = classifier_head(1, 1, 1, 0.25)
+    assert [type(layer) for layer in head] == [nn.Dropout, nn.Linear, nn.ELU, nn.Dropout, nn.Linear]
+    assert [head[0].p, head[3].p] == [0.25, 0.25]
+    head.load_state_dict({"1.weight": torch.tensor([[1.0]]), "1.bias": torch.tensor([0.0]),
+                          "4.weight": torch.tensor([[2.0]]), "4.bias": torch.tensor([0.5])})
+    with torch.no_grad():
+        out = head.eval()(torch.tensor([[-1.0], [3.0]]))
+    torch.testing.assert_close(out, torch.tensor([[2 * (math.exp(-1) - 1) + 0.5], [6.5]]))
 
 
 def test_a_negative_hidden_size_of_the_head_is_refused_with_what_zero_means():

@@ -120,6 +120,9 @@ def test_words_the_tokenizer_would_cut_are_kept_whole():
     assert normalize(text, PTB_STYLE, vocab) == ["at&t", "paid", "c$", "N", "for", "<unk>", "in", "the", "u.s."]
     # not words of the vocabulary: cut as the Treebank cuts them
     assert normalize("AT&T in the U.S.", PTB_STYLE, PTB_WORDS) == ["at", "&", "t", "in", "the", "u.s"]
+    # an ampersand with no word before or after it to join is a word of its own
+    assert normalize("& they fell", PTB_STYLE, PTB_WORDS) == ["&", "they", "fell"]
+    assert normalize("they fell &", PTB_STYLE, PTB_WORDS) == ["they", "fell", "&"]
 
 
 @requires_data("ptb")

@@ -137,9 +137,9 @@ def test_a_hub_id_is_downloaded_file_by_file(saved, monkeypatch):
         RNNLanguageModel.from_pretrained("someone/tiny-onlstm")
 
 
-def test_push_to_hub_uploads_the_same_folder(monkeypatch):
-    """push_to_hub is the mixin's: it saves through save_pretrained into a temporary folder and
-    uploads that. The Hub client is faked (no network); what would be uploaded is checked."""
+@pytest.fixture
+def fake_hub(monkeypatch) -> dict[str, bytes]:
+    """The Hub client faked (no network): what would be uploaded, file name -> bytes."""
     import huggingface_hub.hub_mixin
 
     uploaded: dict[str, bytes] = {}
@@ -156,6 +156,13 @@ def test_push_to_hub_uploads_the_same_folder(monkeypatch):
             return f"commit of {repo_id}"
 
     monkeypatch.setattr(huggingface_hub.hub_mixin, "HfApi", FakeApi)
+    return uploaded
+
+
+def test_push_to_hub_uploads_the_same_folder(fake_hub):
+    """push_to_hub is the mixin's: it saves through save_pretrained into a temporary folder and
+    uploads that; what would be uploaded is checked."""
+    uploaded = fake_hub
     model = trained_like(tiny_backbone())
     model.vocab = list(VOCAB)
     url = model.push_to_hub("someone/tiny-onlstm", model_card_kwargs={"card": ModelCardInfo(steps=7, commit="abc123")})
@@ -165,6 +172,15 @@ def test_push_to_hub_uploads_the_same_folder(monkeypatch):
     card = uploaded["README.md"].decode()
     assert "- optimizer steps: 7" in card and "- code commit: `abc123`" in card
     assert json.loads(uploaded["config.json"])["vocab_size"] == len(VOCAB)
+
+
+def test_save_pretrained_hands_the_mixins_options_on(fake_hub, tmp_path):
+    """``save_pretrained(folder, push_to_hub=True, repo_id=...)`` (the mixin's options) uploads the
+    folder it wrote."""
+    url = trained_like(tiny_backbone()).save_pretrained(tmp_path, vocab=VOCAB, push_to_hub=True, repo_id="someone/tiny")
+    assert url == "commit of someone/tiny"
+    assert {name: (tmp_path / name).read_bytes() for name in fake_hub} == fake_hub
+    assert sorted(fake_hub) == ["README.md", "config.json", "model.safetensors", "vocab.txt"]
 
 
 # ----------------------------------------------------------------------------- the model card
@@ -194,6 +210,7 @@ def test_model_card_carries_the_given_metadata(tmp_path):
     assert "- code commit: `3c071ddbf2c8`" in card
     assert "- exported from: `logs/lm/runs/2026-12-06_10-00-00/checkpoints/last.ckpt`" in card
     assert 'RNNLanguageModel.from_pretrained("someone/onlstm-ptb")' in card
+    assert "| vocab_size | 12 | words (vocab.txt) |" in card
     assert "| hidden_size | 32 |" in card and "| tie_weights | true |" in card
 
 
@@ -313,7 +330,7 @@ def test_errors_are_value_errors():
 @pytest.mark.parametrize(
     "vocab,message",
     [
-        (None, "save_pretrained needs the vocabulary"),
+        (None, r"^save_pretrained needs the vocabulary: pass vocab=\[word of id 0, word of id 1, \.\.\.\] or set model\.vocab$"),
         (VOCAB[:-1], "the vocabulary has 11 words, the model 12 ids"),
         (VOCAB[:-1] + ["two\nlines"], r"vocabulary word 11 is 'two\\nlines'"),
         (VOCAB[:-1] + ["the"], r"vocabulary words 2 and 11 are both 'the'"),
@@ -324,4 +341,13 @@ def test_save_pretrained_refuses_a_vocabulary_it_cannot_write(tmp_path, vocab, m
     with pytest.raises(ValueError, match=message):
         trained_like(tiny_backbone()).save_pretrained(tmp_path / "out", vocab=vocab)
     assert not (tmp_path / "out").exists(), "nothing is written when the vocabulary is refused"
+
+
+def test_the_mixins_file_hook_called_directly_refuses_a_model_without_a_vocabulary(tmp_path):
+    """``_save_pretrained`` is huggingface_hub's hook (save_pretrained checks the vocabulary before
+    it); called on its own, it says what is missing rather than writing a folder without vocab.txt."""
+    with pytest.raises(ValueError) as info:
+        trained_like(tiny_backbone())._save_pretrained(tmp_path)
+    assert str(info.value) == "no vocabulary to save: set model.vocab"
+    assert list(tmp_path.iterdir()) == []
 
