@@ -202,10 +202,12 @@ def test_lstm_dropconnect_reaches_the_hidden_weight_gradient():
 
 
 def test_locked_dropout_mask_is_constant_across_time():
+    """One mask per sequence: the same at every step, another for each sequence of the batch."""
     drop = LockedDropout().train()
     x = torch.ones(20, 4, 50)
     y = drop(x, 0.5)
     assert torch.equal(y, y[:1].expand_as(y))
+    assert all(not torch.equal(y[0, 0], y[0, b]) for b in (1, 2, 3))  # equal by chance: 2^-50
     assert set(y.unique().tolist()) == {0.0, 2.0}
     assert torch.equal(drop.eval()(x, 0.5), x)
 
@@ -325,12 +327,22 @@ def test_embedding_dropout_keeps_every_option_of_the_embedding(options):
     torch.testing.assert_close(ours.weight.grad.to_dense(), plain.weight.grad.to_dense(), rtol=0, atol=0)
 
 
+def test_a_layer_without_dropconnect_uses_its_weight_as_it_is_and_draws_no_random_numbers():
+    """DropConnect at rate 0 costs nothing: in training and in eval the layer hands back its own
+    weight (no copy, no mask) and leaves the random stream of the run untouched."""
+    for layer in (LinearDropConnect(3, 4).train(), LinearDropConnect(3, 4).eval()):
+        state = torch.get_rng_state()
+        assert layer.sampled_weight() is layer.weight
+        assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_dropconnect_layer_called_like_a_linear_layer():
     """``LinearDropConnect`` is an ``nn.Linear``: built like one it has a bias and drops nothing;
     called on an input it applies its expected weight (1 - p) W in eval, a weight given to it
     instead, and the bias either way; a rate outside [0, 1) is refused by name."""
     default = LinearDropConnect(2, 3).train()
     assert default.bias is not None and default.dropout == 0.0 and default.weight.shape == (3, 2)
+    assert LinearDropConnect(2, 3, bias=False).bias is None
     for rate in (1.0, -0.1):
         with pytest.raises(ValueError, match=rf"dropconnect must be in \[0, 1\), got {rate}"):
             LinearDropConnect(2, 2, dropout=rate)
