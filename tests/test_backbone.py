@@ -161,6 +161,23 @@ def test_distances_lie_in_unit_interval():
         assert torch.all(d >= 0) and torch.all(d <= 1)
 
 
+@pytest.mark.parametrize("stack_cls", [ONLSTMStack, LSTMStack])
+def test_a_stacks_zero_state_has_each_layers_size_and_the_dtype_asked_for(stack_cls):
+    stack = stack_cls([3, 8, 4], chunk_size=4)
+    state = stack.init_hidden(2)
+    assert [(h.shape, c.shape) for h, c in state] == [((2, 8), (2, 8)), ((2, 4), (2, 4))]
+    assert all(t.dtype == torch.float32 and not t.any() for pair in state for t in pair)
+    like = torch.zeros(1, dtype=torch.float64)
+    assert all(t.dtype == torch.float64 for pair in stack.init_hidden(2, like=like) for t in pair)
+
+
+@pytest.mark.parametrize("stack_cls", [ONLSTMStack, LSTMStack])
+def test_a_stack_needs_an_input_size_and_a_layer(stack_cls):
+    with pytest.raises(ValueError) as info:
+        stack_cls([8], chunk_size=4)
+    assert str(info.value) == "layer_sizes needs the input size and at least one layer, got [8]"
+
+
 def test_hidden_state_is_carried():
     torch.manual_seed(2)
     stack = ONLSTMStack([4, 8], chunk_size=2).eval()
