@@ -178,6 +178,15 @@ def test_a_stack_needs_an_input_size_and_a_layer(stack_cls):
     assert str(info.value) == "layer_sizes needs the input size and at least one layer, got [8]"
 
 
+@pytest.mark.parametrize("stack_cls", [ONLSTMStack, LSTMStack])
+def test_a_stack_refuses_input_of_another_shape_and_says_which_it_expects(stack_cls):
+    stack = stack_cls([3, 4], chunk_size=2)
+    for shape in ((5, 2, 7), (5, 3)):  # the wrong feature size; a batch without its time axis
+        with pytest.raises(ValueError) as info:
+            stack(torch.zeros(shape))
+        assert str(info.value) == f"expected input of shape (time, batch, 3), got {shape}"
+
+
 def test_hidden_state_is_carried():
     torch.manual_seed(2)
     stack = ONLSTMStack([4, 8], chunk_size=2).eval()
