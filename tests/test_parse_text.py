@@ -92,6 +92,28 @@ def test_style_is_read_from_the_vocabulary():
     assert detect_style(WIKI_WORDS) == WIKI_STYLE
 
 
+@pytest.mark.parametrize(
+    "words,field,expected",
+    [
+        (["."], "keep_punctuation", True), ([","], "keep_punctuation", True), (["the"], "keep_punctuation", False),
+        (["@-@"], "at_marks", True), (["@,@"], "at_marks", True), (["@.@"], "at_marks", True),
+        (["the"], "at_marks", False),
+        (["'t"], "apostrophe_t", True), (["'t", "n't"], "apostrophe_t", False), (["the"], "apostrophe_t", False),
+    ],
+)
+def test_each_sign_of_a_style_is_enough_on_its_own(words, field, expected):
+    """A vocabulary shows its corpus's style by any one of its marks: a point or a comma for kept
+    punctuation, any of the three @-marks; WikiText's ``'t`` only where the Treebank's ``n't`` is absent."""
+    assert getattr(detect_style(["cat", *words]), field) is expected
+
+
+def test_a_punctuation_dropping_vocabulary_keeps_the_marks_and_the_percent_sign_it_has():
+    """Punctuation a PTB-style vocabulary has as words stays, written as the vocabulary writes it
+    (the Treebank's quotes as they are), and so does ``%`` after a number where it is a word."""
+    vocab = [*PTB_WORDS, "``", "''", "%"]
+    assert normalize('They fell "10 %"', PTB_STYLE, vocab) == ["they", "fell", "``", "N", "%", "''"]
+
+
 @requires_data("ptb", "wikitext-2")
 @pytest.mark.parametrize("corpus, style", [("ptb", PTB_STYLE), ("wikitext-2", WIKI_STYLE)])
 def test_style_of_the_real_corpora(corpus, style):
@@ -120,6 +142,10 @@ def test_words_the_tokenizer_would_cut_are_kept_whole():
     assert normalize(text, PTB_STYLE, vocab) == ["at&t", "paid", "c$", "N", "for", "<unk>", "in", "the", "u.s."]
     # not words of the vocabulary: cut as the Treebank cuts them
     assert normalize("AT&T in the U.S.", PTB_STYLE, PTB_WORDS) == ["at", "&", "t", "in", "the", "u.s"]
+    # the abbreviation that ends a sentence, also as its only word and before closing marks
+    assert normalize("U.S.", PTB_STYLE, vocab) == ["u.s."]
+    for closing in ('"', '")'):  # one closing mark, two
+        assert normalize(f"They fell in the U.S.{closing}", PTB_STYLE, vocab) == ["they", "fell", "in", "the", "u.s."]
     # an ampersand with no word before or after it to join is a word of its own
     assert normalize("& they fell", PTB_STYLE, PTB_WORDS) == ["&", "they", "fell"]
     assert normalize("they fell &", PTB_STYLE, PTB_WORDS) == ["they", "fell", "&"]
