@@ -123,15 +123,22 @@ def test_a_hub_id_is_downloaded_file_by_file(saved, monkeypatch):
     asked = []
 
     def fake_download(repo_id, filename, **options):
-        asked.append((repo_id, filename, options["revision"]))
+        asked.append((repo_id, filename, options))
         if not (saved / filename).is_file():
             raise EntryNotFoundError(f"{filename} not in {repo_id}")
         return str(saved / filename)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     model = RNNLanguageModel.from_pretrained("someone/tiny-onlstm", revision="v1")
-    assert model.vocab == VOCAB
-    assert asked == [("someone/tiny-onlstm", name, "v1") for name in ("config.json", "model.safetensors", "vocab.txt")]
+    assert model.vocab == VOCAB and model.cuda_graphs is False  # how it runs: the constructor's defaults
+    defaults = {"revision": "v1", "cache_dir": None, "force_download": False, "local_files_only": False, "token": None}
+    assert asked == [("someone/tiny-onlstm", name, defaults) for name in ("config.json", "model.safetensors", "vocab.txt")]
+    # every download option the caller gives reaches the downloader as given
+    options = {"revision": "main", "cache_dir": "/somewhere", "force_download": True, "local_files_only": True,
+               "token": "hf_abc"}
+    asked.clear()
+    RNNLanguageModel.from_pretrained("someone/tiny-onlstm", **options)
+    assert [given for _, _, given in asked] == [options] * 3
     (saved / "vocab.txt").unlink()
     with pytest.raises(PretrainedFolderError, match="Hub repository someone/tiny-onlstm: no vocab.txt"):
         RNNLanguageModel.from_pretrained("someone/tiny-onlstm")
