@@ -73,21 +73,22 @@ bench: install ## CPU throughput benchmarks (tables printed and saved as benchma
 	$(BIN)/python benchmarks/lm_throughput.py --out benchmarks/results/lm_throughput_cpu_$(BENCH_COMMIT).md
 	$(BIN)/python benchmarks/dropconnect.py | tee benchmarks/results/dropconnect_cpu_$(BENCH_COMMIT).md
 
-mutate: install ## mutation testing (docs/testing.md): hours, niced, resumable; MODULE=onlstm.cell: only its mutants not run yet
+mutate: install ## mutation testing (docs/testing.md): hours, niced, resumable; MODULE=onlstm.cell (or "a b"): only its mutants not run yet
 	$(call mutmut_run,--unrun)
 
-mutate-survivors: install ## rerun MODULE's survivors not explained yet (after writing tests against them)
+mutate-survivors: install ## rerun the survivors of MODULE (one or several) not explained yet (after writing tests against them)
 	@test -n "$(MODULE)" || { echo "name the module: make mutate-survivors MODULE=onlstm.cell"; exit 2; }
 	$(call mutmut_run,--survivors)
 
 # mutmut run over MUTANTS (names or patterns; every mutant not run yet when empty), or over the names
-# `tests.mutation_scores $(1) MODULE` prints; where it prints none, nothing is left to run. A fresh
-# checkout has no records yet: there MODULE stands for the pattern of all its mutants.
+# `tests.mutation_scores $(1) MODULE...` prints (MODULE: one module or several, one mutmut run, so one
+# clean test run, for all); where it prints none, nothing is left to run. A fresh checkout has no
+# records yet: there each module stands for the pattern of all its mutants.
 define mutmut_run
 	@names='$(MUTANTS)'; \
-	if [ -n '$(MODULE)' ] && [ ! -d mutants ]; then names='$(MODULE).*'; \
+	if [ -n '$(MODULE)' ] && [ ! -d mutants ]; then names='$(addsuffix .*,$(MODULE))'; \
 	elif [ -n '$(MODULE)' ]; then \
-		names=$$($(BIN)/python -m tests.mutation_scores $(1) '$(MODULE)') || exit 2; \
+		names=$$($(BIN)/python -m tests.mutation_scores $(1) $(MODULE)) || exit 2; \
 		[ -n "$$names" ] || echo "$(MODULE): no mutants left to run ($(1))"; \
 	fi; \
 	if [ -z '$(MODULE)' ] || [ -n "$$names" ]; then \

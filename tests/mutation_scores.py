@@ -113,16 +113,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the table here (Markdown)")
     parser.add_argument("--list", action="store_true", help="print the survivors not yet explained, one a line")
     names = parser.add_mutually_exclusive_group()
-    names.add_argument("--unrun", metavar="MODULE", help="only print the names of MODULE's mutants not run yet")
-    names.add_argument("--survivors", metavar="MODULE",
-                       help="only print the names of MODULE's survivors and uncovered mutants not explained yet")
+    names.add_argument("--unrun", metavar="MODULE", nargs="+",
+                       help="only print the names of the modules' mutants not run yet (in the order given)")
+    names.add_argument("--survivors", metavar="MODULE", nargs="+",
+                       help="only print the names of the modules' survivors and uncovered mutants not explained yet")
     args = parser.parse_args(argv)
     equivalent = equivalent_mutants(args.equivalent)
     try:
         records = statuses(args.mutants)
         if args.unrun or args.survivors:
-            by_mutant = module_mutants(records, args.unrun or args.survivors)
-            selected = unrun(by_mutant) if args.unrun else unexplained({"": by_mutant}, equivalent)
+            chosen = {module: module_mutants(records, module) for module in args.unrun or args.survivors}
+            selected = ([name for by_mutant in chosen.values() for name in unrun(by_mutant)] if args.unrun
+                        else unexplained(chosen, equivalent))
             if selected:
                 print("\n".join(selected))
             return 0

@@ -140,6 +140,16 @@ def test_make_mutate_survivors_reruns_the_unexplained_ones_of_the_named_module(m
     assert calls == ["run --max-children 1 onlstm.cell.x_cumax__mutmut_5 onlstm.cell.x_cumax__mutmut_6"]
 
 
+def test_make_mutate_of_several_modules_runs_their_mutants_in_one_mutmut_run(make_mutate):
+    """One mutmut run (so one clean test run) for all the modules named, in their order."""
+    done, calls = make_mutate("mutate-survivors", "MODULE=onlstm.cell datamodules.files")
+    assert done.returncode == 0, done.stderr
+    assert calls == ["run --max-children 1 onlstm.cell.x_cumax__mutmut_5 onlstm.cell.x_cumax__mutmut_6"]
+    done, calls = make_mutate("mutate", "MODULE=datamodules.files onlstm.cell")
+    assert done.returncode == 0, done.stderr
+    assert calls[-1] == "run --max-children 1 onlstm.cell.x_cumax__mutmut_7"
+
+
 def test_make_mutate_of_an_unknown_module_stops_with_the_error(make_mutate):
     done, calls = make_mutate("mutate", "MODULE=onlstm.cel")
     assert done.returncode != 0
