@@ -26,8 +26,12 @@ from pathlib import Path
 
 from mutmut.stats import status_by_exit_code
 
-CAUGHT = ("killed", "timeout", "caught by type check", "segfault")
-NOT_RUN = ("not checked", "check was interrupted by user")
+CAUGHT = ("killed", "timeout", "caught by type check", "segfault", "crashed")
+# mutmut calls every exit code it does not know "suspicious". A test run that a mutant makes torch abort
+# (SIGABRT: a mutant passing a state of the wrong shape to torch.lstm does) is caught like a segfault;
+# any other (a SIGTERM when the machine stops, say) says nothing about the mutant: it is run again.
+CRASH_SIGNALS = {-4: "SIGILL", -6: "SIGABRT", -7: "SIGBUS", -8: "SIGFPE"}
+NOT_RUN = ("not checked", "check was interrupted by user", "suspicious")
 COLUMNS = ("mutants", "caught", "survived", "of which equivalent", "not covered", "not run yet", "score")
 EQUIVALENT_ROW = re.compile(r"^\|\s*`([^`]+__mutmut_\d+)`\s*\|")
 
@@ -56,7 +60,8 @@ def statuses(mutants: Path) -> dict[str, dict[str, str]]:
                                        "again") from error
         if codes:
             module = meta.relative_to(mutants).as_posix()[: -len(".meta")]
-            out[module] = {name: status_by_exit_code[code] for name, code in codes.items()}
+            out[module] = {name: "crashed" if code in CRASH_SIGNALS else status_by_exit_code[code]
+                           for name, code in codes.items()}
     return out
 
 

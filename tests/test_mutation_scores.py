@@ -166,3 +166,17 @@ def test_a_mutant_whose_run_was_interrupted_counts_and_runs_as_not_run_yet(tmp_p
     assert mutation_scores.main(["--mutants", str(mutants), "--equivalent", str(tmp_path / "none.md")]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| onlstm/stack.py"))
     assert [c.strip() for c in row.split("|")[2:-1]] == ["3", "1", "0", "0", "0", "2", "100.0%"]
+
+
+def test_a_test_run_killed_by_a_crash_is_caught_and_one_ended_by_another_signal_runs_again(tmp_path, capsys):
+    """mutmut calls both "suspicious": torch aborting on a mutant's bad arguments is a failure a user
+    sees; a run stopped from outside (SIGTERM) has no result."""
+    mutants = tmp_path / "mutants"
+    _record(mutants, "onlstm/stack.py", {"onlstm.stack.x_f__mutmut_1": -6, "onlstm.stack.x_f__mutmut_2": -15,
+                                         "onlstm.stack.x_f__mutmut_3": 0})
+    assert mutation_scores.main(["--mutants", str(mutants), "--unrun", "onlstm.stack"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["onlstm.stack.x_f__mutmut_2"]
+    assert mutation_scores.main(["--mutants", str(mutants), "--equivalent", str(tmp_path / "none.md")]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| onlstm/stack.py"))
+    # mutants, caught, survived, of which equivalent, not covered, not run yet, score
+    assert [c.strip() for c in row.split("|")[2:-1]] == ["3", "1", "1", "0", "0", "1", "50.0%"]
