@@ -254,6 +254,7 @@ class LanguageModelingTask(TaskModule):
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["vocab"] = list(self.vocab)
         checkpoint["asgd_active"] = self.asgd_active
         # what an exact mid-epoch resume needs beyond Lightning's own state: the carried hidden
@@ -272,6 +273,7 @@ class LanguageModelingTask(TaskModule):
                 checkpoint["state_dict"]["model.decoder.weight"] = checkpoint["state_dict"]["model.embedding.weight"]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         if checkpoint.get("vocab") is not None:
             self.check_vocabulary(checkpoint["vocab"])
         self.asgd_active = bool(checkpoint.get("asgd_active", False))

@@ -270,10 +270,12 @@ class ListOpsTask(ClassificationTask):
 
     # ----------------------------------------------------------------- initial weights in checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         if self._initial_weights is not None:
             checkpoint[INITIAL_WEIGHTS_KEY] = self._initial_weights
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         stored = checkpoint.get(INITIAL_WEIGHTS_KEY)
         self._initial_weights = None if stored is None else {k: v.detach().cpu().clone() for k, v in stored.items()}
 

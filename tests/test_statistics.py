@@ -128,3 +128,12 @@ def test_per_seed_groups_and_the_short_groups_note():
     assert seeds_note({"onlstm": [1], "lstm": []}) == "fewer than 3 finished seeds (ON-LSTM 1, LSTM 0)"
     assert seeds_note({"onlstm": [1, 2, 3], "lstm": [4, 5, 6]}) is None
     assert seeds_note({"gru": [1]}) == "fewer than 3 finished seeds (gru 1)"  # a model without a display name
+
+
+def test_a_p_value_below_a_thousandth_is_printed_as_such_not_as_zero():
+    # difference 10, standard error sqrt(1/3 + 1/3) = 0.816: t = 12.25 at df 4, two-sided p = 0.00026
+    result = welch([10.0, 11.0, 12.0], [0.0, 1.0, 2.0])
+    assert result.describe() == "difference +10.0, standard error 0.8, t = 12.25, df 4.0, two-sided p < 0.001"
+    # above 0.0005 it still rounds to three decimals: t = 7.96 at df 4 is one-sided p = 0.00067
+    assert welch([6.5, 7.5, 8.5], [0.0, 1.0, 2.0], alternative="greater").describe().endswith(
+        "t = 7.96, df 4.0, one-sided p = 0.001")

@@ -122,6 +122,11 @@ def provenance(runs: list[RunRecord]) -> list[str]:
         lines.append("Unfinished runs (left out of every table): " + "; ".join(
             f"{r.folder.parent.name}/{r.folder.name} (CPU minutes at last validation: "
             f"{r.last('time/cpu_minutes') or 0:.1f})" for r in unfinished) + ".")
+    restarted = [f"{r.folder.parent.name}/{r.folder.name}" for r in runs if r.best_restarted]
+    if restarted:
+        lines.append("Best validation of " + ", ".join(restarted) + ": the best of every validation the run logged. "
+                     "Their code restarted the logged running best when a run resumed, so the last value it logged "
+                     "missed the validations before the stop; the checkpoint each run tested was chosen correctly.")
     return lines
 
 

@@ -27,7 +27,26 @@ class RunRecord:
 
     @property
     def metrics(self) -> dict[str, float]:
-        return dict(self.record["metrics"]) if self.record else {}
+        """The final metrics of done.json, the running best over validations
+        (``<task.optimized_metric>_best``) taken over every validation the run logged: runs of the
+        code from before checkpoints kept it (``tasks.jobs.contract.RUNNING_BESTS_KEY``) restarted it
+        when they resumed, so its last value could miss the validations before the stop."""
+        if not self.record:
+            return {}
+        metrics = dict(self.record["metrics"])
+        task = self.config.get("task") or {}
+        metric = task.get("optimized_metric")
+        logged = [row[metric] for row in self.history if metric in row]
+        if f"{metric}_best" in metrics and logged:
+            pick = max if task.get("monitor_mode", "min") == "max" else min
+            metrics[f"{metric}_best"] = pick([metrics[f"{metric}_best"], *logged])
+        return metrics
+
+    @property
+    def best_restarted(self) -> bool:
+        """Whether the running best the run recorded missed validations before a resume (see
+        :attr:`metrics`): the report names such runs."""
+        return bool(self.record) and self.metrics != dict(self.record["metrics"])
 
     @property
     def arch(self) -> str:

@@ -78,7 +78,9 @@ class Comparison:
         if math.isnan(self.p):
             return numbers + ": no test (a group of one seed, or no spread over seeds)"
         sides = "two-sided" if self.alternative == "two-sided" else "one-sided"
-        return numbers + f", t = {self.t:.2f}, df {self.df:.1f}, {sides} p = {self.p:.3f}"
+        # below 0.0005, three decimals would print "p = 0.000", which reads as impossible
+        shown = f"p = {self.p:.3f}" if self.p >= 0.0005 else "p < 0.001"
+        return numbers + f", t = {self.t:.2f}, df {self.df:.1f}, {sides} {shown}"
 
 
 def _untested(advantage: float, se: float = math.nan, alternative: str = "two-sided") -> Comparison:
