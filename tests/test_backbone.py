@@ -380,3 +380,52 @@ def test_dropconnect_layer_called_like_a_linear_layer():
     torch.testing.assert_close(layer(x), torch.tensor([[0.75 * 20 + 1, 0.75 * -4 - 1]]), rtol=0, atol=0)
     given = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     torch.testing.assert_close(layer(x, given), torch.tensor([[2.0, 1.0]]), rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- the language model's forward
+def _small_lm(arch: str = "onlstm", n_layers: int = 3) -> RNNLanguageModel:
+    torch.manual_seed(0)
+    cfg = BackboneConfig(arch=arch, emb_size=6, hidden_size=8, n_layers=n_layers, chunk_size=2)
+    return RNNLanguageModel(11, cfg).eval()
+
+
+@pytest.mark.parametrize("arch", ["onlstm", "lstm"])
+def test_the_language_model_carries_its_state_from_one_segment_to_the_next(arch):
+    """Training and evaluation read a corpus in BPTT segments, each starting from the state the one
+    before left: two halves with the state carried are the whole text read at once; started afresh,
+    the second half is not."""
+    lm = _small_lm(arch)
+    tokens = torch.randint(0, 11, (10, 3))
+    whole = lm(tokens).logits
+    first = lm(tokens[:5])
+    second = lm(tokens[5:], first.hidden)
+    torch.testing.assert_close(torch.cat([first.logits, second.logits]), whole)
+    afresh = lm(tokens[5:]).logits
+    assert (afresh - whole[5:]).abs().max() > 1e-3
+
+
+def test_the_language_models_outputs_are_one_per_layer_the_last_after_its_dropout():
+    """``outputs``: each layer's output (what AR/TAR and probes read), the top one as the decoder
+    reads it, after the output dropout."""
+    lm = _small_lm(n_layers=3)
+    tokens = torch.randint(0, 11, (7, 2))
+    out = lm(tokens)
+    stack = lm.stack(lm.embed(tokens))
+    assert len(out.outputs) == 3
+    for got, expected in zip(out.outputs[:2], stack.outputs[:2]):
+        torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(out.outputs[2], stack.output)  # evaluation: no dropout
+    lm.cfg = replace(lm.cfg, dropout=0.5)
+    lm.train()
+    torch.manual_seed(1)
+    dropped = lm(tokens)
+    assert len(dropped.outputs) == 3 and (dropped.outputs[2] == 0).any()  # the output dropout's zeros ...
+    torch.testing.assert_close(lm.decoder(dropped.outputs[2]), dropped.logits)  # ... are what the decoder read
+
+
+def test_the_language_models_zero_state_has_the_dtype_of_its_weights():
+    lm = _small_lm().double()
+    hidden = lm.init_hidden(4)
+    assert [tuple(h.shape) for pair in hidden for h in pair] == [(4, 8), (4, 8), (4, 8), (4, 8), (4, 6), (4, 6)]
+    assert {h.dtype for pair in hidden for h in pair} == {torch.float64}
+    assert lm(torch.randint(0, 11, (3, 4)), hidden).logits.dtype == torch.float64
