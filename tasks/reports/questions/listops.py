@@ -118,7 +118,8 @@ def section(plan: Plan, runs: Sequence[RunRecord], repo: Path, tuning: Sequence[
                      *(num(m.get(f"test/acc_{s}")) for s in SOURCES), num(m.get("test/tree_f1_released")),
                      num(m.get("test/tree_layer"), 0), num(run.last("time/cpu_minutes"), 1), num(run.last("step"), 0)])
     section.table("listops_runs", ["model", "seed", "counts", "commit", "best validation accuracy (4-100 tokens)",
-                                   "its rise over the last fifth of the run", "accuracy beyond training (> 100 tokens)", *(f"accuracy, {s}" for s in SOURCES),
+                                   "its rise over the last fifth of the run", "accuracy beyond training (> 100 tokens)",
+                                   *(f"accuracy, {s}" for s in SOURCES),
                                    "tree F1, released", "tree layer", "CPU minutes", "steps"], rows,
                   "Every run of the sweep; a run counts when it finished with the planned code, seeds and settings.")
     planned, done = expected_jobs(sweep), sum(len(v) for v in groups.values())
