@@ -46,9 +46,14 @@ class BackboneConfig:
             raise ValueError(f"model.arch must be 'onlstm' or 'lstm', got {self.arch!r}")
         if self.n_layers < 1:
             raise ValueError(f"model.n_layers must be at least 1, got {self.n_layers}")
+        for field in ("emb_size", "hidden_size"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"model.{field} must be at least 1, got {getattr(self, field)}")
         if self.arch == "onlstm":
+            if self.chunk_size < 1:
+                raise ValueError(f"model.chunk_size must be at least 1 (neurons per master-gate value), got {self.chunk_size}")
             for size in self.layer_sizes()[1:]:
-                if self.chunk_size < 1 or size % self.chunk_size:
+                if size % self.chunk_size:
                     raise ValueError(
                         f"model.chunk_size={self.chunk_size} must divide every layer size {self.layer_sizes()[1:]} "
                         f"(it does not divide {size}): pick a divisor, e.g. model.chunk_size="

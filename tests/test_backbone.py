@@ -429,3 +429,29 @@ def test_the_language_models_zero_state_has_the_dtype_of_its_weights():
     assert [tuple(h.shape) for pair in hidden for h in pair] == [(4, 8), (4, 8), (4, 8), (4, 8), (4, 6), (4, 6)]
     assert {h.dtype for pair in hidden for h in pair} == {torch.float64}
     assert lm(torch.randint(0, 11, (3, 4)), hidden).logits.dtype == torch.float64
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"arch": "gru"}, "model.arch must be 'onlstm' or 'lstm', got 'gru'"),
+    ({"n_layers": 0}, "model.n_layers must be at least 1, got 0"),
+    ({"emb_size": 0}, "model.emb_size must be at least 1, got 0"),
+    ({"hidden_size": -3}, "model.hidden_size must be at least 1, got -3"),
+    ({"chunk_size": 0}, "model.chunk_size must be at least 1 (neurons per master-gate value), got 0"),
+    # the layers are [12, 16] (the last one tied to the embedding): 12 does not divide 16; the divisor
+    # suggested divides every layer (8 divides 16, not 12)
+    ({"hidden_size": 12, "emb_size": 16, "n_layers": 2, "chunk_size": 12},
+     "model.chunk_size=12 must divide every layer size [12, 16] (it does not divide 16): pick a divisor, "
+     "e.g. model.chunk_size=4"),
+    # untied: every layer is hidden_size wide; the first layer it fails on is named
+    ({"hidden_size": 10, "emb_size": 16, "n_layers": 2, "chunk_size": 4, "tie_weights": False},
+     "model.chunk_size=4 must divide every layer size [10, 10] (it does not divide 10): pick a divisor, "
+     "e.g. model.chunk_size=2"),
+])
+def test_a_backbone_config_that_cannot_make_a_model_is_refused_with_the_field_in_full(fields, message):
+    with pytest.raises(ValueError) as info:
+        BackboneConfig(**fields).validate()
+    assert str(info.value) == message
+
+
+def test_the_lstm_baseline_has_no_chunks_to_divide_its_layers():
+    BackboneConfig(arch="lstm", hidden_size=10, emb_size=7, chunk_size=4).validate()
