@@ -20,6 +20,7 @@ from onlstm import (
     RNNLanguageModel,
     cumax,
 )
+from onlstm.lm import WordEncoder
 from onlstm.stack import LSTMLayer, onlstm_layer_reference
 
 
@@ -455,3 +456,30 @@ def test_a_backbone_config_that_cannot_make_a_model_is_refused_with_the_field_in
 
 def test_the_lstm_baseline_has_no_chunks_to_divide_its_layers():
     BackboneConfig(arch="lstm", hidden_size=10, emb_size=7, chunk_size=4).validate()
+
+
+@pytest.mark.parametrize("arch", ["onlstm", "lstm"])
+def test_the_language_model_is_built_and_initialised_as_its_config_says(arch):
+    """Every field of the config reaches the part it configures, and the embedding and decoder start
+    as AWD-LSTM's (uniform in +-0.1, a zero bias), not as torch's defaults."""
+    torch.manual_seed(0)
+    cfg = BackboneConfig(arch=arch, emb_size=6, hidden_size=8, n_layers=3, chunk_size=2, dropouth=0.25, wdrop=0.35,
+                         tie_weights=False)
+    lm = RNNLanguageModel(400, cfg, implementation="reference")
+    stack = lm.stack
+    assert type(stack) is (ONLSTMStack if arch == "onlstm" else LSTMStack)
+    assert stack.layer_sizes == [6, 8, 8, 8] and stack.dropout == 0.25
+    layers = stack.cells if arch == "onlstm" else stack.layers
+    assert [layer.hh.dropout for layer in layers] == [0.35] * 3
+    if arch == "onlstm":
+        assert stack.chunk_size == 2 and stack.implementation == "reference"
+    assert tuple(lm.embedding.weight.shape) == (400, 6) and tuple(lm.decoder.weight.shape) == (400, 8)
+    for weight in (lm.embedding.weight, lm.decoder.weight):  # torch's Linear default would reach 1/sqrt(8) = 0.35
+        assert weight.abs().max() <= 0.1 and weight.abs().max() > 0.09
+    assert torch.equal(lm.decoder.bias, torch.zeros(400))
+    assert lm.vocab_size == 400 and lm.vocab is None and lm.cuda_graphs is False
+
+
+def test_the_padding_word_of_a_sequence_encoder_has_a_zero_embedding():
+    encoder = WordEncoder(10, BackboneConfig(emb_size=6, hidden_size=8, n_layers=1, chunk_size=2), padding_idx=3)
+    assert encoder.embedding.padding_idx == 3 and torch.equal(encoder.embedding.weight[3], torch.zeros(6))
