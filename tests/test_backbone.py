@@ -20,7 +20,7 @@ from onlstm import (
     RNNLanguageModel,
     cumax,
 )
-from onlstm.lm import WordEncoder
+from onlstm.lm import WordEncoder, build_stack
 from onlstm.stack import LSTMLayer, onlstm_layer_reference
 
 
@@ -483,3 +483,10 @@ def test_the_language_model_is_built_and_initialised_as_its_config_says(arch):
 def test_the_padding_word_of_a_sequence_encoder_has_a_zero_embedding():
     encoder = WordEncoder(10, BackboneConfig(emb_size=6, hidden_size=8, n_layers=1, chunk_size=2), padding_idx=3)
     assert encoder.embedding.padding_idx == 3 and torch.equal(encoder.embedding.weight[3], torch.zeros(6))
+
+
+def test_build_stack_makes_the_configs_stack_or_one_of_other_sizes_with_its_settings():
+    cfg = BackboneConfig(emb_size=6, hidden_size=8, n_layers=2, chunk_size=2, dropouth=0.25)
+    assert build_stack(cfg).layer_sizes == [6, 8, 6]
+    other = build_stack(cfg, layer_sizes=[4, 10])  # e.g. a probe's one layer over 4-wide inputs
+    assert other.layer_sizes == [4, 10] and other.dropout == 0.25 and other.chunk_size == 2
