@@ -490,3 +490,6 @@ def test_build_stack_makes_the_configs_stack_or_one_of_other_sizes_with_its_sett
     assert build_stack(cfg).layer_sizes == [6, 8, 6]
     other = build_stack(cfg, layer_sizes=[4, 10])  # e.g. a probe's one layer over 4-wide inputs
     assert other.layer_sizes == [4, 10] and other.dropout == 0.25 and other.chunk_size == 2
+    with pytest.raises(ValueError) as info:  # a config never validated
+        build_stack(replace(cfg, arch="gru"))
+    assert str(info.value) == "model.arch must be 'onlstm' or 'lstm', got 'gru'"
