@@ -122,8 +122,6 @@ class RNNLanguageModel(WordEncoder, PyTorchModelHubMixin):
         """``cfg`` is what the model is; ``implementation`` and ``cuda_graphs`` are how it runs: they
         change neither the parameters nor the numbers (up to float rounding), so they are not part
         of ``cfg`` and a checkpoint does not store them."""
-        if cfg.tie_weights and cfg.layer_sizes()[-1] != cfg.emb_size:
-            raise ValueError("tie_weights needs the last layer size to equal emb_size")
         super().__init__(vocab_size, cfg, implementation)
         self.vocab_size = vocab_size
         self.cuda_graphs = cuda_graphs

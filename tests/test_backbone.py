@@ -493,3 +493,24 @@ def test_build_stack_makes_the_configs_stack_or_one_of_other_sizes_with_its_sett
     with pytest.raises(ValueError) as info:  # a config never validated
         build_stack(replace(cfg, arch="gru"))
     assert str(info.value) == "model.arch must be 'onlstm' or 'lstm', got 'gru'"
+
+
+def test_a_one_layer_untied_language_model_decodes_its_hidden_size():
+    """Untied, the decoder reads the last layer (hidden_size wide), not the embedding's width."""
+    lm = RNNLanguageModel(20, BackboneConfig(emb_size=6, hidden_size=8, n_layers=1, chunk_size=2, tie_weights=False))
+    assert tuple(lm.decoder.weight.shape) == (20, 8)
+    assert tuple(lm(torch.randint(0, 20, (3, 2))).logits.shape) == (3, 2, 20)
+
+
+def test_the_language_model_drops_whole_word_types_only_while_training():
+    """``dropoute``: in training a dropped word's embedding is zero wherever it occurs; evaluation
+    drops nothing."""
+    cfg = BackboneConfig(emb_size=6, hidden_size=8, n_layers=1, chunk_size=2, dropoute=0.5, dropouti=0.0)
+    lm = RNNLanguageModel(5, cfg)
+    tokens = torch.arange(5).repeat(4, 1)  # every word in every row
+    torch.manual_seed(0)
+    dropped = lm.train().embed(tokens).detach()
+    zero_words = {int(w) for w in range(5) if (dropped[:, w] == 0).all()}
+    assert 0 < len(zero_words) < 5
+    assert all((dropped[:, w] != 0).any() for w in range(5) if w not in zero_words)
+    assert (lm.eval().embed(tokens) != 0).all()
