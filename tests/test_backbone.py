@@ -475,7 +475,7 @@ def test_the_language_model_is_built_and_initialised_as_its_config_says(arch):
         assert stack.chunk_size == 2 and stack.implementation == "reference"
     assert tuple(lm.embedding.weight.shape) == (400, 6) and tuple(lm.decoder.weight.shape) == (400, 8)
     for weight in (lm.embedding.weight, lm.decoder.weight):  # torch's Linear default would reach 1/sqrt(8) = 0.35
-        assert weight.abs().max() <= 0.1 and weight.abs().max() > 0.09
+        assert weight.abs().max() <= 0.1 and weight.min() < -0.09 and weight.max() > 0.09
     assert torch.equal(lm.decoder.bias, torch.zeros(400))
     assert lm.vocab_size == 400 and lm.vocab is None and lm.cuda_graphs is False
 
