@@ -514,3 +514,9 @@ def test_the_language_model_drops_whole_word_types_only_while_training():
     assert 0 < len(zero_words) < 5
     assert all((dropped[:, w] != 0).any() for w in range(5) if w not in zero_words)
     assert (lm.eval().embed(tokens) != 0).all()
+
+
+def test_an_unknown_recurrence_implementation_is_refused_with_the_choices():
+    with pytest.raises(ValueError) as info:
+        ONLSTMStack([3, 4], chunk_size=2, implementation="cudnn")
+    assert str(info.value) == "implementation must be one of ['fused', 'fused_cpu', 'fused_triton', 'reference'], got 'cudnn'"
