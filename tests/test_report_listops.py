@@ -98,6 +98,9 @@ def test_the_listops_question_is_decided_by_the_planned_one_sided_test(tmp_path)
     assert "Recipe selection" not in text  # ListOps tuning belongs to its question, not the generic section
 
 
+CHECKPOINT_BY_ACC = {"callbacks": {"model_checkpoint": {"monitor": "val/acc", "mode": "max"}}}
+
+
 def test_a_runs_best_validation_counts_the_validations_before_a_resume(tmp_path):
     """Runs of the code before running bests were kept in checkpoints logged, after a resume, the
     best of the validations since the resume (listops onlstm_seed4 of round 2: 0.6225, where its
@@ -106,18 +109,19 @@ def test_a_runs_best_validation_counts_the_validations_before_a_resume(tmp_path)
                {"step": 15000, "val/acc": 0.6195, "val/acc_best": 0.6195},  # the first validation after the resume
                {"step": 16875, "val/acc": 0.6225, "val/acc_best": 0.6225}]
     fake_run(tmp_path / "acc", {"seed": 4, "model": {"arch": "onlstm"},
-                                "task": {"name": "listops", "optimized_metric": "val/acc", "monitor_mode": "max"}},
+                                "task": {"name": "listops", "optimized_metric": "val/acc", "monitor_mode": "max"}, **CHECKPOINT_BY_ACC},
              {"val/acc_best": 0.6225, "test/acc": 0.59}, history)
     # perplexity: the lowest is the best
     fake_run(tmp_path / "ppl", {"seed": 1, "model": {"arch": "onlstm"},
-                                "task": {"name": "lm", "optimized_metric": "val/ppl", "monitor_mode": "min"}},
-             {"val/ppl_best": 130.0}, [{"step": 1, "val/ppl": 120.0}, {"step": 2, "val/ppl": 130.0}])
+                                "task": {"name": "lm", "optimized_metric": "val/ppl", "monitor_mode": "min"},
+                                "callbacks": {"model_checkpoint": {"monitor": "val/loss", "mode": "min"}}},
+             {"val/ppl_best": 130.0}, [{"step": 1, "val/ppl": 120.0, "val/loss": 4.787}, {"step": 2, "val/ppl": 130.0, "val/loss": 4.868}])
     acc, ppl = sorted(load_runs([tmp_path]), key=lambda run: run.folder.name)
     assert acc.metrics["val/acc_best"] == pytest.approx(0.629) and acc.metrics["test/acc"] == pytest.approx(0.59)
     assert ppl.metrics["val/ppl_best"] == pytest.approx(120.0)
     assert acc.best_restarted and ppl.best_restarted
     fake_run(tmp_path / "kept", {"seed": 2, "model": {"arch": "lstm"},
-                                 "task": {"name": "listops", "optimized_metric": "val/acc", "monitor_mode": "max"}},
+                                 "task": {"name": "listops", "optimized_metric": "val/acc", "monitor_mode": "max"}, **CHECKPOINT_BY_ACC},
              {"val/acc_best": 0.629}, history)
     runs = load_runs([tmp_path])
     assert not next(r for r in runs if r.folder.name == "kept").best_restarted

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from tasks.jobs import run_folder
@@ -28,18 +29,21 @@ class RunRecord:
     @property
     def metrics(self) -> dict[str, float]:
         """The final metrics of done.json, the running best over validations
-        (``<task.optimized_metric>_best``) taken over every validation the run logged: runs of the
-        code from before checkpoints kept it (``tasks.jobs.contract.RUNNING_BESTS_KEY``) restarted it
-        when they resumed, so its last value could miss the validations before the stop."""
+        (``<task.optimized_metric>_best``) read from the validation the best checkpoint holds
+        (:func:`tasks.jobs.run_folder.best_validation`): runs of the code from before checkpoints
+        kept the running best (``tasks.jobs.contract.RUNNING_BESTS_KEY``) restarted it when they
+        resumed, so its last value could miss the validations before the stop."""
+        return dict(self._metrics)
+
+    @cached_property
+    def _metrics(self) -> dict[str, float]:
         if not self.record:
             return {}
         metrics = dict(self.record["metrics"])
-        task = self.config.get("task") or {}
-        metric = task.get("optimized_metric")
-        logged = [row[metric] for row in self.history if metric in row]
-        if f"{metric}_best" in metrics and logged:
-            pick = max if task.get("monitor_mode", "min") == "max" else min
-            metrics[f"{metric}_best"] = pick([metrics[f"{metric}_best"], *logged])
+        metric = (self.config.get("task") or {}).get("optimized_metric")
+        best = run_folder.best_validation(self.folder) or {}
+        if f"{metric}_best" in metrics and metric in best:
+            metrics[f"{metric}_best"] = best[metric]
         return metrics
 
     @property
