@@ -13,11 +13,17 @@ behaviour the suite does not check yet.
 
 Score: caught / (caught + survived + not covered), over the mutants that were run; a timeout
 counts as caught (the mutant broke the code badly enough to hang it), as mutmut counts it.
+
+mutmut's records live on one machine (``mutants/`` is not committed), and the table is the project's
+record of what was measured. So ``--out`` merges: a module keeps the row the file already has while
+the records here have judged fewer of its mutants (a new machine, a cache deleted), and each row says
+when it was read from mutmut's records.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import re
 import sys
@@ -33,6 +39,7 @@ CAUGHT = ("killed", "timeout", "caught by type check", "segfault", "crashed")
 CRASH_SIGNALS = {-4: "SIGILL", -6: "SIGABRT", -7: "SIGBUS", -8: "SIGFPE"}
 NOT_RUN = ("not checked", "check was interrupted by user", "suspicious")
 COLUMNS = ("mutants", "caught", "survived", "of which equivalent", "not covered", "not run yet", "score")
+MEASURED = "read from mutmut's records"
 EQUIVALENT_ROW = re.compile(r"^\|\s*`([^`]+__mutmut_\d+)`\s*\|")
 
 
@@ -97,16 +104,50 @@ def unrun(by_mutant: dict[str, str]) -> list[str]:
     return [name for name, status in by_mutant.items() if status in NOT_RUN]
 
 
-def table(records: dict[str, dict[str, str]], equivalent: set[str]) -> str:
-    lines = ["| module | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    total: dict[str, str] = {}
+def judged(row: dict[str, object]) -> int:
+    """How many of a row's mutants a test run has judged (the denominator of its score)."""
+    return int(row["caught"]) + int(row["survived"]) + int(row["not covered"])
+
+
+def read_table(path: Path) -> dict[str, dict[str, object]]:
+    """The module rows of a table this module wrote (``{}`` when there is no such file)."""
+    if not path.is_file():
+        return {}
+    lines = [line for line in path.read_text().splitlines() if line.startswith("|")]
+    if not lines:
+        return {}
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    if header[0] != "module" or not set(COLUMNS) <= set(header):
+        raise MutationRecordsError(f"{path}: not a table of mutation scores (its header is {lines[0]!r}); "
+                                   "give --out another file or delete it")
+    rows = {}
+    for line in lines[2:]:
+        cells = dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")), strict=False))
+        if not cells["module"].startswith("**"):
+            rows[cells.pop("module")] = {**cells, MEASURED: cells.get(MEASURED, "-")}
+    return rows
+
+
+def merged_rows(records: dict[str, dict[str, str]], equivalent: set[str], earlier: dict[str, dict[str, object]],
+                measured: str) -> dict[str, dict[str, object]]:
+    """Each module's row from the records, unless ``earlier`` holds a row with more mutants judged."""
+    rows = dict(earlier)
     for module, by_mutant in records.items():
-        row = module_row(by_mutant, equivalent)
-        lines.append(f"| {module} | " + " | ".join(str(row[c]) for c in COLUMNS) + " |")
-        total.update(by_mutant)
-    if records:
-        row = module_row(total, equivalent)
-        lines.append("| **all** | " + " | ".join(f"**{row[c]}**" for c in COLUMNS) + " |")
+        row = {**module_row(by_mutant, equivalent), MEASURED: measured}
+        if module not in earlier or judged(row) >= judged(earlier[module]):
+            rows[module] = row
+    return dict(sorted(rows.items()))
+
+
+def table(rows: dict[str, dict[str, object]]) -> str:
+    columns = (*COLUMNS, MEASURED)
+    lines = ["| module | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for module, row in rows.items():
+        lines.append(f"| {module} | " + " | ".join(str(row[c]) for c in columns) + " |")
+    if rows:
+        total = {c: sum(int(row[c]) for row in rows.values()) for c in COLUMNS[:-1]}
+        total["score"] = f"{100 * total['caught'] / judged(total):.1f}%" if judged(total) else "-"
+        lines.append("| **all** | " + " | ".join(f"**{total[c]}**" for c in COLUMNS) + " | |")
     return "\n".join(lines) + "\n"
 
 
@@ -115,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mutants", type=Path, default=Path("mutants"), help="mutmut's folder (default: mutants)")
     parser.add_argument("--equivalent", type=Path, default=Path("docs/testing.md"),
                         help="the doc whose table lists the survivors judged equivalent")
-    parser.add_argument("--out", type=Path, help="also write the table here (Markdown)")
+    parser.add_argument("--out", type=Path, help="also write the table here (Markdown), keeping the rows of "
+                        "modules the records have judged fewer mutants of")
     parser.add_argument("--list", action="store_true", help="print the survivors not yet explained, one a line")
     names = parser.add_mutually_exclusive_group()
     names.add_argument("--unrun", metavar="MODULE", nargs="+",
@@ -133,10 +175,12 @@ def main(argv: list[str] | None = None) -> int:
             if selected:
                 print("\n".join(selected))
             return 0
+        earlier = read_table(args.out) if args.out is not None else {}
     except MutationRecordsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    text = table(records, equivalent)
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = table(merged_rows(records, equivalent, earlier, now))
     print(text)
     left = unexplained(records, equivalent)
     print(f"{len(left)} survivors or uncovered mutants not explained yet"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,11 @@ def _record(mutants, module, codes):
     meta = mutants / f"{module}.meta"
     meta.parent.mkdir(parents=True, exist_ok=True)
     meta.write_text(json.dumps({"exit_code_by_key": codes, "durations_by_key": {}, "estimated_durations_by_key": {}}))
+
+
+def _rows(table):
+    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in table.read_text().splitlines()[2:]}
 
 
 @pytest.fixture
@@ -42,12 +48,12 @@ def test_scores_per_module_count_timeouts_as_caught_and_uncovered_as_not(records
     mutants, doc = records
     out = tmp_path / "scores.md"
     assert mutation_scores.main(["--mutants", str(mutants), "--equivalent", str(doc), "--out", str(out), "--list"]) == 0
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in out.read_text().splitlines()[2:]}
-    # mutants, caught, survived, of which equivalent, not covered, not run yet, score
-    assert rows["onlstm/cell.py"] == ["7", "3", "2", "1", "1", "1", "50.0%"]
-    assert rows["datamodules/files.py"] == ["1", "1", "0", "0", "0", "0", "100.0%"]
-    assert rows["**all**"] == ["**8**", "**4**", "**2**", "**1**", "**1**", "**1**", "**57.1%**"]
+    rows = _rows(out)
+    # mutants, caught, survived, of which equivalent, not covered, not run yet, score, when read
+    assert rows["onlstm/cell.py"][:7] == ["7", "3", "2", "1", "1", "1", "50.0%"]
+    assert rows["datamodules/files.py"][:7] == ["1", "1", "0", "0", "0", "0", "100.0%"]
+    assert rows["**all**"][:7] == ["**8**", "**4**", "**2**", "**1**", "**1**", "**1**", "**57.1%**"]
+    assert re.fullmatch(r"20\d\d-\d\d-\d\d \d\d:\d\d UTC", rows["onlstm/cell.py"][7])
     assert "datamodules/__init__.py" not in rows
     printed = capsys.readouterr().out
     assert "2 survivors or uncovered mutants not explained yet" in printed
@@ -165,7 +171,7 @@ def test_a_mutant_whose_run_was_interrupted_counts_and_runs_as_not_run_yet(tmp_p
     assert capsys.readouterr().out.splitlines() == ["onlstm.stack.x_f__mutmut_1", "onlstm.stack.x_f__mutmut_2"]
     assert mutation_scores.main(["--mutants", str(mutants), "--equivalent", str(tmp_path / "none.md")]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| onlstm/stack.py"))
-    assert [c.strip() for c in row.split("|")[2:-1]] == ["3", "1", "0", "0", "0", "2", "100.0%"]
+    assert [c.strip() for c in row.split("|")[2:-2]] == ["3", "1", "0", "0", "0", "2", "100.0%"]
 
 
 def test_a_test_run_killed_by_a_crash_is_caught_and_one_ended_by_another_signal_runs_again(tmp_path, capsys):
@@ -179,4 +185,37 @@ def test_a_test_run_killed_by_a_crash_is_caught_and_one_ended_by_another_signal_
     assert mutation_scores.main(["--mutants", str(mutants), "--equivalent", str(tmp_path / "none.md")]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| onlstm/stack.py"))
     # mutants, caught, survived, of which equivalent, not covered, not run yet, score
-    assert [c.strip() for c in row.split("|")[2:-1]] == ["3", "1", "1", "0", "0", "1", "50.0%"]
+    assert [c.strip() for c in row.split("|")[2:-2]] == ["3", "1", "1", "0", "0", "1", "50.0%"]
+
+
+def test_the_written_table_keeps_a_modules_row_until_the_records_have_judged_as_many_of_its_mutants(records, tmp_path):
+    # mutmut's records stay on the machine that ran it: a new machine's fresh records must not erase
+    # the scores measured before, and a record that has caught up replaces the older row
+    mutants, doc = records
+    out = tmp_path / "scores.md"
+    out.write_text(
+        "| module | mutants | caught | survived | of which equivalent | not covered | not run yet | score | "
+        "read from mutmut's records |\n|---|---|---|---|---|---|---|---|---|\n"
+        "| onlstm/cell.py | 7 | 6 | 1 | 0 | 0 | 0 | 85.7% | 2026-12-01 10:00 UTC |\n"
+        "| datamodules/files.py | 1 | 0 | 0 | 0 | 0 | 1 | - | 2026-12-01 10:00 UTC |\n"
+        "| onlstm/lm.py | 10 | 9 | 1 | 0 | 0 | 0 | 90.0% | 2026-12-01 10:00 UTC |\n"
+        "| **all** | **18** | **15** | **2** | **0** | **0** | **1** | **88.2%** | |\n")
+    assert mutation_scores.main(["--mutants", str(mutants), "--equivalent", str(doc), "--out", str(out)]) == 0
+    rows = _rows(out)
+    # cell.py: 6 judged here against 7 in the table: the table's row stays, with its date
+    assert rows["onlstm/cell.py"] == ["7", "6", "1", "0", "0", "0", "85.7%", "2026-12-01 10:00 UTC"]
+    # files.py: the records have judged 1 against the table's 0: the records' row, read now
+    assert rows["datamodules/files.py"][:7] == ["1", "1", "0", "0", "0", "0", "100.0%"]
+    assert rows["datamodules/files.py"][7] != "2026-12-01 10:00 UTC"
+    # lm.py: not in the records at all: kept
+    assert rows["onlstm/lm.py"][:7] == ["10", "9", "1", "0", "0", "0", "90.0%"]
+    assert rows["**all**"][:7] == ["**18**", "**16**", "**2**", "**0**", "**0**", "**0**", "**88.9%**"]
+
+
+def test_a_file_that_is_not_a_scores_table_is_not_overwritten(records, tmp_path, capsys):
+    mutants, doc = records
+    out = tmp_path / "notes.md"
+    out.write_text("| name | value |\n|---|---|\n| a | 1 |\n")
+    assert mutation_scores.main(["--mutants", str(mutants), "--equivalent", str(doc), "--out", str(out)]) == 2
+    assert "not a table of mutation scores" in capsys.readouterr().err
+    assert out.read_text() == "| name | value |\n|---|---|\n| a | 1 |\n"
