@@ -277,14 +277,17 @@ class LanguageModelingTask(TaskModule):
         if checkpoint.get("vocab") is not None:
             self.check_vocabulary(checkpoint["vocab"])
         self.asgd_active = bool(checkpoint.get("asgd_active", False))
-        if self.trainer is not None and self.trainer.state.fn == "fit":
+        # LightningModule.trainer raises when no Trainer is attached, which is the case in
+        # Lightning's own load_from_checkpoint: ask the attribute behind it
+        fitting = self._trainer is not None and self._trainer.state.fn == "fit"
+        if fitting:
             if checkpoint.get("train_hidden") is not None:
                 device = next(self.model.parameters()).device
                 self._hidden["train"] = [(h.to(device), c.to(device)) for h, c in checkpoint["train_hidden"]]
                 self._resumed_hidden = True
             if "torch_rng_state" in checkpoint:
                 torch.set_rng_state(checkpoint["torch_rng_state"])
-        if "raw_state_dict" in checkpoint and self.trainer is not None and self.trainer.state.fn == "fit":
+        if "raw_state_dict" in checkpoint and fitting:
             checkpoint["state_dict"] = checkpoint["raw_state_dict"]
 
 

@@ -20,6 +20,7 @@ from eval import evaluate
 from tasks.jobs import run_folder
 from onlstm.checkpoints import CheckpointError, load_language_model, read_checkpoint
 from tasks.jobs.task_from_config import build_module
+from tasks.language_modeling import LanguageModelingTask
 from tests.helpers import LM_TINY_RUN, LOGIC_TINY_RUN, ROOT, compose_config, requires_data, run_eval
 
 pytestmark = requires_data("ptb/train.txt", "ptb/test.txt", "logic/train0")
@@ -134,6 +135,17 @@ def test_logic_refuses_cuda_graphs_naming_the_key(make_cfg):
     cfg = make_cfg([*LOGIC_TINY_RUN, "run.cuda_graphs=true", "~logger"])
     with pytest.raises(Exception, match=r"run.cuda_graphs=true replays a language model's training steps"):
         train.train(cfg)
+
+
+def test_lightnings_own_load_from_checkpoint_restores_the_language_model(lm_run):
+    """The standard Lightning call, outside any Trainer, with the vocabulary the checkpoint keeps
+    (break: ask ``self.trainer`` in on_load_checkpoint: it raises when no Trainer is attached)."""
+    path = best_checkpoint(lm_run[0])
+    stored = read_checkpoint(path)
+    module = LanguageModelingTask.load_from_checkpoint(path, map_location="cpu", vocab=stored["vocab"])
+    assert module.vocab == stored["vocab"]
+    for name, value in stored["state_dict"].items():
+        assert torch.equal(module.state_dict()[name], value), name
 
 
 # ----------------------------------------------------------------------------- old checkpoints
