@@ -15,7 +15,6 @@ options (``run.implementation``), the Trainer and the loggers are this config's 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
@@ -23,7 +22,7 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 import hydra
 from omegaconf import DictConfig
 
-from tasks.jobs.runner import evaluate, optimized_value, register_resolvers
+from tasks.jobs.runner import console_script, evaluate, optimized_value, register_resolvers
 from tasks.jobs.schemas import register_configs
 
 register_configs()
@@ -43,12 +42,7 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> None:
     """The ``onlstm-eval`` console script: :func:`main`, once the config folder is known to exist."""
-    if not CONF_DIR.is_dir():
-        sys.exit(
-            f"onlstm-eval: no config folder {CONF_DIR}: the configs are in the project checkout; "
-            "install it editable (pip install -e <checkout>) or run python eval.py from the checkout"
-        )
-    main()
+    console_script("onlstm-eval", "eval.py", CONF_DIR, main)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ the value of ``task.optimized_metric`` so Hydra sweepers (Optuna) can optimise i
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
@@ -16,7 +15,7 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 import hydra
 from omegaconf import DictConfig
 
-from tasks.jobs.runner import optimized_value, register_resolvers, train
+from tasks.jobs.runner import console_script, optimized_value, register_resolvers, train
 from tasks.jobs.schemas import register_configs
 
 register_configs()
@@ -36,17 +35,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def cli() -> None:
-    """The ``onlstm-train`` console script: :func:`main`, once the config folder is known to exist.
-
-    The Hydra configs (``conf/``) live in the project checkout, beside this file; a non-editable
-    install copies this module without them, and Hydra's own error would not say what to do.
-    """
-    if not CONF_DIR.is_dir():
-        sys.exit(
-            f"onlstm-train: no config folder {CONF_DIR}: the configs are in the project checkout; "
-            "install it editable (pip install -e <checkout>) or run python train.py from the checkout"
-        )
-    main()
+    """The ``onlstm-train`` console script: :func:`main`, once the config folder is known to exist."""
+    console_script("onlstm-train", "train.py", CONF_DIR, main)
 
 
 if __name__ == "__main__":

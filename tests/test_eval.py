@@ -4,6 +4,7 @@ checkpoints written before the run options left the model config."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import tomllib
@@ -174,6 +175,29 @@ def test_old_checkpoints_still_load_evaluate_parse_and_resume(make_cfg, lm_run, 
     written = read_checkpoint(Path(resumed.paths.output_dir, "checkpoints", "last.ckpt"))
     assert written["global_step"] > read_checkpoint(last)["global_step"]  # it went on training
     assert "implementation" not in written["hyper_parameters"]["model"]
+
+
+@pytest.mark.parametrize("entry, script", [("eval.py", "onlstm-eval"), ("train.py", "onlstm-train")])
+def test_a_console_script_without_the_config_folder_says_how_to_get_it(entry, script, monkeypatch, tmp_path):
+    """A non-editable install has train.py and eval.py without conf/: the script stops before Hydra
+    with what to do (break: drop the check, or exit with no message)."""
+    module = importlib.import_module(entry.removesuffix(".py"))
+    monkeypatch.setattr(module, "CONF_DIR", tmp_path / "conf")
+    monkeypatch.setattr(module, "main", lambda: pytest.fail("main ran without a config folder"))
+    with pytest.raises(SystemExit) as stopped:
+        module.cli()
+    assert stopped.value.code == (
+        f"{script}: no config folder {tmp_path / 'conf'}: the configs are in the project checkout; install it "
+        f"editable (pip install -e <checkout>) or run python {entry} from the checkout")
+
+
+@pytest.mark.parametrize("entry", ["eval", "train"])
+def test_a_console_script_with_its_config_folder_runs_its_hydra_entry(entry, monkeypatch):
+    module = importlib.import_module(entry)
+    calls = []
+    monkeypatch.setattr(module, "main", lambda: calls.append(entry))
+    module.cli()
+    assert calls == [entry]
 
 
 def test_the_console_script_onlstm_eval_is_eval_cli():

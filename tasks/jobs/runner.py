@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -34,6 +35,17 @@ from tasks.jobs.tracking import wandb_offline
 from tasks.jobs.training import fit_and_test
 
 log = logging.getLogger("onlstm.train")
+
+
+def console_script(name: str, entry: str, conf_dir: Path, main: Callable[[], object]) -> None:
+    """An installed console script (``onlstm-train``, ``onlstm-eval``): ``main``, once the config
+    folder is known to exist. The Hydra configs (``conf/``) live in the project checkout, beside the
+    entry module; a non-editable install copies the module without them, and Hydra's own error
+    would not say what to do."""
+    if not conf_dir.is_dir():
+        sys.exit(f"{name}: no config folder {conf_dir}: the configs are in the project checkout; install it "
+                 f"editable (pip install -e <checkout>) or run python {entry} from the checkout")
+    main()
 
 
 def register_resolvers() -> None:
