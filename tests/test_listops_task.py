@@ -14,16 +14,18 @@ from hydra.errors import ConfigCompositionException
 from datamodules.listops import TOKEN_IDS
 from datamodules.listops_expressions import make_item, parse, read_listops
 from datamodules.listops_generator import main as generate_main
+import tasks.listops
 from tasks.listops import (
     INITIAL_WEIGHTS_KEY,
     ListOpsClassifier,
+    ListOpsTask,
     ScoredExpression,
     choose_layer,
     score_tree_sources,
     tree_parsers,
 )
 from tasks.jobs.runner import evaluate
-from tests.helpers import NO_DROPOUT, TINY_MODEL, tiny_backbone
+from tests.helpers import NO_DROPOUT, TINY_BACKBONE, TINY_MODEL, tiny_backbone
 from train import train
 
 ISSUE = "[MAX 2 9 [MIN 4 7 ] 0 ]"  # gold spans (0, 9) and (3, 7)
@@ -132,6 +134,139 @@ def test_trees_of_a_thousand_tokens_are_scored():
     results = score_tree_sources([record("len900-1000", 0, text, [list(range(n, 0, -1))])], ["len900-1000"],
                                  ["layer1", "right_branching"], seed=0)["len900-1000"]
     assert results["layer1"]["f1_sentence"] == results["right_branching"]["f1_sentence"] == 0.0
+
+
+# ----------------------------------------------------------------------------- accuracy tables
+def listops_task(**changes) -> ListOpsTask:
+    settings = dict(model={**TINY_BACKBONE, "arch": "onlstm"}, vocab_size=16, num_classes=10,
+                    sources=["train", "valid", "released", "len40-60"], test_sources=["released", "len40-60"],
+                    length_buckets=["1-20", "21-50", "51-100"], train_max_length=10)
+    return ListOpsTask(**{**settings, **changes})
+
+
+class Logged:
+    """What a test's metrics, tables and figures would have been: the task's logging calls, caught."""
+
+    def __init__(self, module: ListOpsTask, monkeypatch):
+        self.metrics, self.tables, self.figures = {}, {}, {}
+        monkeypatch.setattr(module, "_log_metric", lambda name, value, size: self.metrics.__setitem__(name, (value, size)))
+        monkeypatch.setattr(tasks.listops, "log_table",
+                            lambda trainer, name, columns, rows: self.tables.__setitem__(name, (columns, rows)))
+        monkeypatch.setattr(tasks.listops, "log_figure", lambda trainer, name, figure: None)
+        monkeypatch.setattr(tasks.listops, "accuracy_figure",
+                            lambda curves, title, xlabel, **kw: self.figures.__setitem__(title, (curves, kw)))
+        module._trainer = object()  # the logging helpers are caught above; they only pass it on
+
+
+def scored(source, length, depth, bucket, label, pred, loss) -> ScoredExpression:
+    return ScoredExpression(source, 0, length, depth, bucket, label, pred, loss, [(0, length)])
+
+
+def test_accuracy_tables_and_the_accuracy_beyond_training_by_hand(monkeypatch):
+    """The numbers the evidence report reads (question 3's primary metric among them), on five
+    hand-set expressions: "beyond training" is strictly longer than the longest training expression
+    (10 tokens: the expression of exactly 10 is not beyond), majority is the rate of a group's most
+    frequent label, rows follow the test sources' order and the buckets."""
+    module = listops_task()
+    logged = Logged(module, monkeypatch)
+    records = [scored("released", 8, 1, 0, label=3, pred=3, loss=0.5),
+               scored("released", 10, 2, 0, label=3, pred=4, loss=1.5),
+               scored("released", 11, 2, 0, label=5, pred=5, loss=1.0),
+               scored("released", 6, 1, 0, label=3, pred=1, loss=2.0),
+               scored("len40-60", 45, 3, 1, label=2, pred=2, loss=3.0)]
+    module._log_accuracy(records)
+    assert logged.metrics["test/loss"] == (pytest.approx(1.6), 5)
+    assert logged.metrics["test/acc"] == (pytest.approx(0.6), 5)
+    assert logged.metrics["test/acc_beyond_training"] == (pytest.approx(1.0), 2)
+    assert logged.metrics["test/acc_released"] == (pytest.approx(0.5), 4)
+    assert logged.metrics["test/acc_len40-60"] == (pytest.approx(1.0), 1)
+    assert logged.tables["test/acc_by_source"] == (
+        ["source", "examples", "accuracy", "majority", "longer than training"],
+        [["released", 4, 0.5, 0.75, 1], ["len40-60", 1, 1.0, 1.0, 1]])
+    assert logged.tables["test/acc_by_length"] == (
+        ["source", "length", "examples", "accuracy", "majority"],
+        [["released", "1-20", 4, 0.5, 0.75], ["len40-60", "21-50", 1, 1.0, 1.0]])
+    assert logged.tables["test/acc_by_depth"] == (
+        ["source", "depth", "examples", "accuracy", "majority"],
+        [["released", 1, 2, 0.5, 1.0], ["released", 2, 2, 0.5, 0.5], ["len40-60", 3, 1, 1.0, 1.0]])
+    # the figures: one curve per test source; the buckets whose shortest length is beyond training shaded
+    (by_length, length_kw), (by_depth, depth_kw) = logged.figures.values()
+    assert [(c.label, c.points) for c in by_length] == [("released", [(0, 0.5)]), ("len40-60", [(1, 1.0)])]
+    assert length_kw == {"beyond_training": (0.5, 1.5), "ticks": [(0, "1-20"), (1, "21-50")]}
+    assert [(c.label, c.points) for c in by_depth] == [("released", [(1, 0.5), (2, 0.5)]), ("len40-60", [(3, 1.0)])]
+    assert depth_kw == {"ticks": [(1, "1"), (2, "2"), (3, "3")]}
+
+
+def test_no_accuracy_beyond_training_when_no_test_expression_is_longer(monkeypatch):
+    module = listops_task(train_max_length=100)
+    logged = Logged(module, monkeypatch)
+    module._log_accuracy([scored("released", 8, 1, 0, label=3, pred=3, loss=0.5)])
+    assert "test/acc_beyond_training" not in logged.metrics
+    assert logged.tables["test/acc_by_source"][1] == [["released", 1, 1.0, 1.0, 0]]
+    assert next(iter(logged.figures.values()))[1]["beyond_training"] is None
+
+
+def with_initial(item: ScoredExpression, layers: list[list[float]]) -> ScoredExpression:
+    item.initial = torch.tensor(layers, dtype=torch.float)
+    return item
+
+
+def test_tree_metrics_use_the_layers_chosen_on_validation_for_the_model_and_its_initial_weights(monkeypatch):
+    """The trained model's layer and the initial weights' layer are each chosen on validation:
+    here layer 1 for the model, layer 2 for the initial weights (their distances swapped), and the
+    reported F1 of every set is that layer's."""
+    module = listops_task()
+    logged = Logged(module, monkeypatch)
+    records = [with_initial(record("valid", 0, ISSUE, [KEEPS_INNER, FALLING]), [FALLING, KEEPS_INNER]),
+               with_initial(record("released", 0, ISSUE, [FALLING, KEEPS_INNER]), [KEEPS_INNER, FALLING])]
+    module._log_trees(records)
+    metrics = {name: value for name, (value, size) in logged.metrics.items()}
+    assert metrics["test/tree_layer"] == 1 and metrics["test/tree_layer_initial"] == 2
+    assert metrics["test/tree_f1_valid"] == metrics["test/tree_f1_layer1_valid"] == pytest.approx(0.25)
+    assert metrics["test/tree_f1_released"] == metrics["test/tree_f1_layer1_released"] == 0.0
+    assert metrics["test/tree_f1_initial_valid"] == pytest.approx(0.25)
+    assert metrics["test/tree_f1_initial_released"] == 0.0
+    assert metrics["test/tree_f1_best_binary_released"] == pytest.approx(0.25)
+    columns, rows = logged.tables["test/tree_f1"]
+    assert columns == ["set", "parser", "expressions", "no inner gold span", "F1 sentence %", "F1 corpus %",
+                       "chosen on valid"]
+    assert {(row[0], row[1]) for row in rows if row[-1] == "*"} == {
+        (s, p) for s in ("valid", "released") for p in ("layer1", "initial_layer2")}
+    assert [row[2:5] for row in rows if row[1] == "layer1"] == [[1, 0, pytest.approx(25.0)], [1, 0, 0.0]]
+
+
+def test_a_checkpoint_without_initial_weights_scores_trees_without_the_control(monkeypatch, caplog):
+    module = listops_task()
+    logged = Logged(module, monkeypatch)
+    with caplog.at_level("WARNING", logger="onlstm.train"):
+        module._log_trees([record("valid", 0, ISSUE, [KEEPS_INNER, FALLING]),
+                           record("released", 0, ISSUE, [FALLING, KEEPS_INNER])])
+    assert "the checkpoint carries no initial weights (listops_initial_weights)" in caplog.text
+    assert "test/tree_layer_initial" not in logged.metrics
+    assert not any("initial" in row[1] for row in logged.tables["test/tree_f1"][1])
+    assert logged.metrics["test/tree_layer"] == (1, 1)
+
+
+# ----------------------------------------------------------------------------- optimisation
+def test_the_optimiser_is_the_official_adam_with_the_learning_rate_cut_on_a_validation_plateau():
+    """The official ListOps recipe (yikangshen/Ordered-Neurons, branch listops): Adam with beta1 0,
+    eps 1e-9, weight decay 1.2e-6, over every parameter; the learning rate halved when validation
+    accuracy has not risen at all (threshold 0) for `plateau_patience` epochs."""
+    module = listops_task(lr=2e-3, plateau_patience=3)
+    config = module.configure_optimizers()
+    optimizer, schedule = config["optimizer"], config["lr_scheduler"]
+    assert isinstance(optimizer, torch.optim.Adam)
+    (group,) = optimizer.param_groups
+    assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (2e-3, (0.0, 0.999), 1e-9, 1.2e-6)
+    assert len(group["params"]) == len(list(module.parameters()))
+    scheduler = schedule["scheduler"]
+    assert (scheduler.mode, scheduler.factor, scheduler.patience, scheduler.threshold) == ("max", 0.5, 3, 0.0)
+    assert (schedule["monitor"], schedule["interval"]) == ("val/acc", "epoch")
+
+
+def test_betas_that_are_not_two_numbers_are_refused_naming_the_key():
+    with pytest.raises(ValueError, match=r"task.module.betas must be two numbers \(Adam's beta1, beta2\), got \[0.9\]"):
+        listops_task(betas=[0.9])
 
 
 # ----------------------------------------------------------------------------- whole runs
