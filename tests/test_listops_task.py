@@ -11,7 +11,7 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 
-from datamodules.listops import TOKEN_IDS
+from datamodules.listops import TOKEN_IDS, ListOpsExample, collate
 from datamodules.listops_expressions import make_item, parse, read_listops
 from datamodules.listops_generator import main as generate_main
 import tasks.listops
@@ -29,7 +29,7 @@ from tests.helpers import NO_DROPOUT, TINY_BACKBONE, TINY_MODEL, tiny_backbone
 from train import train
 
 ISSUE = "[MAX 2 9 [MIN 4 7 ] 0 ]"  # gold spans (0, 9) and (3, 7)
-LONG = "[SM " + " ".join(f"[MED {d} {9 - d} [MIN {d} 3 ] ]" for d in range(10)) + " ]"  # 72 tokens
+LONG = "[SM " + " ".join(f"[MED {d} {9 - d} [MIN {d} 3 ] ]" for d in range(10)) + " ]"  # 82 tokens
 
 
 def ids(text: str) -> torch.Tensor:
@@ -245,6 +245,40 @@ def test_a_checkpoint_without_initial_weights_scores_trees_without_the_control(m
     assert "test/tree_layer_initial" not in logged.metrics
     assert not any("initial" in row[1] for row in logged.tables["test/tree_f1"][1])
     assert logged.metrics["test/tree_layer"] == (1, 1)
+
+
+def example(text: str, source: int) -> ListOpsExample:
+    item = make_item(parse(text.split()))
+    return ListOpsExample(tuple(TOKEN_IDS[t] for t in item.tokens), item.label, item.depth, 0, source, item.spans)
+
+
+def test_each_tested_expression_is_recorded_alone_with_its_place_in_its_source():
+    """What the test step keeps of each expression, whatever its batch: its place among its
+    source's expressions (the random tree's seed), its loss, prediction and gate distances as if
+    it were alone, and the distances of the same model at its initial weights."""
+    torch.manual_seed(0)
+    module = listops_task(model={**TINY_BACKBONE, "arch": "onlstm", **NO_DROPOUT}).eval()
+    texts = [ISSUE, "[MAX 2 9 ]", LONG, "[MIN 1 2 3 ]"]
+    sources = [2, 3, 2, 2]  # released, len40-60, released, released
+    with torch.no_grad():
+        before = [module(collate([example(t, 0)])).distances[:, :, 0] for t in texts]
+        for parameter in module.parameters():  # "training": the weights move away from the initial ones
+            parameter.add_(0.05 * torch.randn_like(parameter))
+        module.on_test_epoch_start()
+        module.test_step(collate([example(t, s) for t, s in zip(texts[:3], sources[:3])]), 0)
+        module.test_step(collate([example(texts[3], sources[3])]), 1)
+        alone = [module(collate([example(t, 0)])) for t in texts]
+    records = module._records
+    assert [(r.source, r.position, r.length) for r in records] == [
+        ("released", 0, 9), ("len40-60", 0, 4), ("released", 1, 82), ("released", 2, 5)]
+    for record_, text, out, initial in zip(records, texts, alone, before):
+        label = make_item(parse(text.split())).label
+        assert (record_.label, record_.pred) == (label, int(out.logits.argmax()))
+        assert record_.loss == pytest.approx(float(torch.nn.functional.cross_entropy(out.logits, torch.tensor([label]))),
+                                             rel=1e-5)
+        torch.testing.assert_close(record_.distances, out.distances[:, :, 0])
+        torch.testing.assert_close(record_.initial, initial)
+        assert not torch.allclose(record_.distances, record_.initial)
 
 
 # ----------------------------------------------------------------------------- optimisation
