@@ -11,7 +11,8 @@ from hydra.errors import ConfigCompositionException
 
 from onlstm import BackboneConfig
 from tasks.reports.logic_figure import main as plot_main
-from tasks.logical_inference import PairClassifier
+import tasks.logical_inference
+from tasks.logical_inference import LogicalInferenceTask, PairClassifier
 from tests.helpers import TINY_MODEL, requires_data
 from train import train
 
@@ -37,6 +38,23 @@ def test_encoder_ignores_padding(arch):
     torch.testing.assert_close(batched[0], alone[0])
     assert pair.shape == (1, 7)
     assert not torch.allclose(pair, swapped)  # [h1; h2] is ordered: < and > can be told apart
+
+
+def test_the_pair_features_are_both_vectors_their_product_and_their_distance():
+    """The classifier reads [h1; h2; h1*h2; |h1-h2|] (Bowman et al.'s features) of the two formulas,
+    each encoded as if alone, though both run as one batch (the MLP replaced by the identity)."""
+    torch.manual_seed(0)
+    cfg = BackboneConfig(arch="onlstm", emb_size=8, hidden_size=12, n_layers=2, chunk_size=4, dropout=0.0,
+                         dropouth=0.0, dropouti=0.0, dropoute=0.0, wdrop=0.0, tie_weights=False)
+    model = PairClassifier(12, cfg, 7, 16, 0.0).eval()
+    model.mlp = torch.nn.Identity()
+    premise, hypothesis = torch.tensor([[3, 6], [4, 7], [5, 0]]), torch.tensor([[8], [9]]).expand(2, 2).clone()
+    premise_len, hypothesis_len = torch.tensor([3, 2]), torch.tensor([2, 2])
+    with torch.no_grad():
+        features = model(premise, premise_len, hypothesis, hypothesis_len)
+        h1 = torch.cat([model.encode(premise[:n, [b]], torch.tensor([n])) for b, n in enumerate([3, 2])])
+        h2 = torch.cat([model.encode(hypothesis[:, [b]], torch.tensor([2])) for b in range(2)])
+    torch.testing.assert_close(features, torch.cat([h1, h2, h1 * h2, (h1 - h2).abs()], dim=-1))
 
 
 @requires_data(*LOGIC_FILES)
@@ -128,3 +146,64 @@ def test_short_run_beats_majority_on_short_formulas(make_cfg, tmp_path):
     assert (run / "figures" / "test_acc_by_ops.png").is_file()
     out = plot_main([str(run), str(run), "--labels", "a", "b", "-o", str(tmp_path / "both.png")])
     assert out.is_file()
+
+
+# ----------------------------------------------------------------------------- accuracy per number of operators
+RELATIONS = ["=", "<", ">", "|", "^", "v", "#"]
+
+
+def hand_batch(ops: list[int], labels: list[int], preds: list[int]) -> dict[str, torch.Tensor]:
+    return {"ops": torch.tensor(ops), "label": torch.tensor(labels), "logits": 10.0 * torch.eye(7)[preds]}
+
+
+def test_accuracy_per_number_of_operators_by_hand(monkeypatch):
+    """Question 1's numbers (test/acc_ops7..12) on hand-set predictions in two batches: per test
+    file its examples, accuracy and majority rate; a file no example reached is left out; the
+    table, the figure, and a fresh count at the next test (the matrices reset)."""
+    module = LogicalInferenceTask(model={"emb_size": 4, "hidden_size": 8, "n_layers": 1, "chunk_size": 2},
+                                  vocab_size=12, relations=RELATIONS, train_ops=[1, 2], test_ops=[3, 4, 5],
+                                  mlp_hidden=4)
+    monkeypatch.setattr(module, "logits", lambda batch: batch["logits"])
+    logged, tables, figures = {}, {}, []
+    monkeypatch.setattr(module, "log", lambda name, value, **kw: logged.__setitem__(name, value))
+    monkeypatch.setattr(tasks.logical_inference, "log_table", lambda trainer, name, columns, rows: tables.update({name: (columns, rows)}))
+    monkeypatch.setattr(tasks.logical_inference, "log_figure", lambda trainer, name, figure: None)
+    monkeypatch.setattr(tasks.logical_inference, "accuracy_by_operators",
+                        lambda curves, operators, train_max, majority: figures.append((curves, operators, train_max, majority)))
+    module._trainer = object()  # only handed on to the logging helpers caught above
+    # 3 operators: labels 0 0 0, predicted 0 1 2 (accuracy 1/3, majority 1); 4 operators: 2 0 / 2 0
+    module.test_step(hand_batch([3, 3, 4], [0, 0, 2], [0, 1, 2]), 0)
+    module.test_step(hand_batch([3, 4], [0, 0], [2, 0]), 1)
+    module.on_test_epoch_end()
+    assert {k: v for k, v in logged.items() if k.startswith("test/acc_ops")} == {
+        "test/acc_ops3": pytest.approx(1 / 3), "test/acc_ops4": pytest.approx(1.0)}
+    assert tables["test/acc_by_ops"] == (["ops", "examples", "accuracy", "majority"],
+                                         [[3, 3, pytest.approx(1 / 3), 1.0], [4, 2, 1.0, 0.5]])
+    ((curves, operators, train_max, majority),) = figures
+    assert [(c.label, c.points) for c in curves] == [("ON-LSTM", [(3, pytest.approx(1 / 3)), (4, 1.0)])]
+    assert (operators, train_max, majority.points) == ([3, 4], 2, [(3, 1.0), (4, 0.5)])
+    assert module.accuracy_by_ops() == []  # counted afresh at the next test
+
+
+def test_a_test_example_of_an_operator_count_not_planned_is_an_error_naming_it():
+    module = LogicalInferenceTask(model={"emb_size": 4, "hidden_size": 8, "n_layers": 1, "chunk_size": 2},
+                                  vocab_size=12, relations=RELATIONS, train_ops=[1, 2], test_ops=[3, 4], mlp_hidden=4)
+    module.logits = lambda batch: batch["logits"]
+    module.log = lambda *args, **kwargs: None  # no Trainer to log to
+    with pytest.raises(ValueError, match=r"test batch has examples of 9 operators, not in test_ops=\[3, 4\]"):
+        module.test_step(hand_batch([3, 9], [0, 0], [0, 0]), 0)
+
+
+def test_the_optimiser_is_adam_with_the_learning_rate_halved_on_a_validation_plateau():
+    """The official propositional-logic recipe: Adam at the task's rate with weight decay 1.2e-6 over
+    every parameter, the rate multiplied by plateau_factor after plateau_patience epochs without a
+    better validation accuracy."""
+    module = LogicalInferenceTask(model={"emb_size": 4, "hidden_size": 8, "n_layers": 1, "chunk_size": 2},
+                                  vocab_size=12, relations=RELATIONS, train_ops=[1, 2], test_ops=[3], mlp_hidden=4,
+                                  lr=2e-3, plateau_factor=0.25, plateau_patience=3)
+    config = module.configure_optimizers()
+    (group,) = config["optimizer"].param_groups
+    assert isinstance(config["optimizer"], torch.optim.Adam)
+    assert (group["lr"], group["weight_decay"], len(group["params"])) == (2e-3, 1.2e-6, len(list(module.parameters())))
+    scheduler = config["lr_scheduler"]["scheduler"]
+    assert (scheduler.mode, scheduler.factor, scheduler.patience) == ("max", 0.25, 3)
