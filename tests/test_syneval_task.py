@@ -108,6 +108,41 @@ def test_hand_set_weights_give_the_known_scores_and_accuracies(tmp_path):
     ]  # fmt: skip
 
 
+def test_the_group_case_and_condition_tables_by_hand(tmp_path):
+    """The tables beside Table 3, with the same unigram scores as above and one more agreement
+    item whose verbs are both unknown: "sings" / "sing" read as <unk> / <unk>, a tie, counted wrong
+    (and counted under identical_after_unk). Agreement: 1 of 3 right; NPI: 2 of 2 in each comparison."""
+    records = {**RECORDS, "simple_agrmt": [*RECORDS["simple_agrmt"], {
+        "group": "simple_agrmt", "condition": "sing_MS_MV", "good": "the author sings", "bad": "the author sing"}]}
+    run_suite(tmp_path, unigram_model({"laughs": 4.0, "no": 3.0, "the": 1.0}), suite=records)
+
+    def rows(name):
+        with open(tmp_path / "tables" / f"syneval_{name}.csv", newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    groups = {row.pop("group"): row for row in rows("groups")}
+    assert sorted(groups["simple_agrmt"].pop("oov_words").split()) == ["sing", "sings"]
+    assert groups["simple_agrmt"] == {"items_scored": "3", "acc_good_vs_bad": "0.3333", "acc_good_vs_intrusive": "",
+                                      "acc_intrusive_vs_bad": "", "items": "3", "items_with_oov": "1",
+                                      "identical_after_unk": "1", "oov_tokens": "2"}
+    assert groups["simple_npi"] == {"items_scored": "2", "acc_good_vs_bad": "1.0", "acc_good_vs_intrusive": "1.0",
+                                    "acc_intrusive_vs_bad": "1.0", "items": "2", "items_with_oov": "1",
+                                    "identical_after_unk": "0", "oov_tokens": "3", "oov_words": "zany"}
+    assert [list(row.values()) for row in rows("cases")] == [
+        ["simple_agrmt", "1", "3", "0.3333", "", ""],
+        ["simple_npi_anim", "0", "1", "1.0", "1.0", "1.0"],
+        ["simple_npi_inanim", "1", "1", "1.0", "1.0", "1.0"],
+    ]
+    assert [list(row.values()) for row in rows("conditions")] == [
+        ["simple_agrmt", "sing_MS_MV", "2", "0.5", "", ""],
+        ["simple_agrmt", "plur_MS_MV", "1", "0.0", "", ""],
+        ["simple_npi_anim", "past", "1", "1.0", "1.0", "1.0"],
+        ["simple_npi_inanim", "past", "1", "1.0", "1.0", "1.0"],
+    ]
+    assert rows("table3")[0] == {"dependency": "short-term", "phenomenon": "Subject-verb agreement", "test": "Simple",
+                                 "comparison": "good_vs_bad", "items": "3", "items_with_oov": "1", "accuracy": "0.3333"}
+
+
 NPI_RECORDS = {
     "simple_npi_anim": [
         {"group": "simple_npi", "condition": "past", "good": "no authors have ever been popular",
