@@ -384,6 +384,28 @@ def test_layer_is_chosen_on_development_trees_and_scored_on_test_trees(hand_set_
     assert fixed["test/chosen_layer"] == 1 and fixed["test/f1_sentence"] == pytest.approx(1.0)
 
 
+def test_short_sentence_sets_label_recall_corpus_f1_and_the_table_by_hand(hand_set_parsing, tmp_path):
+    """With max_length=4 the short-sentence sets hold the 4-word test sentence only (the 6-word
+    development sentence is too long for dev/wsj4/). On the test sentence, gold
+    (S (NP The dog) (VP barked (ADVP loudly))): layer 1's [[the dog] [barked loudly]] finds NP and VP;
+    layer 2's [the [dog [barked loudly]]] finds VP only, and its corpus F1 (EVALB: the whole
+    sentence counted, 2 of 3 spans on both sides) is 2/3."""
+    metrics = hand_set_parsing("task.datamodule.max_length=4", "logger=csv", subdir="wsj4")
+    assert "dev/wsj4/sentences" not in metrics
+    assert metrics["test/wsj4/sentences"] == 1
+    assert metrics["test/wsj4/f1_sentence"] == pytest.approx(0.5)  # the chosen layer 2, as on all lengths
+    assert (metrics["test/recall_NP_layer1"], metrics["test/recall_VP_layer1"]) == (1.0, 1.0)
+    assert (metrics["test/recall_NP_layer2"], metrics["test/recall_VP_layer2"]) == (0.0, 1.0)
+    assert metrics["test/f1_corpus_layer1"] == pytest.approx(1.0)
+    assert metrics["test/f1_corpus"] == metrics["test/f1_corpus_layer2"] == pytest.approx(2 / 3)
+    with open(tmp_path / "wsj4" / "tables" / "test_parsing.csv", newline="") as handle:
+        rows = {(row["set"], row["parser"]): row for row in csv.DictReader(handle)}
+    assert {s for s, _ in rows} == {"dev", "test", "test/wsj4"}
+    row = rows["test", "layer2"]
+    assert (row["sentences"], float(row["F1 sentence %"]), float(row["F1 corpus %"])) == ("1", 50.0, pytest.approx(200 / 3))
+    assert (float(row["NP recall %"]), float(row["VP recall %"]), row["PP recall %"]) == (0.0, 100.0, "-")
+
+
 def test_without_a_development_set_the_layer_must_be_given(hand_set_parsing):
     # Hydra wraps the module's ValueError; the message the user reads is what matters
     with pytest.raises(InstantiationException, match="task.datamodule.dev_sections .* task.module.layer=K"):
