@@ -21,6 +21,7 @@ from onlstm.parsing.trees import from_bracketed, leaves
 from onlstm.checkpoints import load_language_model
 from eval import evaluate
 from onlstm.parsing.inference import word_gate_distances
+from tasks.unsupervised_parsing import UnsupervisedParsingTask
 from tests.helpers import (
     DATA_DIR,
     FEW_FILES,
@@ -415,6 +416,18 @@ def test_without_a_development_set_the_layer_must_be_given(hand_set_parsing):
     assert metrics["test/sentences"] == 2 and "dev/sentences" not in metrics
     with pytest.raises(InstantiationException, match=r"task.module.layer=3, but .* has layers 1..2"):
         hand_set_parsing("task.module.layer=3", subdir="layer3")
+
+
+def test_an_lstm_language_model_is_refused_with_what_to_give_instead(tmp_path):
+    config = BackboneConfig(arch="lstm", emb_size=8, hidden_size=8, n_layers=2, chunk_size=4)
+    model = RNNLanguageModel(10, config)
+    checkpoint = tmp_path / "lstm.ckpt"
+    torch.save({"hyper_parameters": {"model": dataclasses.asdict(config)}, "vocab": [f"w{i}" for i in range(10)],
+                "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, checkpoint)
+    with pytest.raises(ValueError) as refused:
+        UnsupervisedParsingTask(checkpoint=str(checkpoint))
+    assert str(refused.value) == (f"{checkpoint}: a 'lstm' language model has no master forget gate to parse with; "
+                                  "give the checkpoint of an ON-LSTM (model=onlstm)")
 
 
 def test_development_and_test_sections_must_differ(tmp_path):
