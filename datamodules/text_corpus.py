@@ -27,6 +27,7 @@ from datamodules.files import DataError, read_lines, require_dir
 from datamodules.vocabulary import EOS, Vocabulary
 
 SPLITS = ("train", "valid", "test")
+BATCH_SIZE_KEYS = {"train": "batch_size", "valid": "eval_batch_size", "test": "test_batch_size"}  # per split
 
 
 def tokenize_file(path: Path) -> list[list[str]]:
@@ -60,11 +61,13 @@ def encode_lines(lines: list[list[str]], vocab: Vocabulary, path: Path) -> Tenso
     return torch.tensor(ids, dtype=torch.long)
 
 
-def batchify(stream: Tensor, columns: int) -> Tensor:
-    """(rows, columns): column j is the j-th contiguous slice of the stream; the tail is dropped."""
+def batchify(stream: Tensor, columns: int, source: str = "the stream", fix: str = "") -> Tensor:
+    """(rows, columns): column j is the j-th contiguous slice of the stream; the tail is dropped.
+    A stream too short for two rows is a DataError naming ``source`` and saying ``fix``."""
     rows = stream.numel() // columns
     if rows < 2:
-        raise DataError(f"a split of {stream.numel()} tokens is too short for {columns} batch columns")
+        raise DataError(f"{source}: {stream.numel()} tokens are too few for {columns} batch columns of at least "
+                        "2 tokens each" + (f"; {fix}" if fix else ""))
     return stream[: rows * columns].view(columns, rows).t().contiguous()
 
 
@@ -197,9 +200,14 @@ class TextCorpusDataModule(TaskDataModule):
             return 0, 1
         return trainer.global_rank, trainer.world_size
 
-    def _shard(self, stream: Tensor, batch_size: int) -> Tensor:
+    def _shard(self, split: str, stream: Tensor, batch_size: int) -> Tensor:
         rank, world = self._rank_world()
-        data = batchify(stream, batch_size * world)
+        fix = f"lower task.datamodule.{BATCH_SIZE_KEYS[split]}"
+        if world > 1:
+            fix += f" or the number of devices ({world})"
+        if split == "train" and self.train_fraction < 1.0:
+            fix += f" or raise task.datamodule.train_fraction ({self.train_fraction})"
+        data = batchify(stream, batch_size * world, f"{self.folder / split}.txt", fix)
         return data[:, rank * batch_size : (rank + 1) * batch_size]
 
     def _loader(self, data: Tensor, schedule: list[tuple[int, int, int]]) -> DataLoader:
@@ -207,18 +215,18 @@ class TextCorpusDataModule(TaskDataModule):
 
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        data = self._shard(self.splits.train, self.batch_size)
+        data = self._shard("train", self.splits.train, self.batch_size)
         return self._loader(data, segment_schedule(data.size(0), self.bptt, self.seed, epoch, self.variable_bptt))
 
-    def _eval_loader(self, stream: Tensor, batch_size: int) -> DataLoader:
-        data = self._shard(stream, batch_size)
+    def _eval_loader(self, split: str, batch_size: int) -> DataLoader:
+        data = self._shard(split, getattr(self.splits, split), batch_size)
         return self._loader(data, segment_schedule(data.size(0), self.bptt, self.seed, 0, variable=False))
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.splits.valid, self.eval_batch_size)
+        return self._eval_loader("valid", self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.splits.test, self.test_batch_size)
+        return self._eval_loader("test", self.test_batch_size)
 
     def unigram_perplexity(self) -> float:
         """Perplexity of the training unigram distribution on the validation split (a baseline)."""

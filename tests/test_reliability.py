@@ -74,6 +74,37 @@ def test_empty_corpus_is_refused(tmp_path):
         load_corpus(folder)
 
 
+def test_a_word_outside_the_training_vocabulary_without_unk_names_file_line_and_word(tmp_path):
+    folder = _corpus(tmp_path, test=b"c a\na zebra\n")
+    with pytest.raises(DataError) as refused:
+        load_corpus(folder)
+    assert str(refused.value) == (f"{folder / 'test.txt'}:2: word 'zebra' is not in the training vocabulary and the "
+                                  "vocabulary has no <unk>; map rare words to <unk> in the training file")
+
+
+def test_with_unk_in_training_an_unknown_word_reads_as_unk(tmp_path):
+    splits = load_corpus(_corpus(tmp_path, train=b"a b <unk>\n", test=b"a zebra\n"))
+    unk = splits.vocab.encode(["<unk>"])[0]
+    assert splits.test.tolist() == [splits.vocab.encode(["a"])[0], unk, splits.vocab.encode(["<eos>"])[0]]
+
+
+def test_a_split_too_short_for_its_batch_columns_names_the_file_and_the_setting(tmp_path):
+    folder = _corpus(tmp_path, valid=b"a b\n")  # 3 tokens with <eos>: fewer than 2 rows of 10 columns
+    module = TextCorpusDataModule(str(tmp_path / "data"), batch_size=2, eval_batch_size=10, train_fraction=0.5)
+    with pytest.raises(DataError) as refused:
+        module.val_dataloader()
+    assert str(refused.value) == (f"{folder / 'valid.txt'}: 3 tokens are too few for 10 batch columns of at least "
+                                  "2 tokens each; lower task.datamodule.eval_batch_size")
+    # training on half of an 8-token stream (4 tokens) in 2 columns of 2: enough; in 3, not
+    assert module.train_dataloader() is not None
+    module.batch_size = 3
+    with pytest.raises(DataError) as refused:
+        module.train_dataloader()
+    assert str(refused.value) == (f"{folder / 'train.txt'}: 4 tokens are too few for 3 batch columns of at least "
+                                  "2 tokens each; lower task.datamodule.batch_size or raise "
+                                  "task.datamodule.train_fraction (0.5)")
+
+
 def test_non_utf8_byte_names_file_line_and_column(tmp_path):
     folder = _corpus(tmp_path, train=b"a b c\nb \xff a\n")
     with pytest.raises(DataError, match=r"train.txt:2: not valid UTF-8 \(byte 0xff at column 3\); re-encode the file as UTF-8$"):
