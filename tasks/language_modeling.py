@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from torchmetrics import MinMetric, SumMetric
 
 from onlstm import BackboneConfig, RNNLanguageModel
-from onlstm.checkpoints import LoadedLM
+from onlstm.checkpoints import CheckpointError, LoadedLM, read_checkpoint
 from onlstm.stack import Hidden
 from tasks.jobs.contract import TaskModule
 
@@ -59,6 +59,17 @@ class LanguageModelingTask(TaskModule):
         self._raw_weights: dict[str, Tensor] | None = None
         self._resumed_hidden = False
         self._epoch_done = False  # the last training batch of the epoch has been seen
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> LanguageModelingTask:
+        """Lightning's loader. ``vocab`` is an argument of the module that the checkpoint keeps beside
+        its hyperparameters (data, not configuration): read from there unless given."""
+        if "vocab" not in kwargs:
+            vocab = read_checkpoint(checkpoint_path).get("vocab")
+            if vocab is None:
+                raise CheckpointError(f"{checkpoint_path}: no vocabulary: not a checkpoint written by task=lm")
+            kwargs["vocab"] = vocab
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     @classmethod
     def from_language_model(cls, loaded: LoadedLM, run: dict, **data: Any) -> LanguageModelingTask:

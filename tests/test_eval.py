@@ -138,15 +138,18 @@ def test_logic_refuses_cuda_graphs_naming_the_key(make_cfg):
         train.train(cfg)
 
 
-def test_lightnings_own_load_from_checkpoint_restores_the_language_model(lm_run):
-    """The standard Lightning call, outside any Trainer, with the vocabulary the checkpoint keeps
+def test_lightnings_own_load_from_checkpoint_restores_the_language_model(lm_run, logic_run):
+    """The standard Lightning call, outside any Trainer, the vocabulary read from the checkpoint
     (break: ask ``self.trainer`` in on_load_checkpoint: it raises when no Trainer is attached)."""
     path = best_checkpoint(lm_run[0])
     stored = read_checkpoint(path)
-    module = LanguageModelingTask.load_from_checkpoint(path, map_location="cpu", vocab=stored["vocab"])
+    module = LanguageModelingTask.load_from_checkpoint(path, map_location="cpu")
     assert module.vocab == stored["vocab"]
     for name, value in stored["state_dict"].items():
         assert torch.equal(module.state_dict()[name], value), name
+    other = best_checkpoint(logic_run[0])
+    with pytest.raises(CheckpointError, match=rf"^{other}: no vocabulary: not a checkpoint written by task=lm$"):
+        LanguageModelingTask.load_from_checkpoint(other)
 
 
 # ----------------------------------------------------------------------------- old checkpoints
