@@ -434,3 +434,60 @@ def test_variable_bptt_lengths_follow_awd_lstm_distribution():
     assert abs(lengths[short].mean() - 34.5) <= 5 * 5 / math.sqrt(short.sum())
     small = np.array([nominal for _, _, nominal in segment_schedule(rows=20_000, bptt=8, seed=3, epoch=0)])
     assert small.min() == 5 and (small == 5).mean() > 0.25
+
+
+# ----------------------------------------------------------------------------- validation and optimisers
+TINY_LM_MODEL = {"emb_size": 4, "hidden_size": 8, "n_layers": 1, "chunk_size": 2}
+
+
+def validated(module: LanguageModelingTask, loss: float, sanity: bool = False) -> None:
+    """One validation whose summed loss is ``loss`` per token, through the module's epoch-end hook."""
+    module._trainer.sanity_checking = sanity
+    module.nll["val"].update(torch.tensor(loss * 40.0))
+    module.count["val"].update(torch.tensor(40.0))
+    module.on_validation_epoch_end()
+
+
+def test_validation_perplexity_its_best_and_the_plateau_rule(monkeypatch):
+    """The Marvin & Linzen recipe's schedule (plateau_factor 0.25): SGD at lr, divided by 4 after a
+    validation no better than the best, never stepped by the sanity check or once ASGD runs;
+    val/ppl is exp(loss per token), capped at exp(50); val/ppl_best the best real validation's."""
+    from types import SimpleNamespace
+
+    module = LanguageModelingTask(model=TINY_LM_MODEL, vocab=["<eos>", "a", "b"], lr=30.0, plateau_factor=0.25,
+                                  plateau_patience=0)
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert (optimizer.param_groups[0]["lr"], optimizer.param_groups[0]["weight_decay"]) == (30.0, 1.2e-6)
+    assert (scheduler.mode, scheduler.factor, scheduler.patience) == ("min", 0.25, 0)
+    module._trainer = SimpleNamespace(lr_scheduler_configs=[SimpleNamespace(scheduler=scheduler)], sanity_checking=False)
+    logged = {}
+    monkeypatch.setattr(module, "log", lambda name, value, **kw: logged.__setitem__(name, float(value)))
+
+    validated(module, 0.5, sanity=True)  # the sanity check: logged, neither best nor a scheduler step
+    assert logged == {"val/loss": 0.5, "val/ppl": pytest.approx(math.exp(0.5))}
+    lrs = []
+    for loss in (5.0, 6.0, 4.0, 60.0):
+        validated(module, loss)
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs == [30.0, 7.5, 7.5, 1.875]
+    assert logged["val/ppl"] == pytest.approx(math.exp(50.0))
+    assert logged["val/ppl_best"] == pytest.approx(math.exp(4.0))
+    module.asgd_active = True
+    validated(module, 70.0)
+    assert optimizer.param_groups[0]["lr"] == 1.875
+
+
+@pytest.mark.parametrize("kind, expected", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam)])
+def test_the_optimiser_is_the_one_named_and_an_unknown_one_is_refused(kind, expected):
+    module = LanguageModelingTask(model=TINY_LM_MODEL, vocab=["<eos>", "a"], optimizer=kind, lr=0.5, weight_decay=0.01)
+    optimizer = module.configure_optimizers()
+    assert type(optimizer) is expected
+    (group,) = optimizer.param_groups
+    assert (group["lr"], group["weight_decay"], len(group["params"])) == (0.5, 0.01, len(list(module.model.parameters())))
+    module.asgd_active = True  # after the NT-ASGD switch (a resumed run): averaged SGD, no averaging delay
+    asgd = module.configure_optimizers()
+    assert type(asgd) is torch.optim.ASGD and asgd.defaults["t0"] == 0 and asgd.defaults["lambd"] == 0.0
+    with pytest.raises(ValueError, match=r"^task.module.optimizer must be 'sgd' or 'adam', got 'rmsprop'$"):
+        LanguageModelingTask(model=TINY_LM_MODEL, vocab=["<eos>", "a"], optimizer="rmsprop").configure_optimizers()
