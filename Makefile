@@ -8,8 +8,8 @@ export ONLSTM_DATA_DIR
 ARGS ?=
 # The evidence sweeps of round 2, in the order of their plan (docs/preregistration.md): the entry
 # script and its arguments, one sweep per quoted item; each resumes where it stopped. Extra overrides
-# (EVIDENCE_ARGS, e.g. "trainer=gpu hydra.launcher.n_jobs=1") make runs the report does not count
-# for the plan: it names them.
+# (EVIDENCE_ARGS, e.g. "trainer=gpu") make runs the report does not count for the plan: it names them;
+# Hydra's own settings (hydra.launcher.n_jobs=1) are not a run's overrides and change nothing it checks.
 EVIDENCE_SWEEPS := "train.py -m experiment=evidence2_logic" \
 	"train.py -m experiment=evidence2_lm" \
 	"eval.py -m experiment=evidence2_lm_marks" \

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from tasks.jobs import run_folder
 from tests.helpers import LM_TINY_RUN, LOGIC_TINY_RUN, logged_metrics, requires_data, run_train
 
 LM_JOB = [*LM_TINY_RUN, "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2"]
@@ -138,6 +139,11 @@ def test_two_job_sweep_writes_its_summary_table_and_tensorboard_hparams_with_fin
         assert float(row["test/ppl"]) == pytest.approx(done["metrics"]["test/ppl"])
         assert float(row["wall_s"]) == done["wall_seconds_last_attempt"] > 0
     assert sorted(r["best"] for r in rows) == ["", "yes"]
+    # a job's overrides (what the evidence report compares with its plan) are the command line's
+    # config overrides; Hydra's own settings (here hydra.sweep.dir) are not among them
+    for row in rows:
+        overrides = run_folder.read_overrides(sweep / row["folder"])
+        assert row["swept"] in overrides and not any(o.startswith("hydra.") for o in overrides)
     best = next(r for r in rows if r["best"])
     assert float(best["value"]) == min(float(r["value"]) for r in rows)
     markdown = (sweep / "summary.md").read_text()
