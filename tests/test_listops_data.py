@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from datamodules.files import DataError
-from datamodules.listops import TOKENS, ListOpsDataModule
+from datamodules.listops import TOKENS, ListOpsDataModule, bucket_low, bucket_names
 from datamodules.listops_expressions import (
     OPERATORS,
     depth,
@@ -177,6 +177,21 @@ def test_score_trees_is_the_parsing_metric_bundle():
     assert scores["sentences"] == 2
     with pytest.raises(ValueError, match="tree 1 has 4 leaves"):
         score_trees([pred, right_branching("[MAX 2 9 ]".split())], [[(0, 9)], [(0, 4)]], [9, 5])
+    with pytest.raises(ValueError, match=r"^got 2 trees, 1 span lists and 2 lengths$"):
+        score_trees([pred, right_branching("[MAX 2 9 ]".split())], [[(0, 9)]], [9, 4])
+
+
+def test_length_buckets_and_their_shortest_lengths():
+    """The buckets of the accuracy tables; the shortest length of each decides which are shaded as
+    longer than training (the last bucket, open above, included)."""
+    names = bucket_names([10, 20, 1000])
+    assert names == ["1-10", "11-20", "21-1000", ">1000"]
+    assert [bucket_low(name) for name in names] == [1, 11, 21, 1001]
+
+
+def test_the_gold_tree_has_a_constituent_per_operator_over_numbered_leaves():
+    """[MAX 2 [MIN 4 7 ] ] (6 tokens): spans (0, 6) and (2, 5); leaf k is the string of position k."""
+    assert gold_tree([(0, 6), (2, 5)], 6) == ["0", "1", ["2", "3", "4"], "5"]
 
 
 # ----------------------------------------------------------------------------- the generator
@@ -199,6 +214,39 @@ def test_length_tables_by_hand():
     assert tables.sums[1][1][4] == pytest.approx(1 / 16 * 0.75**2)
     assert tables.sums[1][1][5] == pytest.approx(1 / 16 * 0.75**3)
     assert tables.sums[1][1][2] == tables.sums[1][1][3] == 0
+
+
+class ScriptedRng:
+    """A random.Random stand-in: random() returns the scripted values in turn, randint the fewest
+    arguments (checking make_data.py's bounds), choice the last option."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def random(self):
+        return self.values.pop(0)
+
+    def randint(self, low, high):
+        assert (low, high) == (2, 5)
+        return low
+
+    def choice(self, options):
+        return options[-1]
+
+
+def test_the_published_generator_draws_a_value_above_value_p_and_always_at_depth_20():
+    """make_data.py's generate_tree, call by call: a node at depth < 20 is an operator unless
+    random() > 0.25 (0.25 itself gives an operator), at depth 20 a value without a draw, and a
+    value is choice(range(10)). Scripted: 19 operators down the first arguments (depths 1-19),
+    whose depth-20 arguments are values; then the second argument of the depth-18 node draws 0.25:
+    an operator over two values; every later draw (0.9) is a value."""
+    tree = published_draw(ScriptedRng([0.0] * 19 + [0.25] + [0.9] * 100))
+    pair = ("[SM", (9, 9))
+    expected = ("[SM", (pair, pair))  # the depth-18 node
+    for _ in range(17):  # depths 17 .. 1
+        expected = ("[SM", (expected, 9))
+    assert tree == expected
+    assert depth(tree) == 19
 
 
 def test_length_conditioned_draw_matches_rejection_from_the_published_generator():
