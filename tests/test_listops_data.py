@@ -323,6 +323,35 @@ def test_generator_refuses_impossible_requests(args, message):
         generate(*args, seed=0)
 
 
+def test_the_probability_of_a_length_range_by_hand_and_against_published_draws():
+    """LengthTables.mass, what the command line prints: a lone digit 3/4; 4 or 5 tokens
+    1/16 (3/4)^2 + 1/16 (3/4)^3 = 63/1024; 500-600 tokens within three standard errors of the share
+    of 2,000,000 draws of make_data.py's generator that fell there (804, counted by
+    benchmarks/listops_generation.py: benchmarks/results/listops_generation_cpu.md)."""
+    tables = LengthTables(600)
+    assert tables.mass(1, 1) == 0.75
+    assert tables.mass(4, 5) == pytest.approx(63 / 1024)
+    hits, draws = 804, 2_000_000
+    assert abs(tables.mass(500, 600) - hits / draws) < 3 * hits**0.5 / draws
+
+
+def test_command_line_help_and_its_required_arguments(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert shown.startswith("usage: python -m datamodules.listops_generator [-h] --count COUNT --min-length MIN_LENGTH "
+                            "--max-length MAX_LENGTH [--seed SEED] [--exclude [EXCLUDE ...]] --out OUT [--force] ")
+    assert ("Write distinct ListOps expressions of a chosen length range, drawn from the published generator's "
+            "distribution (nyu-mll/spinn make_data.py), as label<TAB>expression lines with the binarising round "
+            "brackets of the released test file.") in shown
+    for option in ("--count COUNT number of expressions", "--min-length MIN_LENGTH fewest tokens (round brackets not "
+                   "counted)", "--max-length MAX_LENGTH most tokens (round brackets not counted)"):
+        assert option in shown
+    with pytest.raises(SystemExit):
+        main([])
+    assert "the following arguments are required: --count, --min-length, --max-length, --out" in capsys.readouterr().err
+
+
 def test_command_line_writes_the_released_format(tmp_path, capsys):
     out = tmp_path / "gen.tsv"
     assert main(["--count", "50", "--min-length", "10", "--max-length", "30", "--seed", "7", "--out", str(out)]) == 0
