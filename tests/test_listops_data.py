@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from datamodules.files import DataError
-from datamodules.listops import TOKENS, ListOpsDataModule, bucket_low, bucket_names
+from datamodules.listops import TOKENS, ListOpsDataModule, bucket_low, bucket_names, overlaps
 from datamodules.listops_expressions import (
     OPERATORS,
     depth,
@@ -143,8 +143,11 @@ def test_reader_reads_released_format(tmp_path):
     assert second.tokens == ("7",) and second.spans == () and second.depth == 0
     with pytest.raises(DataError, match="empty"):
         read_listops(write_lines(tmp_path / "empty.tsv", []))
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(DataError, match=r"^ListOps data file not found: .*missing\.tsv \("):
         read_listops(tmp_path / "missing.tsv")
+    # the file's label is what the model learns, even where it is not the expression's value
+    (kept,) = read_listops(write_lines(tmp_path / "label.tsv", ["3\t( ( ( [MAX 2 ) 9 ) ] )"]))
+    assert kept.label == 3
 
 
 # ----------------------------------------------------------------------------- scoring induced trees
@@ -494,6 +497,32 @@ def test_training_batches_are_length_bucketed(tmp_path):
 def test_bad_settings_name_the_config_key(tmp_path, changes, message):
     with pytest.raises(ValueError, match=message):
         ListOpsDataModule(str(tmp_path), **{**SMALL, **changes})
+
+
+def test_length_ranges_overlap_when_they_share_a_length():
+    assert overlaps((4, 100), (100, 200)) and overlaps((4, 100), (50, 60)) and overlaps((50, 60), (4, 100))
+    assert not overlaps((4, 100), (200, 300)) and not overlaps((200, 300), (4, 100))
+
+
+def test_a_generated_split_excludes_every_given_files_expressions_and_overlapping_generated_ones(tmp_path):
+    """A given training file's expressions may have any length, so a generated test split excludes
+    them whatever its range; a generated split of lengths it cannot share (validation, 5 tokens,
+    against a test split of 4) is not among its exclusions. Seen in the error of a request for more
+    4-token expressions than exist (4 operators x 10^2 digit pairs = 400, less the file's 3)."""
+    write_lines(tmp_path / "train.tsv", ["9\t( ( ( [MAX 2 ) 9 ) ] )", "2\t( ( ( [MIN 2 ) 9 ) ] )",
+                                         "1\t( ( ( [SM 2 ) 9 ) ] )"])
+    dm = ListOpsDataModule(str(tmp_path), train_file="train.tsv", released_test_file=None, val_count=5,
+                           train_min_length=5, train_max_length=5, generated_test_lengths=["4-4"],
+                           generated_test_count=401, batch_size=16)
+    with pytest.raises(GenerationError, match=r"only 397 of 401 distinct expressions of 4-4 tokens \(not among the 3 "
+                                              r"excluded\)"):
+        dm.setup("test")
+
+
+def test_setup_for_validation_builds_the_validation_split(tmp_path):
+    dm = ListOpsDataModule(str(tmp_path), released_test_file=None, **SMALL)
+    dm.setup("validate")
+    assert sum(len(batch["label"]) for batch in dm.val_dataloader()) == SMALL["val_count"]
 
 
 def test_missing_released_file_names_the_path(tmp_path):
