@@ -14,6 +14,7 @@ from datamodules.listops_expressions import (
     OPERATORS,
     depth,
     evaluate,
+    format_line,
     gold_spans,
     gold_tree,
     parse,
@@ -348,11 +349,33 @@ def test_command_line_help_and_its_required_arguments(capsys):
             "distribution (nyu-mll/spinn make_data.py), as label<TAB>expression lines with the binarising round "
             "brackets of the released test file.") in shown
     for option in ("--count COUNT number of expressions", "--min-length MIN_LENGTH fewest tokens (round brackets not "
-                   "counted)", "--max-length MAX_LENGTH most tokens (round brackets not counted)"):
+                   "counted)", "--max-length MAX_LENGTH most tokens (round brackets not counted)",
+                   "--exclude [EXCLUDE ...] released-format files none of whose expressions may be drawn",
+                   "--out OUT output file (refused if it exists, unless --force)", "--force overwrite --out if it exists"):
         assert option in shown
     with pytest.raises(SystemExit):
         main([])
     assert "the following arguments are required: --count, --min-length, --max-length, --out" in capsys.readouterr().err
+
+
+def test_command_line_seed_folders_exclusions_and_report(tmp_path, capsys):
+    """The file is generate()'s expressions for the seed given (0 when none is); a new folder for
+    --out is made; a missing --exclude file is named as such; the report gives the time taken and the
+    probability of the length range (4-5 tokens: 63/1024)."""
+    args = ["--count", "20", "--min-length", "4", "--max-length", "5"]
+    assert main([*args, "--seed", "7", "--out", str(tmp_path / "new" / "folder" / "seven.tsv")]) == 0
+    assert (tmp_path / "new" / "folder" / "seven.tsv").read_text() == "".join(
+        format_line(e) + "\n" for e in generate(20, 4, 5, seed=7))
+    report = capsys.readouterr().err
+    assert "a published draw has such a length with probability 0.0615" in report
+    seconds = float(report.split(" in ")[1].split(" s;")[0])
+    assert 0 <= seconds < 600
+    main([*args, "--out", str(tmp_path / "default.tsv")])
+    main([*args, "--seed", "0", "--out", str(tmp_path / "zero.tsv")])
+    assert (tmp_path / "default.tsv").read_text() == (tmp_path / "zero.tsv").read_text()
+    with pytest.raises(SystemExit):
+        main([*args, "--exclude", str(tmp_path / "missing.tsv"), "--out", str(tmp_path / "x.tsv")])
+    assert "--exclude file not found" in capsys.readouterr().err
 
 
 def test_command_line_writes_the_released_format(tmp_path, capsys):
