@@ -422,6 +422,7 @@ def test_batches_from_files_are_padded_and_carry_spans(tmp_path):
     assert kwargs["length_buckets"] == ["1-4", "5-10", ">10"] and kwargs["num_classes"] == 10
     assert kwargs["vocab_size"] == 16 and kwargs["tokens"][0] == "<pad>" and kwargs["pad_id"] == 0
     assert kwargs["train_max_length"] == 13  # the longest expression of train.tsv: DEEP
+    assert kwargs["max_depth"] == 19  # make_data.py's depth 20 is always a value: operators nest 19 deep
 
     batch = next(iter(dm.test_dataloader()))  # sorted by length: 7, then the example
     assert batch["tokens"].shape == (9, 2)  # time-major
