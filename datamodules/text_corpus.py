@@ -61,13 +61,13 @@ def encode_lines(lines: list[list[str]], vocab: Vocabulary, path: Path) -> Tenso
     return torch.tensor(ids, dtype=torch.long)
 
 
-def batchify(stream: Tensor, columns: int, source: str = "the stream", fix: str = "") -> Tensor:
+def batchify(stream: Tensor, columns: int, source: str = "the stream", fix: str = "", min_rows: int = 2) -> Tensor:
     """(rows, columns): column j is the j-th contiguous slice of the stream; the tail is dropped.
-    A stream too short for two rows is a DataError naming ``source`` and saying ``fix``."""
+    A stream too short for ``min_rows`` rows is a DataError naming ``source`` and saying ``fix``."""
     rows = stream.numel() // columns
-    if rows < 2:
+    if rows < min_rows:
         raise DataError(f"{source}: {stream.numel()} tokens are too few for {columns} batch columns of at least "
-                        "2 tokens each" + (f"; {fix}" if fix else ""))
+                        f"{min_rows} tokens each" + (f"; {fix}" if fix else ""))
     return stream[: rows * columns].view(columns, rows).t().contiguous()
 
 
@@ -207,7 +207,10 @@ class TextCorpusDataModule(TaskDataModule):
             fix += f" or the number of devices ({world})"
         if split == "train" and self.train_fraction < 1.0:
             fix += f" or raise task.datamodule.train_fraction ({self.train_fraction})"
-        data = batchify(stream, batch_size * world, f"{self.folder / split}.txt", fix)
+        # Two rows make one segment of input and target, but AWD-LSTM's variable-length training loop
+        # stops two rows before the end (segment_schedule): over two rows it would train on nothing.
+        min_rows = 3 if split == "train" and self.variable_bptt else 2
+        data = batchify(stream, batch_size * world, f"{self.folder / split}.txt", fix, min_rows)
         return data[:, rank * batch_size : (rank + 1) * batch_size]
 
     def _loader(self, data: Tensor, schedule: list[tuple[int, int, int]]) -> DataLoader:
