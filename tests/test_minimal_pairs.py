@@ -17,6 +17,7 @@ from datamodules.minimal_pairs import (
     default_group,
     encode_suite,
     load_suite,
+    read_suite_file,
     resolve_style,
 )
 from datamodules.vocabulary import EOS, UNK, Vocabulary
@@ -81,7 +82,8 @@ def test_subset_and_limit_per_condition():
         ('{"good": "the author laughs", "bad": ', "not a JSON object"),
         ('{"good": "the author laughs"}', "'bad' is missing"),
         ('{"bad": "the author laugh", "good": ""}', "'good' is missing"),
-        ("[1, 2]", "expected a JSON object"),
+        ("[1, 2]", "expected a JSON object .* got list"),
+        ('{"good": "a b", "bad": "a c", "intrusive": 3}', "'intrusive' is missing or not a non-empty string"),
     ],
 )
 def test_bad_line_names_file_and_line(tmp_path, line, message):
@@ -103,6 +105,25 @@ def test_file_that_disagrees_with_counts_json_is_an_error(tmp_path):
     with pytest.raises(DataError, match="lists \\['vp_coord'\\] but there is no such .jsonl"):
         load_suite(tmp_path)
     assert len(load_suite(tmp_path, categories=["simple_agrmt"])) == 2
+
+
+def test_fields_a_line_gives_are_kept_and_blank_lines_skipped(tmp_path):
+    # a line's own category, group and condition win over the defaults from the file name; a blank
+    # line in the middle of a file does not end it
+    path = write_jsonl(tmp_path / "simple_agrmt.jsonl", [
+        {"category": "case_a", "group": "group_a", "condition": "cond_a", "good": "a b", "bad": "a c", "intrusive": "a d"},
+        "",
+        {"good": "e f", "bad": "e g"},
+    ])  # fmt: skip
+    assert read_suite_file(path) == [
+        MinimalPair("case_a", "group_a", "cond_a", "a b", "a c", "a d"),
+        MinimalPair("simple_agrmt", "simple_agrmt", "all", "e f", "e g", None),
+    ]
+
+
+def test_a_missing_suite_file_is_named_as_one(tmp_path):
+    with pytest.raises(DataError, match="minimal-pair file not found: .*nothing.jsonl"):
+        read_suite_file(tmp_path / "nothing.jsonl")
 
 
 def test_missing_fields_default_from_the_file_name(tmp_path):
