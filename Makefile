@@ -23,6 +23,10 @@ EVIDENCE_RECORDS := docs/evidence/runs/round2
 TUNING_RECORDS := docs/evidence/runs/tuning
 # make mutate: workers side by side (one thread each) and where the per-module scores go
 MUTATE_JOBS ?= 1
+# Address space of mutmut and each mutant's tests (KiB, `ulimit -v`): a mutant that makes a loop
+# endless while it appends to a list (segment_schedule's `start += length` made `-=`) fills the
+# memory within its timeout, and the machine's other jobs with it; capped, it fails as caught.
+MUTATE_MEMORY_KB ?= 8388608
 MUTATION_SCORES ?= docs/testing/mutation_scores.md
 # Pins the CPU build of torch (see constraints.txt); `make install CONSTRAINTS=` keeps the torch
 # an existing environment has (VENV=that environment).
@@ -92,6 +96,7 @@ define mutmut_run
 		[ -n "$$names" ] || echo "$(MODULE): no mutants left to run ($(1))"; \
 	fi; \
 	if [ -z '$(MODULE)' ] || [ -n "$$names" ]; then \
+		ulimit -v $(MUTATE_MEMORY_KB) || exit 2; \
 		OMP_NUM_THREADS=1 WANDB_MODE=offline nice -n 10 $(BIN)/mutmut run --max-children $(MUTATE_JOBS) $$names || exit $$?; \
 	fi
 	$(BIN)/python -m tests.mutation_scores --out $(MUTATION_SCORES)

@@ -103,7 +103,8 @@ def make_mutate(records, tmp_path):
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").write_text(f'#!/bin/sh\nPYTHONPATH="{repo}" exec "{sys.executable}" "$@"\n')
-    (venv / "bin" / "mutmut").write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path}/mutmut_calls"\n')
+    (venv / "bin" / "mutmut").write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path}/mutmut_calls"\n'
+                                         f'ulimit -v > "{tmp_path}/mutmut_memory_kb"\n')
     for script in (venv / "bin").iterdir():
         script.chmod(0o755)
     for dependency in ("pyproject.toml", "constraints.txt"):  # the install step's inputs, older than its stamp
@@ -127,6 +128,15 @@ def test_make_mutate_of_a_module_runs_only_its_mutants_not_run_yet(make_mutate, 
     assert done.returncode == 0, done.stderr
     assert calls == ["run --max-children 1 onlstm.cell.x_cumax__mutmut_7"]
     assert (tmp_path / "scores.md").is_file()
+
+
+def test_make_mutate_caps_the_memory_of_mutmut_and_its_mutants(make_mutate, tmp_path):
+    """A mutant that turns a loop endless while it appends fills 24 GB within its timeout; the
+    address space is capped at 8 GiB (in KiB, as `ulimit -v` counts) unless told otherwise."""
+    make_mutate("mutate", "MODULE=onlstm.cell")
+    assert (tmp_path / "mutmut_memory_kb").read_text().strip() == str(8 * 1024 * 1024)
+    make_mutate("mutate", "MODULE=onlstm.cell", "MUTATE_MEMORY_KB=1048576")
+    assert (tmp_path / "mutmut_memory_kb").read_text().strip() == "1048576"
 
 
 def test_make_mutate_of_a_finished_module_runs_nothing(make_mutate):
