@@ -90,3 +90,66 @@ def test_marks_need_the_cpu_time_clock_and_positive_minutes(tmp_path):
     marks = KeepBestAtCpuMarks([40], dirpath=str(tmp_path))
     with pytest.raises(ValueError, match="needs callbacks.cpu_time_budget"):
         marks.on_fit_start(SimpleNamespace(callbacks=[]), None)
+
+
+def test_an_empty_list_of_marks_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"best_at_cpu_marks.minutes must be positive numbers, got \[\]"):
+        KeepBestAtCpuMarks([], dirpath=str(tmp_path))
+
+
+def test_only_rank_zero_copies_a_mark(tmp_path):
+    """Under DDP every rank passes the mark; one copy is written, by rank zero (break: `or` into `and`)."""
+    best = tmp_path / "best.ckpt"
+    best.write_text("validation 1")
+    clock = Clock()
+    trainer = fake_trainer(clock, str(best))
+    trainer.is_global_zero = False
+    marks = KeepBestAtCpuMarks([40], dirpath=str(tmp_path / "kept"))
+    clock.minutes_used = 41.0
+    marks.on_train_batch_end(trainer)
+    assert not (tmp_path / "kept").exists()
+
+
+def test_marks_passed_before_the_best_checkpoint_exists_are_skipped_for_good(tmp_path, caplog):
+    """A best checkpoint named but not (yet) on disk counts as none: each mark passed is named in a
+    warning and never copied later from a later best (break: `continue` into `break`, or drop the
+    is_file check: the copy fails)."""
+    best = tmp_path / "best.ckpt"
+    clock = Clock()
+    trainer = fake_trainer(clock, str(best))
+    marks = KeepBestAtCpuMarks([1, 2], dirpath=str(tmp_path / "kept"))
+    clock.minutes_used = 3.0
+    with caplog.at_level(logging.WARNING, logger="onlstm.train"):
+        marks.on_train_batch_end(trainer)
+    assert "best_cpu001min.ckpt" in caplog.text and "best_cpu002min.ckpt" in caplog.text
+    best.write_text("a later best")
+    clock.minutes_used = 4.0
+    marks.on_train_end(trainer, None)
+    assert not (tmp_path / "kept").exists()
+
+
+def test_a_mark_is_copied_into_a_folder_made_for_it(tmp_path):
+    best = tmp_path / "best.ckpt"
+    best.write_text("validation 1")
+    clock = Clock()
+    kept = tmp_path / "run" / "checkpoints"
+    marks = KeepBestAtCpuMarks([40], dirpath=str(kept))
+    clock.minutes_used = 40.0
+    marks.on_train_batch_end(fake_trainer(clock, str(best)))
+    assert [p.name for p in kept.iterdir()] == ["best_cpu040min.ckpt"]  # no temporary file left beside it
+
+
+def test_the_marks_done_travel_in_the_checkpoint_as_a_sorted_list(tmp_path):
+    """The checkpoint's entry (a list of floats under "done", in order: 15 and 17 are the marks a
+    set of floats iterates the other way round), which a resumed run and older checkpoints load."""
+    best = tmp_path / "best.ckpt"
+    best.write_text("validation 1")
+    clock = Clock()
+    marks = KeepBestAtCpuMarks([120, 17, 15], dirpath=str(tmp_path / "kept"))
+    assert marks.state_dict() == {"done": []}
+    clock.minutes_used = 18.0
+    marks.on_train_batch_end(fake_trainer(clock, str(best)))
+    assert marks.state_dict() == {"done": [15.0, 17.0]}
+    resumed = KeepBestAtCpuMarks([120, 17, 15], dirpath=str(tmp_path / "kept"))
+    resumed.load_state_dict({"done": [17, 15]})
+    assert resumed.state_dict() == {"done": [15.0, 17.0]}

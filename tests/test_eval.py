@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 import tomllib
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 import tasks.reports.parse_sentences as parse_sentences
 import train
@@ -207,3 +209,37 @@ def test_the_console_script_onlstm_eval_is_eval_cli():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert pyproject["project"]["scripts"]["onlstm-eval"] == "eval:cli"
     assert "eval" in pyproject["tool"]["setuptools"]["py-modules"]
+
+
+# ----------------------------------------------------------------------------- the entry itself
+@pytest.mark.parametrize("name", ["best", "last"])
+def test_lightnings_checkpoint_names_are_refused_with_what_to_set(make_cfg, name):
+    """best and last mean the checkpoints of a fit eval.py does not run: refused before anything
+    is read, naming the value given (break: drop a name from the refused ones: a CheckpointError
+    about a file named best)."""
+    cfg = make_cfg(["task=lm", f"ckpt_path={name}", "~logger"], config_name="eval")
+    with pytest.raises(ValueError, match=rf"set ckpt_path=/path/to/<run>/checkpoints/<name>.ckpt \(got ckpt_path={name}\)"):
+        evaluate(cfg)
+
+
+def test_eval_main_returns_the_tasks_optimized_metric_to_a_sweeper(monkeypatch):
+    """What Optuna optimises over eval.py jobs (break: main returns None, or evaluate's whole dict)."""
+    import eval as eval_entry
+
+    monkeypatch.setattr(eval_entry, "evaluate", lambda cfg: {"test/acc": 0.625, "test/loss": 1.5})
+    cfg = OmegaConf.create({"task": {"optimized_metric": "test/acc"}})
+    assert eval_entry.main.__wrapped__(cfg) == 0.625
+
+
+def test_eval_py_points_the_run_folders_at_its_checkout_when_project_root_is_unset(monkeypatch, tmp_path):
+    """Run from another folder, eval.py's logs still land under the checkout (paths.root_dir is
+    ${oc.env:PROJECT_ROOT,.}); a PROJECT_ROOT the user set is kept."""
+    import eval as eval_entry
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PROJECT_ROOT")
+    importlib.reload(eval_entry)
+    assert os.environ["PROJECT_ROOT"] == str(ROOT)
+    monkeypatch.setenv("PROJECT_ROOT", "/elsewhere")
+    importlib.reload(eval_entry)
+    assert os.environ["PROJECT_ROOT"] == "/elsewhere"
