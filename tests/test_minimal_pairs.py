@@ -126,6 +126,30 @@ def test_a_missing_suite_file_is_named_as_one(tmp_path):
         read_suite_file(tmp_path / "nothing.jsonl")
 
 
+def test_counts_json_checks_the_total_and_the_conditions_each_alone(tmp_path):
+    """A category's counts may give a total, conditions or both; each that is given must match."""
+    write_jsonl(tmp_path / "simple_agrmt.jsonl", AGR)  # 2 items: sing_MS_MV 1, plur_MS_MV 1
+
+    def counts(entry):
+        (tmp_path / "counts.json").write_text(json.dumps({"categories": {"simple_agrmt": entry}}))
+
+    counts({"total": 3})
+    with pytest.raises(DataError, match=r"simple_agrmt.jsonl: 2 items .* but counts.json says 3 None; the file is truncated"):
+        load_suite(tmp_path)
+    counts({"total": 2, "conditions": {"sing_MS_MV": 2}})
+    with pytest.raises(DataError, match="truncated or changed"):
+        load_suite(tmp_path)
+    counts({"conditions": {"sing_MS_MV": 1, "plur_MS_MV": 1}})  # no total: the conditions suffice
+    assert len(load_suite(tmp_path)) == 2
+
+
+def test_a_suite_file_of_blank_lines_is_refused(tmp_path):
+    path = write_jsonl(tmp_path / "simple_agrmt.jsonl", ["", "  "])
+    with pytest.raises(DataError) as refused:
+        read_suite_file(path)
+    assert str(refused.value) == f"{path}: no minimal pairs in the file; it needs one JSON object per line"
+
+
 def test_missing_fields_default_from_the_file_name(tmp_path):
     write_jsonl(tmp_path / "prep_anim.jsonl", [{"good": "a b", "bad": "a c"}])
     assert load_suite(tmp_path) == [MinimalPair("prep_anim", "prep", "all", "a b", "a c", None)]
