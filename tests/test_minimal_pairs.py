@@ -133,13 +133,32 @@ def test_counts_json_checks_the_total_and_the_conditions_each_alone(tmp_path):
     def counts(entry):
         (tmp_path / "counts.json").write_text(json.dumps({"categories": {"simple_agrmt": entry}}))
 
+    found = "2 items {'sing_MS_MV': 1, 'plur_MS_MV': 1} but counts.json says"
     counts({"total": 3})
-    with pytest.raises(DataError, match=r"simple_agrmt.jsonl: 2 items .* but counts.json says 3 None; the file is truncated"):
+    with pytest.raises(DataError) as refused:
         load_suite(tmp_path)
+    assert str(refused.value) == (f"{tmp_path / 'simple_agrmt.jsonl'}: {found} 3 None; the file is truncated "
+                                  "or changed: restore it from the data source")
     counts({"total": 2, "conditions": {"sing_MS_MV": 2}})
-    with pytest.raises(DataError, match="truncated or changed"):
+    with pytest.raises(DataError) as refused:
         load_suite(tmp_path)
+    assert f"{found} 2 {{'sing_MS_MV': 2}}; the file is truncated" in str(refused.value)
     counts({"conditions": {"sing_MS_MV": 1, "plur_MS_MV": 1}})  # no total: the conditions suffice
+    assert len(load_suite(tmp_path)) == 2
+
+
+def test_a_missing_or_empty_suite_folder_is_named(tmp_path):
+    with pytest.raises(DataError, match=r"^syntactic-evaluation \(minimal pairs\) folder not found: .*nowhere"):
+        load_suite(tmp_path / "nowhere")
+    with pytest.raises(DataError) as refused:
+        load_suite(tmp_path)
+    assert str(refused.value) == (f"{tmp_path}: no *.jsonl files; expected the Marvin & Linzen suite "
+                                  "(one JSONL file per case)")
+
+
+def test_a_counts_file_without_categories_checks_nothing(tmp_path):
+    write_jsonl(tmp_path / "simple_agrmt.jsonl", AGR)
+    (tmp_path / "counts.json").write_text(json.dumps({"total": 5}))
     assert len(load_suite(tmp_path)) == 2
 
 
