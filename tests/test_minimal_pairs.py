@@ -156,6 +156,14 @@ def test_a_missing_or_empty_suite_folder_is_named(tmp_path):
                                   "(one JSONL file per case)")
 
 
+def test_an_unreadable_counts_file_is_named(tmp_path):
+    write_jsonl(tmp_path / "simple_agrmt.jsonl", AGR)
+    (tmp_path / "counts.json").write_text("{not json")
+    with pytest.raises(DataError, match=r"^(.*)counts.json: not a readable counts file \(.*\); restore it from the data source$") as refused:
+        load_suite(tmp_path)
+    assert str(refused.value).startswith(f"{tmp_path / 'counts.json'}: ")
+
+
 def test_a_counts_file_without_categories_checks_nothing(tmp_path):
     write_jsonl(tmp_path / "simple_agrmt.jsonl", AGR)
     (tmp_path / "counts.json").write_text(json.dumps({"total": 5}))
