@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
 from datamodules.files import DataError
 from datamodules.minimal_pairs import (
@@ -221,6 +222,19 @@ def test_encoding_counts_oov_per_group_and_shares_sentences():
     no_unk = Vocabulary([w for w in VOCAB.words if w != UNK])
     with pytest.raises(ValueError, match="'popular' is not in the LM's vocabulary.*skip_oov=true"):
         encode_suite(pairs, no_unk, TextStyle(False, False))
+
+
+def test_a_sentences_score_sums_the_log_probabilities_of_its_own_edges():
+    """"the cat sleeps" and "the cat sleep" share the edges <eos>->the (0) and the->cat (1); then
+    sleeps (2), <eos> (3) and sleep (4), <eos> (5). With edge log-probabilities -1 .. -6 the
+    sentences score -1-2-3-4 = -10 and -1-2-5-6 = -14, in float64."""
+    vocab = Vocabulary(["<eos>", "the", "cat", "sleeps", "sleep"])
+    pair = MinimalPair("simple_agrmt", "simple_agrmt", "sing", "the cat sleeps", "the cat sleep")
+    suite = encode_suite([pair], vocab, TextStyle(capitalize_first=False, final_period=False))
+    assert suite.edges == [[0, 1, 2, 3], [0, 1, 4, 5]]
+    scores = suite.sentence_scores(torch.tensor([-1.0, -2.0, -3.0, -4.0, -5.0, -6.0]))
+    assert scores.dtype == torch.float64
+    assert scores.tolist() == [-10.0, -14.0]
 
 
 def test_duplicate_sentences_are_scored_once():
