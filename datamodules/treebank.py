@@ -77,7 +77,8 @@ def _allow_nltk_root(folder: Path) -> None:
 def _tree_start_line(path: Path, number: int) -> int | None:
     """Line of the number-th tree of a file (trees start with an unindented '(')."""
     seen = 0
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    # utf-8-sig: nltk skips a byte-order mark, so a first line starting with one is a tree here too
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
         for line_number, line in enumerate(handle, start=1):
             if line.startswith("("):
                 seen += 1
