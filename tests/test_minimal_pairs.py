@@ -237,6 +237,13 @@ def test_a_sentences_score_sums_the_log_probabilities_of_its_own_edges():
     assert scores.tolist() == [-10.0, -14.0]
 
 
+def test_a_vocabulary_without_eos_is_refused_as_not_an_lm_vocabulary():
+    pair = MinimalPair("simple_agrmt", "simple_agrmt", "sing", "the cat sleeps", "the cat sleep")
+    with pytest.raises(ValueError) as refused:
+        encode_suite([pair], Vocabulary(["the", "cat"]), TextStyle(capitalize_first=False, final_period=False))
+    assert str(refused.value) == "the LM's vocabulary has no <eos>: it is not a vocabulary of this project's LM task"
+
+
 def test_duplicate_sentences_are_scored_once():
     pairs = load_pairs(AGR + AGR)  # the same four sentences twice
     suite = encode_suite(pairs, VOCAB, TextStyle(False, False))
