@@ -251,3 +251,208 @@ def test_generated_test_pairs_sit_beside_the_test_files(tmp_path):
     assert other_seed.test_set.examples == examples  # generated_test_seed, not the training seed, draws them
     with pytest.raises(ValueError, match=r"operators \[1\] are in both"):
         PropositionalLogicDataModule(str(tmp_path), test_ops=[1], generated_test_ops=[1, 13])
+
+
+# ----------------------------------------------------------------------------- vocabulary and labels
+def test_token_ids_are_fixed_by_the_grammar():
+    """Trained checkpoints depend on these ids: padding 0, brackets, operators, then a..f."""
+    assert TOKEN_IDS == {"<pad>": 0, "(": 1, ")": 2, "not": 3, "and": 4, "or": 5,
+                         "a": 6, "b": 7, "c": 8, "d": 9, "e": 10, "f": 11}
+
+
+def test_each_relation_reads_as_its_fixed_id(tmp_path):
+    path = write_lines(tmp_path / "test0", [f"{symbol}\ta\tb" for symbol in "=<>^|v#"])
+    assert [e.label for e in read_pairs(path, 0)] == [0, 1, 2, 3, 4, 5, 6]
+
+
+def test_default_split_trains_on_up_to_six_operators_and_tests_on_zero_to_twelve(tmp_path):
+    """Bowman's split: train0..train6 (every 10th line held out for validation), test0..test12;
+    train7..train12 exist in the data folder but are not read."""
+    for n in range(13):
+        write_lines(tmp_path / f"train{n}", ["=\ta\ta"] * 10)
+        write_lines(tmp_path / f"test{n}", ["#\ta\tb"])
+    dm = PropositionalLogicDataModule(str(tmp_path))
+    assert dm.module_kwargs() == {
+        "vocab_size": 12,
+        "pad_id": 0,
+        "relations": ["=", "<", ">", "^", "|", "v", "#"],
+        "train_ops": [0, 1, 2, 3, 4, 5, 6],
+        "test_ops": list(range(13)),
+    }
+    dm.setup()
+    assert sorted(Counter(e.ops for e in dm.train_set.examples).items()) == [(n, 9) for n in range(7)]
+    assert sorted(e.ops for e in dm.val_set.examples) == list(range(7))
+    assert sorted(e.ops for e in dm.test_set.examples) == list(range(13))
+
+
+# ----------------------------------------------------------------------------- error messages
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("<\ta", "expected 3 tab-separated fields (LABEL, PREMISE, HYPOTHESIS), found 2"),
+        ("?\ta\tb", "unknown relation '?'; labels are = < > ^ | v #"),
+        ("<\ta\t( a ( xor b ) )",
+         "unknown token 'xor' in the hypothesis; formulas use only ( ) not and or a b c d e f separated by spaces"),
+        ("<\t(a ( and b ) )\tb",
+         "unknown token '(a' in the premise; formulas use only ( ) not and or a b c d e f separated by spaces"),
+        ("<\ta\t ", "the hypothesis is empty; each line is LABEL<TAB>PREMISE<TAB>HYPOTHESIS"),
+    ],
+)
+def test_bad_line_messages_say_what_to_write(tmp_path, line, message):
+    path = write_lines(tmp_path / "train4", ["=\ta\ta", "=\tb\tb", line])
+    with pytest.raises(DataError) as err:
+        read_pairs(path, 4)
+    assert str(err.value) == f"{path}:3: {message}"
+
+
+def test_empty_file_is_a_data_error(tmp_path):
+    path = write_lines(tmp_path / "test5", [])
+    with pytest.raises(DataError) as err:
+        read_pairs(path, 5)
+    assert str(err.value) == f"{path}: the file is empty; it needs LABEL<TAB>PREMISE<TAB>HYPOTHESIS lines"
+
+
+def test_missing_folder_and_file_name_the_logic_data(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DataError, match=r"^logic data folder not found: .*nowhere .*ONLSTM_DATA_DIR"):
+        PropositionalLogicDataModule(str(missing), test_ops=[0]).setup("test")
+    with pytest.raises(DataError) as err:
+        PropositionalLogicDataModule(str(tmp_path), train_ops=[3]).setup("fit")
+    assert str(err.value) == (
+        f"logic data file not found: {tmp_path / 'train3'} (the folder {tmp_path} exists but has no train3)"
+    )
+
+
+def test_constructor_checks(tmp_path):
+    with pytest.raises(ValueError) as err:
+        PropositionalLogicDataModule(str(tmp_path), val_every=1)
+    assert str(err.value) == "val_every must be >= 2 (every val_every-th example is held out), got 1"
+    PropositionalLogicDataModule(str(tmp_path), val_every=2)  # the smallest accepted
+    with pytest.raises(ValueError) as err:
+        PropositionalLogicDataModule(str(tmp_path), generated_test_ops=[13], generated_test_count=0)
+    assert str(err.value) == "task.datamodule.generated_test_count must be positive, got 0"
+    PropositionalLogicDataModule(str(tmp_path), generated_test_ops=[13], generated_test_count=1)
+    PropositionalLogicDataModule(str(tmp_path), generated_test_count=0)  # unused without generated_test_ops
+    with pytest.raises(ValueError) as err:
+        PropositionalLogicDataModule(str(tmp_path), test_ops=[13, 1, 2], generated_test_ops=[14, 13, 1])
+    assert str(err.value) == (
+        "operators [1, 13] are in both task.datamodule.test_ops (files) and task.datamodule.generated_test_ops "
+        "(generated): give each number of operators one source"
+    )
+
+
+# ----------------------------------------------------------------------------- splits and order
+def test_holdout_every_second_and_none_when_every_is_zero():
+    assert split_holdout(list("abcde"), 2) == (["a", "c", "e"], ["b", "d"])
+    assert split_holdout(list("abc"), 0) == (["a", "b", "c"], [])  # 0: nothing held out
+
+
+def test_example_length_is_the_longer_side():
+    from datamodules.propositional_logic import LogicExample
+
+    assert LogicExample((1, 6, 2), (7,), 0, 1).length == 3
+    assert LogicExample((7,), (1, 3, 7, 2), 0, 1).length == 4
+
+
+def test_evaluation_sets_are_sorted_by_the_longer_side(tmp_path):
+    """Validation and test examples come shortest first (less padding), by the longer of the two
+    formulas, ties in file order; the files list them in another order."""
+    write_lines(tmp_path / "test1", [
+        "^\ta\t( not a )",  # length 4 (the hypothesis)
+        "=\tb\tb",  # 1
+        ">\t( a ( and c ) )\ta",  # 7 (the premise)
+        "<\tc\t( c ( or d ) )",  # 7 (the hypothesis), after the one above
+    ])
+    write_lines(tmp_path / "train0", [
+        "#\ta\tb", "<\t( a ( and b ) )\ta",  # line 2 held out: length 7
+        "#\tc\td", "^\tb\t( not b )",  # line 4 held out: length 4
+        "#\te\tf", "=\tf\tf",  # line 6 held out: length 1
+    ])
+    dm = PropositionalLogicDataModule(str(tmp_path), train_ops=[0], test_ops=[1], val_every=2)
+    dm.setup()
+    assert [RELATIONS[e.label] for e in dm.test_set.examples] == ["=", "^", ">", "<"]
+    assert [RELATIONS[e.label] for e in dm.val_set.examples] == ["=", "^", "<"]
+    assert [RELATIONS[e.label] for e in dm.train_set.examples] == ["#", "#", "#"]
+
+
+def test_fractions_subsample_each_split_and_each_test_file(tmp_path):
+    """20 training lines: 18 kept, 2 held out. train_fraction 0.5 keeps 9, val_fraction 1.0 both,
+    test_fraction 0.5 keeps round(1.5) = 2 of each 3-line test file (4, not round(0.5 * 6) = 3)."""
+    write_lines(tmp_path / "train0", ["=\ta\ta"] * 20)
+    write_lines(tmp_path / "test0", ["#\ta\tb"] * 3)
+    write_lines(tmp_path / "test1", ["^\ta\t( not a )"] * 3)
+    dm = PropositionalLogicDataModule(str(tmp_path), train_ops=[0], test_ops=[0, 1], train_fraction=0.5,
+                                      test_fraction=0.5)
+    dm.setup()
+    assert (len(dm.train_set), len(dm.val_set)) == (9, 2)
+    assert sorted(e.ops for e in dm.test_set.examples) == [0, 0, 1, 1]
+
+
+def test_setup_stages_read_only_what_they_need_and_only_once(tmp_path):
+    write_lines(tmp_path / "train0", ["=\ta\ta"] * 4)
+    dm = PropositionalLogicDataModule(str(tmp_path), train_ops=[0], test_ops=[0], val_every=2)
+    dm.setup("validate")  # no test0 yet: validation needs only the training files
+    assert (len(dm.train_set), len(dm.val_set), dm.test_set) == (2, 2, None)
+    dm.setup("fit")
+    write_lines(tmp_path / "test0", ["#\ta\tb"])
+    dm.setup("test")
+    (tmp_path / "train0").unlink()
+    (tmp_path / "test0").unlink()
+    dm.setup("fit")  # Lightning calls setup again (fit then test): the sets are kept, not re-read
+    dm.setup("test")
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (2, 2, 1)
+
+
+# ----------------------------------------------------------------------------- subsampling and batches
+def test_subsample_bounds_and_sizes():
+    from datamodules.propositional_logic import subsample
+
+    for bad in (0.0, -0.5, 1.01):
+        with pytest.raises(ValueError) as err:
+            subsample(list(range(10)), bad, 0)
+        assert str(err.value) == f"fraction must be in (0, 1], got {bad}"
+    assert subsample(list(range(10)), 1.0, 0) == list(range(10))
+    assert len(subsample(list(range(10)), 0.36, 0)) == 4  # round(3.6)
+    assert len(subsample(list(range(10)), 0.01, 0)) == 1  # never empty
+    half = subsample(list(range(100)), 0.5, 7)
+    assert len(half) == 50 and half == sorted(half) and len(set(half)) == 50  # in the original order
+    assert subsample(list(range(100)), 0.5, 7) == half  # seeded
+    assert subsample(list(range(100)), 0.5, 8) != half
+
+
+def test_collate_gives_every_field_time_major():
+    from datamodules.propositional_logic import LogicExample
+
+    batch = collate([LogicExample((1, 6, 2), (9,), 3, 2), LogicExample((7,), (1, 3, 8, 2), 5, 4)])
+    assert set(batch) == {"premise", "premise_len", "hypothesis", "hypothesis_len", "label", "ops"}
+    assert batch["premise"].tolist() == [[1, 7], [6, 0], [2, 0]]
+    assert batch["premise_len"].tolist() == [3, 1]
+    assert batch["hypothesis"].tolist() == [[9, 1], [0, 3], [0, 8], [0, 2]]
+    assert batch["hypothesis_len"].tolist() == [1, 4]
+    assert batch["label"].tolist() == [3, 5] and batch["ops"].tolist() == [2, 4]
+    assert all(t.dtype == torch.long for t in batch.values())
+
+
+def test_generated_pairs_are_pinned_by_seed_and_operator_count():
+    """The generated test set must not move between versions (results stay comparable). Labels
+    checked by hand: (not b and d) implies d (<); a or b vs c, b or e vs a, not (c and d) vs
+    f or not c, b and not f vs b and c all overlap, neither inside the other, and all-false
+    variables make both sides false (#); (e and a) and c implies (b or a) or f (<)."""
+    from datamodules.propositional_logic import generated_pairs
+
+    symbols = ("<pad>",) + SYMBOLS
+
+    def shown(examples):
+        return [(RELATIONS[e.label], " ".join(symbols[i] for i in e.premise),
+                 " ".join(symbols[i] for i in e.hypothesis), e.ops) for e in examples]
+
+    assert shown(generated_pairs(2, 3, seed=0)) == [
+        ("<", "( ( not b ) ( and d ) )", "d", 2),
+        ("#", "( ( a ( or b ) ) ( or a ) )", "( c ( and c ) )", 2),
+        ("#", "( b ( or e ) )", "( not ( not a ) )", 2),
+    ]
+    assert shown(generated_pairs(2, 3, seed=1)) == [
+        ("#", "( not ( c ( and d ) ) )", "( f ( or ( not c ) ) )", 2),
+        ("#", "( b ( and ( not f ) ) )", "( ( b ( and c ) ) ( and b ) )", 2),
+        ("<", "( ( e ( and a ) ) ( and c ) )", "( ( b ( or a ) ) ( or f ) )", 2),
+    ]
