@@ -237,6 +237,17 @@ def test_a_sentences_score_sums_the_log_probabilities_of_its_own_edges():
     assert scores.tolist() == [-10.0, -14.0]
 
 
+def test_the_prefix_trie_keeps_a_repeated_word_on_its_own_edge():
+    """"a a a" and "a a b": edges <eos>->a (0), a->a (1), a->a again (2, a new edge: its parent is
+    edge 1, not the root), then <eos> (3); the second sentence leaves the shared path after edge 1:
+    b (4), <eos> (5)."""
+    vocab = Vocabulary(["<eos>", "a", "b"])
+    pair = MinimalPair("simple_agrmt", "simple_agrmt", "sing", "a a a", "a a b")
+    suite = encode_suite([pair], vocab, TextStyle(capitalize_first=False, final_period=False))
+    assert suite.edges == [[0, 1, 2, 3], [0, 1, 4, 5]]
+    assert suite.n_edges == 6
+
+
 def test_a_vocabulary_without_eos_is_refused_as_not_an_lm_vocabulary():
     pair = MinimalPair("simple_agrmt", "simple_agrmt", "sing", "the cat sleeps", "the cat sleep")
     with pytest.raises(ValueError) as refused:
