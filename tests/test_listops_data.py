@@ -516,11 +516,34 @@ def test_training_batches_are_length_bucketed(tmp_path):
      ({"generated_test_lengths": ["20-30", "20-30"]}, "a range twice"),
      ({"train_min_length": 50, "train_max_length": 10}, "train_min_length/train_max_length"),
      ({"length_buckets": [20, 10]}, "length_buckets must be increasing"),
-     ({"val_count": 0}, "val_count must be positive")],
+     ({"val_count": 0}, "val_count must be positive"),
+     ({"train_count": 0}, "^task.datamodule.train_count must be positive, got 0$"),
+     ({"generated_test_count": -1}, "^task.datamodule.generated_test_count must be positive, got -1$"),
+     ({"train_min_length": 0}, "^task.datamodule.train_min_length/train_max_length: '0-12' is not a length range"),
+     ({"generated_test_lengths": ["-5"]}, "'-5' is not a length range MIN-MAX with 1 <= MIN <= MAX"),
+     ({"generated_test_lengths": ["a-5"]}, "'a-5' is not a length range"),
+     ({"generated_test_lengths": ["5-a"]}, "'5-a' is not a length range"),
+     ({"length_buckets": [0, 10]}, r"^task.datamodule.length_buckets must be increasing positive bounds, got \[0, 10\]$")],
 )
 def test_bad_settings_name_the_config_key(tmp_path, changes, message):
     with pytest.raises(ValueError, match=message):
         ListOpsDataModule(str(tmp_path), **{**SMALL, **changes})
+
+
+def test_the_smallest_settings_are_accepted(tmp_path):
+    """One expression per split, a range of one length starting at 1, a first bucket of 1."""
+    dm = ListOpsDataModule(str(tmp_path), **{**SMALL, "train_count": 1, "val_count": 1, "generated_test_count": 1,
+                                             "train_min_length": 1, "train_max_length": 1,
+                                             "generated_test_lengths": ["1-1"], "length_buckets": [1, 10]})
+    assert (dm.train_range, dm.test_ranges, dm.bounds) == ((1, 1), [(1, 1)], [1, 10])
+
+
+def test_the_data_module_built_by_hand_has_the_defaults_of_the_config(tmp_path):
+    """Built in a notebook without Hydra, the data module draws the same data, in the same
+    batches, as `task=listops` (tests/fixtures/composed_configs.yaml)."""
+    dm = ListOpsDataModule(str(tmp_path))
+    assert (dm.train_count, dm.val_count, dm.train_range, dm.generated_test_count) == (40_000, 2_000, (3, 100), 300)
+    assert (dm.batch_size, dm.eval_batch_size, dm.bucket, dm.seed, dm.num_workers) == (128, 256, True, 141, 0)
 
 
 def test_length_ranges_overlap_when_they_share_a_length():
