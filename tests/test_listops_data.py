@@ -12,11 +12,14 @@ from datamodules.files import DataError
 from datamodules.listops import TOKENS, ListOpsDataModule, bucket_low, bucket_names, overlaps
 from datamodules.listops_expressions import (
     OPERATORS,
+    ExpressionError,
+    apply_operator,
     depth,
     evaluate,
     format_line,
     gold_spans,
     gold_tree,
+    make_item,
     parse,
     read_listops,
     score_trees,
@@ -134,6 +137,45 @@ def test_reader_errors_name_file_and_line(tmp_path, bad_line, message):
     path = write_lines(tmp_path / "bad.tsv", ["9\t( ( ( [MAX 2 ) 9 ) ] )", bad_line])
     with pytest.raises(DataError, match=r"bad\.tsv:2: .*" + message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         read_listops(path)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty expression"),
+        ("[MAX 3 x ]", "token 3: unknown token 'x'; expressions use 0 1 2 3 4 5 6 7 8 9 [MIN [MAX [MED [SM ] "
+                       "and the round brackets ( ), separated by spaces"),
+        ("[MAX 3 ] ]", "token 4: ']' closes no operator"),
+        ("[MAX 3 [MIN ] ]", "token 4: [MIN has no argument"),
+        ("[MAX [MIN 3", "2 operator(s) never closed with ']' (innermost [MIN)"),
+    ],
+)
+def test_parse_messages_say_which_token_counting_from_one(text, message):
+    with pytest.raises(ExpressionError) as refused:
+        parse(text.split())
+    assert str(refused.value) == message
+
+
+def test_round_bracket_messages_say_which_token_counting_from_one():
+    with pytest.raises(ExpressionError) as refused:
+        strip_round_brackets("( 3 ) )".split())
+    assert str(refused.value) == "token 4: ')' closes no '('"
+    with pytest.raises(ExpressionError) as refused:
+        strip_round_brackets("( ( 3 )".split())
+    assert str(refused.value) == "1 round bracket(s) '(' never closed"
+
+
+def test_an_unknown_operator_is_named_with_the_four_known_ones():
+    with pytest.raises(ValueError) as refused:
+        apply_operator("[FIRST", [1, 2])
+    assert str(refused.value) == "unknown operator '[FIRST'; one of ('[MIN', '[MAX', '[MED', '[SM')"
+
+
+def test_an_items_label_is_the_one_given_or_else_the_expressions_value():
+    """A released file's label is kept as read (a wrong one shows up in accuracy, not hidden)."""
+    expression = parse("[MAX 3 4 ]".split())
+    assert make_item(expression).label == 4
+    assert make_item(expression, label=7).label == 7
 
 
 def test_reader_reads_released_format(tmp_path):
