@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import random
 import re
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -446,3 +447,210 @@ def test_run_implementation_reaches_the_lm_that_parses(hand_set_parsing):
     hand_set_gate_distances.implementations.clear()
     hand_set_parsing(subdir="default")
     assert hand_set_gate_distances.implementations == {"fused"}
+
+
+# ----------------------------------------------------------------------------- the task's methods, called directly
+# (a hand-set checkpoint, a stand-in trainer and hand-set records: no LM run, no Trainer)
+def direct_task(tmp_path: Path, n_layers: int = 2, **kwargs) -> UnsupervisedParsingTask:
+    """The task on an untrained ``n_layers`` ON-LSTM, attached to a stand-in trainer writing under
+    ``tmp_path``; what it logs lands in ``task.logged``."""
+    config = BackboneConfig(emb_size=8, hidden_size=8, n_layers=n_layers, chunk_size=4)
+    model = RNNLanguageModel(2, config)
+    checkpoint = tmp_path / f"lm{n_layers}.ckpt"
+    torch.save({"hyper_parameters": {"model": dataclasses.asdict(config)}, "vocab": ["<eos>", "<unk>"],
+                "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, checkpoint)
+    task = UnsupervisedParsingTask(checkpoint=str(checkpoint), **kwargs)
+    task.trainer = SimpleNamespace(world_size=1, is_global_zero=True, default_root_dir=str(tmp_path), loggers=[],
+                                   global_step=0)
+    task.logged = {}
+    task.log = lambda name, value, **options: task.logged.__setitem__(name, value)
+    return task
+
+
+def hand_record(split: str, index: int, words: str, gold, labeled=(), layers=((),)) -> dict:
+    words = words.split()
+    return {"split": split, "index": index, "source": f"{split}.mrg#{index}", "words": words, "gold": gold,
+            "labeled": list(labeled), "distances": [list(d) for d in layers],
+            "distances_in": [[0.5] * len(words) for _ in layers]}
+
+
+# dev "a b c", gold [[a b] c]: layer 1 ([0 0 5]) finds it, layer 2 ([5 0 0]: [a [b c]]) does not.
+# test "d e f g", gold [[d e] [f g]]: layer 1 ([3 2 1 0]) is right-branching [d [e [f g]]] (sentence
+# F1 1/2, corpus F1 2/3, depth (1+2+3+3)/4), layer 2 ([0 0 9 0]) gives the gold tree (depth 2).
+HAND_DEV = hand_record("dev", 0, "a b c", [["a", "b"], "c"], [("S", 0, 3), ("NP", 0, 2)], ([0, 0, 5], [5, 0, 0]))
+HAND_TEST = hand_record("test", 1, "d e f g", [["d", "e"], ["f", "g"]], [("S", 0, 4), ("NP", 0, 2), ("VP", 2, 4)],
+                        ([3, 2, 1, 0], [0, 0, 9, 0]))
+
+
+def test_direct_construction_defaults_and_layer_bounds(tmp_path):
+    """Built directly (no Hydra): WSJ10 (max_length 10), a development set assumed, the layer chosen,
+    4 figures, seed 141, the paper's seven labels; layer 0 is refused like layer 3 (1-based layers);
+    progress is counted in sentences (break: max_length=11, has_dev_set=False, `1 <=` into `0 <=`)."""
+    task = direct_task(tmp_path)
+    assert (task.max_length, task.layer, task.n_figures, task.seed) == (10, None, 4, 141)
+    assert task.labels == ["NP", "VP", "PP", "SBAR", "ADJP", "ADVP", "INTJ"]
+    assert task.checkpoint == str(tmp_path / "lm2.ckpt")
+    with pytest.raises(ValueError, match=r"task.module.layer=0, but .* has layers 1..2"):
+        direct_task(tmp_path, layer=0)
+    assert task.progress_items({"index": [4, 7, 9]}) == (3, "sentences")
+
+
+def test_test_step_keeps_each_sentence_with_its_forget_and_input_distances(tmp_path, monkeypatch):
+    """One record per sentence of the batch: its split, index, source, words, gold trees, the master
+    forget-gate distances (what trees are split on) and the input-gate ones (the figures'); a new test
+    epoch starts empty (break: distances_in from the forget gate; on_test_epoch_start not clearing)."""
+    def gates(model, ids):
+        return [(torch.tensor([[float(n), 1.0]]), torch.tensor([[2.0, float(-n)]])) for n, _ in enumerate(ids)]
+
+    monkeypatch.setattr("tasks.unsupervised_parsing.word_gate_distances", gates)
+    task = direct_task(tmp_path)
+    task._records = [{"stale": True}]
+    task.on_test_epoch_start()
+    assert task._records == []
+    batch = {"split": "dev", "index": [5, 2], "source": ["f#6", "f#3"], "words": [["a", "b"], ["c", "d"]],
+             "gold": [["a", "b"], ["c", "d"]], "labeled": [[("NP", 0, 2)], []], "ids": [[0, 1, 1, 0], [0, 1, 1, 0]]}
+    task.test_step(batch, 0)
+    assert task._records == [
+        {"split": "dev", "index": 5, "source": "f#6", "words": ["a", "b"], "gold": ["a", "b"],
+         "labeled": [("NP", 0, 2)], "distances": [[0.0, 1.0]], "distances_in": [[2.0, 0.0]]},
+        {"split": "dev", "index": 2, "source": "f#3", "words": ["c", "d"], "gold": ["c", "d"],
+         "labeled": [], "distances": [[1.0, 1.0]], "distances_in": [[2.0, -1.0]]},
+    ]
+
+
+def test_records_are_deduplicated_by_index_and_sorted(tmp_path):
+    """Every sentence counts once, in index order, whatever the batching (a repeated index, as a
+    padded sampler gives, keeps one record) (break: return the records as collected)."""
+    task = direct_task(tmp_path)
+    task._records = [{"index": 3, "n": "a"}, {"index": 1, "n": "b"}, {"index": 3, "n": "c"}, {"index": 0, "n": "d"}]
+    assert [r["index"] for r in task._all_records()] == [0, 1, 3]
+
+
+def test_random_baseline_is_seeded_per_sentence(tmp_path):
+    """The random tree of a sentence depends on the seed and its index only: not on the other
+    sentences parsed with it (break: one generator for all sentences, or one seeded without the index)."""
+    task = direct_task(tmp_path)
+    words = "a b c d e f g h i j k l m n o p q r s t".split()
+    one, two = {"index": 1, "words": words}, {"index": 2, "words": words}
+    together = task._trees("random", [one, two])
+    assert task._trees("random", [two]) == [together[1]]
+    assert together[0] != together[1]  # the same words, another index: another tree
+    assert direct_task(tmp_path, seed=7)._trees("random", [one]) != [together[0]]
+    assert sorted(leaves(together[0])) == sorted(words)
+
+
+def test_the_layer_is_the_best_on_development_sentence_f1_only(tmp_path):
+    """Neither corpus F1, nor the short development sentences, nor the test set choose the layer;
+    the first and the last layer can be chosen; no development sentence: an error naming
+    dev_sections (break: key f1_corpus, range(2, ...) or range(1, n_layers), dev/ into test/)."""
+    task = direct_task(tmp_path, n_layers=3)
+
+    def scores(sentence, corpus):
+        return {"f1_sentence": sentence, "f1_corpus": corpus}
+
+    results = {
+        "dev/": {"layer1": scores(0.6, 0.1), "layer2": scores(0.5, 0.9), "layer3": scores(0.2, 0.2)},
+        "dev/wsj10/": {"layer1": scores(0.1, 0.1), "layer2": scores(0.9, 0.9), "layer3": scores(0.9, 0.9)},
+        "test/": {"layer1": scores(0.1, 0.1), "layer2": scores(0.9, 0.9), "layer3": scores(0.9, 0.9)},
+    }
+    assert task.choose_layer(results) == 1
+    results["dev/"]["layer3"] = scores(0.7, 0.0)
+    assert task.choose_layer(results) == 3
+    with pytest.raises(RuntimeError, match="the development set is empty: .*task.datamodule.dev_sections"):
+        task.choose_layer({"test/": results["test/"]})
+
+
+def test_logged_metrics_of_the_chosen_layer_and_recall_of_the_configured_labels(tmp_path):
+    """Layer 1 wins on the development sentence; its test scores are logged as test/f1_sentence,
+    test/f1_corpus and test/depth; label recall only for layers and the configured labels; the
+    sentence count of each set (break: drop "depth" from the chosen keys, log recall of baselines)."""
+    task = direct_task(tmp_path, labels=["NP"], max_length=3, n_figures=0)
+    task._records = [HAND_TEST, HAND_DEV]
+    task.on_test_epoch_end()
+    logged = task.logged
+    assert logged["test/chosen_layer"] == 1
+    assert logged["test/f1_sentence"] == pytest.approx(0.5)
+    assert logged["test/f1_corpus"] == pytest.approx(2 / 3)
+    assert logged["test/depth"] == pytest.approx(9 / 4) and logged["test/depth_layer2"] == pytest.approx(2.0)
+    assert logged["dev/f1_sentence"] == 1.0 and logged["dev/f1_sentence_layer2"] == 0.0
+    assert (logged["test/recall_NP_layer1"], logged["test/recall_NP_layer2"]) == (0.0, 1.0)
+    assert not [key for key in logged if "recall_VP" in key or "recall_S_" in key]  # labels not asked for
+    assert not [key for key in logged if "recall" in key and "layer" not in key]  # baselines: no recall
+    assert (logged["test/sentences"], logged["dev/sentences"], logged["dev/wsj3/sentences"]) == (1, 1, 1)
+    assert "test/wsj3/sentences" not in logged
+    assert set(task.results) == {"dev/", "dev/wsj3/", "test/"}
+
+
+def test_written_trees_table_and_page_by_hand(tmp_path, monkeypatch):
+    """The chosen layer's test trees (TSV: index, source, predicted, gold), the table's columns and
+    depth (a mean, not a percentage), and the page's header: layer, F1s (the short set's too), the
+    checkpoint, why this layer (break: header or index column dropped, `self.layer is not None`
+    negated, the short-set score or its key changed, a note dropped)."""
+    pages = []
+    monkeypatch.setattr("tasks.unsupervised_parsing.render_tree_page", lambda rows, header: pages.append((rows, header)) or "page")
+    task = direct_task(tmp_path, labels=["NP", "PP"], max_length=4, n_figures=0)
+    task._records = [HAND_DEV, HAND_TEST]
+    task.on_test_epoch_end()
+
+    assert (tmp_path / "parsing" / "trees_layer1.tsv").read_text() == (
+        "index\tsource\tpredicted\tgold\n1\ttest.mrg#1\t(d (e (f g)))\t((d e) (f g))\n")
+    assert not (tmp_path / "parsing" / "trees_layer2.tsv").exists()
+    with open(tmp_path / "tables" / "test_parsing.csv", newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = {(row["set"], row["parser"]): row for row in reader}
+    assert reader.fieldnames == ["set", "parser", "sentences", "F1 sentence %", "F1 corpus %", "depth",
+                                 "NP recall %", "PP recall %"]
+    assert float(rows["test", "layer1"]["depth"]) == pytest.approx(2.25)
+    assert float(rows["test/wsj4", "balanced"]["F1 sentence %"]) == pytest.approx(100.0)
+
+    (records, header), = pages
+    assert (tmp_path / "parsing" / "trees.html").read_text() == "page"
+    assert header.layer == 1
+    assert header.scores == {"sentence F1": pytest.approx(0.5), "corpus F1": pytest.approx(2 / 3),
+                             "sentence F1 (≤ 4 words)": pytest.approx(0.5)}
+    assert header.notes[:2] == [f"language model: {tmp_path / 'lm2.ckpt'}", "layer 1: chosen on the development trees"]
+    assert "corpus F1 as EVALB" in header.notes[2]
+    assert [(r.id, list(r.words), r.induced, r.gold, r.f1) for r in records] == [
+        ("test.mrg#1", ["d", "e", "f", "g"], ["d", ["e", ["f", "g"]]], [["d", "e"], ["f", "g"]], 0.5)]
+
+    (tmp_path / "fixed").mkdir()
+    fixed = direct_task(tmp_path / "fixed", layer=2, n_figures=0)
+    fixed._records = [HAND_DEV, HAND_TEST]
+    fixed.on_test_epoch_end()
+    assert pages[-1][1].layer == 2 and pages[-1][1].notes[1] == "layer 2: fixed by task.module.layer"
+    assert set(pages[-1][1].scores) == {"sentence F1", "corpus F1", "sentence F1 (≤ 10 words)"}
+    assert (tmp_path / "fixed" / "parsing" / "trees_layer2.tsv").exists()
+
+
+def test_no_sentences_log_nothing_and_no_test_sentences_write_no_page(tmp_path):
+    """An empty gather logs and writes nothing (no error about an empty development set); with
+    development sentences only, the scores are logged but no tree page is drawn (break: remove
+    `if not records: return`, or `if "test/" in results`)."""
+    task = direct_task(tmp_path, n_figures=0)
+    task.on_test_epoch_end()
+    assert task.logged == {} and not (tmp_path / "tables").exists()
+    task._records = [HAND_DEV]
+    task.on_test_epoch_end()
+    assert task.logged["test/chosen_layer"] == 1 and "test/sentences" not in task.logged
+    assert not (tmp_path / "parsing" / "trees.html").exists()
+
+
+def test_gate_figures_of_3_to_30_word_test_sentences_in_index_order(tmp_path, monkeypatch):
+    """Figures only for sentences of 3 to 30 words, at most n_figures of them, sorted by index, each
+    named by its zero-padded index and drawn from both gates' distances (break: `3 <=` into `3 <`,
+    `<= 30` into `< 30`, the sort dropped, distances_in not passed)."""
+    drawn = []
+    monkeypatch.setattr("tasks.unsupervised_parsing.gate_figure", lambda *args: args)
+    monkeypatch.setattr("tasks.unsupervised_parsing.log_figure", lambda trainer, key, figure: drawn.append((key, figure)))
+    lengths = {12: 2, 9: 3, 7: 30, 3: 31, 1: 5}
+    records = [hand_record("test", i, " ".join(["w"] * n), None, layers=[[float(i)] * n]) for i, n in lengths.items()]
+    task = direct_task(tmp_path, n_figures=10)
+    task._log_figures(records)
+    assert [key for key, _ in drawn] == ["test/gates/sentence00001", "test/gates/sentence00007",
+                                         "test/gates/sentence00009"]
+    words, distances, distances_in, title = drawn[0][1]
+    assert (words, distances, distances_in) == (["w"] * 5, [[1.0] * 5], [[0.5] * 5])
+    assert title == "test.mrg#1: w w w w w"
+    drawn.clear()
+    direct_task(tmp_path, n_figures=2)._log_figures(records)
+    assert len(drawn) == 2 and drawn[0][0] < drawn[1][0]

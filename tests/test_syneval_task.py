@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
@@ -256,3 +258,35 @@ def test_experiment_trains_then_scores_the_suite(make_cfg):
     groups = {key for key in metrics if key.startswith("test/acc/") and key.count("/") == 2}
     assert len(groups) == SYNEVAL_GROUPS and all(0.0 <= metrics[key] <= 1.0 for key in groups)
     assert metrics["test/acc"] == pytest.approx(sum(metrics[key] for key in groups) / SYNEVAL_GROUPS)
+
+
+# ----------------------------------------------------------------------------- logged comparisons, refusals
+def test_agreement_groups_log_no_intrusive_comparisons(tmp_path):
+    """Only groups with intrusive sentences (NPI) log good_vs_intrusive and intrusive_vs_bad; an
+    agreement group logs its good_vs_bad accuracy alone, not a 0-item accuracy (break: drop the
+    `if tallies[name].total` condition)."""
+    metrics = run_suite(tmp_path, unigram_model({"laughs": 4.0})).trainer.callback_metrics
+    assert "test/acc/simple_agrmt" in metrics
+    assert [key for key in metrics if key.startswith("test/acc/simple_agrmt/")] == []
+    assert {"test/acc/simple_npi/good_vs_intrusive", "test/acc/simple_npi/intrusive_vs_bad"} <= set(metrics)
+
+
+def test_a_test_loop_stopped_early_is_refused_and_the_suite_needs_its_datamodule(tmp_path):
+    """Scores of a partly read suite are refused with the count of unscored prefix steps and the
+    likely cause (break: drop the `if missing` check, or report a wrong count); the task without the
+    minimal-pairs datamodule says which one it needs."""
+    module = SyntacticEvaluationTask(checkpoint=str(save_checkpoint(unigram_model({}), tmp_path / "lm.ckpt")))
+    datamodule = MinimalPairsDataModule(str(write_suite(tmp_path)), batch_size=2)
+    datamodule.use_vocabulary(module.vocab)
+    n_edges = datamodule.suite.n_edges
+    scored = int(next(iter(datamodule.test_dataloader()))["new"].sum())  # the one batch read
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path, limit_test_batches=1)
+    with pytest.raises(RuntimeError) as refused:
+        trainer.test(module, datamodule=datamodule)
+    missing, total = map(int, re.match(r"(\d+) of (\d+) prefix steps were not scored: ", str(refused.value)).groups())
+    assert (missing, total) == (n_edges - scored, n_edges) and 0 < scored < n_edges
+    assert "limit_test_batches" in str(refused.value) and module.results is None
+    module.trainer = SimpleNamespace(datamodule=None)
+    with pytest.raises(RuntimeError, match=r"needs the MinimalPairsDataModule: trainer.test\(module, datamodule=...\)"):
+        module.suite  # noqa: B018
