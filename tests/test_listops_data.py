@@ -28,6 +28,7 @@ from datamodules.listops_expressions import (
     to_tokens,
     tree_f1,
 )
+from datamodules import listops_generator
 from datamodules.listops_generator import (
     ARG_COUNTS,
     GenerationError,
@@ -379,6 +380,42 @@ def test_the_probability_of_a_length_range_by_hand_and_against_published_draws()
     assert tables.mass(4, 5) == pytest.approx(63 / 1024)
     hits, draws = 804, 2_000_000
     assert abs(tables.mass(500, 600) - hits / draws) < 3 * hits**0.5 / draws
+
+
+def test_length_weights_are_the_roots_length_distribution_over_the_range():
+    """P_1(l) for l = 1..5 by hand: a lone digit 3/4, no expression of 2 or 3 tokens, then
+    1/16 (3/4)^2 and 1/16 (3/4)^3 (as in the test above); over 500-600 tokens, where the root's
+    depth limit matters, the weights hold the mass the command line prints."""
+    assert length_weights(LengthTables(5), 1, 5).tolist() == pytest.approx([0.75, 0, 0, 9 / 256, 27 / 1024])
+    tables = LengthTables(600)
+    assert length_weights(tables, 500, 600).sum() == pytest.approx(tables.mass(500, 600), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "low, high, message",
+    [
+        (0, 5, "min_length must be at least 1, got 0"),
+        (2, 3, "no expression has 2-3 tokens (lengths are 1 or at least 4; operators nest at most 19 deep): widen the range"),
+    ],
+)
+def test_length_weights_refuse_a_range_without_expressions(low, high, message):
+    with pytest.raises(GenerationError) as refused:
+        length_weights(LengthTables(5), low, high)
+    assert str(refused.value) == message
+
+
+def test_length_weights_need_tables_as_long_as_the_range():
+    with pytest.raises(ValueError) as refused:
+        length_weights(LengthTables(10), 4, 11)
+    assert str(refused.value) == "the tables reach 10 tokens, not 11"
+
+
+def test_length_tables_go_up_to_the_longest_supported_length(monkeypatch):
+    monkeypatch.setattr(listops_generator, "LONGEST", 30)  # the real bound takes seconds to tabulate
+    assert LengthTables(30).max_length == 30
+    with pytest.raises(GenerationError) as refused:
+        LengthTables(31)
+    assert str(refused.value) == "max_length 31 is above the 30 tokens the generator supports"
 
 
 def test_command_line_help_and_its_required_arguments(capsys):
