@@ -418,6 +418,17 @@ def test_length_tables_go_up_to_the_longest_supported_length(monkeypatch):
     assert str(refused.value) == "max_length 31 is above the 30 tokens the generator supports"
 
 
+def test_a_range_with_too_few_expressions_gives_up_after_fifty_draws_per_expression(monkeypatch):
+    """One token: the ten digits only. Eleven distinct ones cannot come; with the floor of draws
+    lowered, the request gives up after 50 x 11 draws, having found all ten."""
+    monkeypatch.setattr(listops_generator, "MIN_ATTEMPTS", 1)
+    with pytest.raises(GenerationError) as refused:
+        generate(11, 1, 1, seed=0)
+    assert str(refused.value) == (
+        "only 10 of 11 distinct expressions of 1-1 tokens (not among the 0 excluded) came in 550 draws: "
+        "the range holds too few distinct expressions; ask for fewer or widen the length range")
+
+
 def test_command_line_help_and_its_required_arguments(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
