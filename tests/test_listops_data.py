@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
@@ -427,6 +428,43 @@ def test_a_range_with_too_few_expressions_gives_up_after_fifty_draws_per_express
     assert str(refused.value) == (
         "only 10 of 11 distinct expressions of 1-1 tokens (not among the 0 excluded) came in 550 draws: "
         "the range holds too few distinct expressions; ask for fewer or widen the length range")
+
+
+class FixedDraw:
+    """Stands in for random.Random: random() returns one chosen number."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def random(self):
+        return self.value
+
+
+def test_a_weighted_choice_never_takes_an_option_of_weight_zero():
+    # a draw of exactly 0 lands on the boundary of the zero-weight first option: not that one
+    assert listops_generator._choose(FixedDraw(0.0), np.array([0.0, 1.0, 1.0])) == 1
+    # a draw that rounding puts on the total: the last option with weight, not one past the end
+    assert listops_generator._choose(FixedDraw(1.0), np.array([1.0, 1.0, 1.0, 0.0])) == 2
+
+
+def test_a_tree_drawn_one_level_above_the_deepest_holds_values_only():
+    """A node at depth 20 is always a value: a 7-token tree at depth 19 is one operator over five
+    digits, every time; at depth 18 its arguments may still be an operator over two digits
+    (7 = 2 + one digit + a 4-token operator)."""
+    tables = LengthTables(7)
+    at_19 = [listops_generator.draw_tree(random.Random(seed), tables, 7, depth=19) for seed in range(100)]
+    assert all(len(tree[1]) == 5 and all(isinstance(a, int) for a in tree[1]) for tree in at_19)
+    at_18 = [listops_generator.draw_tree(random.Random(seed), tables, 7, depth=18) for seed in range(100)]
+    assert any(len(tree[1]) == 2 for tree in at_18)
+
+
+def test_a_tree_is_drawn_from_the_root_unless_told_its_depth():
+    """Over a thousand tokens the root's length distribution differs from one a level down (the
+    depth limit bites), so the default depth shows in the draws."""
+    tables = LengthTables(1000)
+    for seed in range(3):
+        default = listops_generator.draw_tree(random.Random(seed), tables, 1000)
+        assert default == listops_generator.draw_tree(random.Random(seed), tables, 1000, depth=1)
 
 
 def test_command_line_help_and_its_required_arguments(capsys):
