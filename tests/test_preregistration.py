@@ -32,6 +32,7 @@ secondary_seeds: [1]
 config:
   model.hidden_size: 256
   task.module.lr: 0.001
+  callbacks.marks.minutes: [40, 60]
 primary:
   test: welch
 ```
@@ -77,9 +78,10 @@ def repo(tmp_path) -> SimpleNamespace:
                            planned=planned, after=after, side=side)
 
 
-def run(commit: str, seed="4", model="onlstm", hidden=256, extra=(), entry="train") -> SimpleNamespace:
+def run(commit: str, seed="4", model="onlstm", hidden=256, extra=(), entry="train", marks=(40, 60)) -> SimpleNamespace:
     overrides = ["experiment=evidence2_logic", f"seed={seed}", f"model={model}", *extra]
-    config = {"seed": int(seed), "model": {"arch": model, "hidden_size": hidden}, "task": {"module": {"lr": 1e-3}}}
+    config = {"seed": int(seed), "model": {"arch": model, "hidden_size": hidden}, "task": {"module": {"lr": 1e-3}},
+              "callbacks": {"marks": {"minutes": list(marks)}}}
     return SimpleNamespace(config=config, overrides=overrides, entry=entry, record={"commit": commit})
 
 
@@ -113,6 +115,11 @@ def test_seeds_and_overrides_must_be_the_plans(repo):
     assert run_problems(plan, run(repo.after, hidden=128), repo.root) == [
         "model.hidden_size is 128, the plan says 256"]
     assert run_problems(plan, run(repo.after, entry="eval"), repo.root) == ["ran with eval.py, the plan says train.py"]
+    # a planned list (a run's config reads it as an OmegaConf list): each element, in order
+    assert run_problems(plan, run(repo.after, marks=(40, 61)), repo.root) == [
+        "callbacks.marks.minutes is [40, 61], the plan says [40, 60]"]
+    assert run_problems(plan, run(repo.after, marks=(40,)), repo.root) == [
+        "callbacks.marks.minutes is [40], the plan says [40, 60]"]
     no_model = run(repo.after)
     no_model.overrides.remove("model=onlstm")
     assert run_problems(plan, no_model, repo.root) == ["no model= override (the plan sweeps it)"]

@@ -122,7 +122,9 @@ def sweep_of(plan: Plan, run: RunLike) -> Sweep | None:
 
 def _same(planned: Any, actual: Any) -> bool:
     if isinstance(planned, (list, tuple)):
-        return isinstance(actual, (list, tuple)) and len(planned) == len(actual) and all(map(_same, planned, actual))
+        # a run's config reads a list as an OmegaConf ListConfig: a sequence, not a list
+        return (isinstance(actual, Sequence) and not isinstance(actual, str) and len(planned) == len(actual)
+                and all(map(_same, planned, actual)))
     try:
         return math.isclose(float(planned), float(actual))
     except (TypeError, ValueError):
