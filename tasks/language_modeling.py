@@ -273,7 +273,14 @@ class LanguageModelingTask(TaskModule):
         train_hidden = None if self._epoch_done else self._hidden["train"]
         checkpoint["train_hidden"] = None if train_hidden is None else [[h.detach().cpu(), c.detach().cpu()] for h, c in train_hidden]
         checkpoint["torch_rng_state"] = torch.get_rng_state()
-        averaged = self._averaged_weights() if self._raw_weights is None else None
+        if self._raw_weights is not None:
+            # saved inside a validation, the averaged weights swapped in: "state_dict" holds them already
+            raw = {f"model.{name}": weight.clone() for name, weight in self._raw_weights.items()}
+            checkpoint["raw_state_dict"] = {**checkpoint["state_dict"], **raw}
+            if self.backbone_cfg.tie_weights and "model.embedding.weight" in raw:
+                checkpoint["raw_state_dict"]["model.decoder.weight"] = raw["model.embedding.weight"]
+            return
+        averaged = self._averaged_weights()
         if averaged:
             # "state_dict" holds the averaged weights (what evaluation uses); the raw ones
             # are kept so that a resumed run continues training exactly where it stopped.

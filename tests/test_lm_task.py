@@ -491,3 +491,253 @@ def test_the_optimiser_is_the_one_named_and_an_unknown_one_is_refused(kind, expe
     assert type(asgd) is torch.optim.ASGD and asgd.defaults["t0"] == 0 and asgd.defaults["lambd"] == 0.0
     with pytest.raises(ValueError, match=r"^task.module.optimizer must be 'sgd' or 'adam', got 'rmsprop'$"):
         LanguageModelingTask(model=TINY_LM_MODEL, vocab=["<eos>", "a"], optimizer="rmsprop").configure_optimizers()
+
+
+# ----------------------------------------------------------------------------- unit checks of the task's state: clipping,
+# logged rate, NT-ASGD (switch rule, optimiser, averaged weights), checkpoint save/load, evaluation state
+def _stub_trainer(fn: str = "fit", optimizers=(), sanity_checking: bool = False):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(state=SimpleNamespace(fn=fn), optimizers=list(optimizers), sanity_checking=sanity_checking,
+                           lr_scheduler_configs=[])
+
+
+def test_gradients_are_clipped_to_total_norm_clip_and_left_alone_when_clip_is_zero():
+    """AWD-LSTM clips the gradients' total 2-norm to ``clip`` before each step; clip=0 turns clipping
+    off. The tiny model's first-batch gradient norm (about 0.15) is well over the clip used here, 0.02."""
+
+    class Norms(pl.Callback):
+        def __init__(self):
+            self.norms = []
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+            self.norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+
+    unclipped, clipped = Norms(), Norms()
+    _fit_on(_tiny_task(clip=0.0), [_batch(rows=4)], callbacks=[unclipped])
+    _fit_on(_tiny_task(clip=0.02), [_batch(rows=4)], callbacks=[clipped])
+    assert unclipped.norms[0] > 0.1  # so that clipping at 0.02 shows
+    assert clipped.norms == [pytest.approx(0.02, rel=1e-4)]
+
+
+def test_train_lr_is_logged_once_per_epoch_as_the_base_rate_not_the_scaled_one():
+    """``train/lr`` is the configured rate (30), not the rate of a batch scaled by seq_len / bptt
+    (60 here), and an epoch-level value only (no ``train/lr_step``)."""
+    module = _tiny_task(lr=30.0)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, train_dataloaders=DataLoader([_batch(rows=3, lr_scale=2.0)] * 2, batch_size=None))
+    assert float(trainer.callback_metrics["train/lr"]) == 30.0
+    assert not any(key.startswith("train/lr_") for key in trainer.callback_metrics), sorted(trainer.callback_metrics)
+
+
+def test_ntasgd_switch_ignores_the_sanity_check_a_missing_metric_and_a_tie_and_defaults_to_nonmono_5():
+    """The official rule is strict (switch when the loss is *worse than* the best of the earlier
+    validations); the sanity check's validation is not a validation of the run; a run that logs no
+    ``val/loss`` never switches; the default window is the official nonmono 5 on val/loss; a
+    resumed switch continues from the history it saved."""
+    from types import SimpleNamespace
+
+    from tasks.language_modeling import NTASGDSwitch
+
+    def validate(callback, module, loss, sanity=False, metric="val/loss"):
+        callback.on_validation_end(SimpleNamespace(sanity_checking=sanity, callback_metrics={metric: torch.tensor(loss)}),
+                                   module)
+
+    callback, module = NTASGDSwitch(nonmono=1), _FakeLM()
+    validate(callback, module, 1.0, sanity=True)  # would make every later loss a switch
+    validate(callback, module, 4.0, metric="val/acc")
+    assert callback.history == []
+    for loss in (3.0, 2.0, 3.0):  # at the last: best of [3.0] is 3.0, a tie: no switch
+        validate(callback, module, loss)
+    assert module.can_switch_to_asgd and callback.history == [3.0, 2.0, 3.0]
+    validate(callback, module, 3.5)  # best of [3, 2, 3] is 2 < 3.5
+    assert not module.can_switch_to_asgd
+
+    default, module = NTASGDSwitch(), _FakeLM()
+    assert default.monitor == "val/loss"
+    for index, loss in enumerate([1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]):  # more than 5 earlier ones: index 6 switches
+        validate(default, module, loss)
+        assert module.can_switch_to_asgd == (index < 6)
+
+    resumed, module = NTASGDSwitch(nonmono=1), _FakeLM()
+    resumed.load_state_dict({"history": [1.0, 2.0]})
+    validate(resumed, module, 1.5)  # best of [1, 2] is 1 < 1.5
+    assert not module.can_switch_to_asgd
+
+
+@pytest.mark.parametrize("asgd, optimizer, active, expected", [(True, "sgd", False, True), (False, "sgd", False, False),
+                                                                (True, "adam", False, False), (True, "sgd", True, False)])
+def test_only_an_sgd_run_with_asgd_allowed_and_not_yet_switched_can_switch(asgd, optimizer, active, expected):
+    module = LanguageModelingTask(model=TINY_LM_MODEL, vocab=["<eos>", "a"], optimizer=optimizer, asgd=asgd)
+    module.asgd_active = active
+    assert module.can_switch_to_asgd is expected
+
+
+def test_averaged_sgd_uses_the_run_rate_and_weight_decay_over_every_parameter():
+    module = LanguageModelingTask(model=TINY_LM_MODEL, vocab=["<eos>", "a"], lr=0.5, weight_decay=0.01)
+    module.asgd_active = True
+    asgd = module.configure_optimizers()
+    (group,) = asgd.param_groups
+    assert (group["lr"], group["weight_decay"], len(group["params"])) == (0.5, 0.01, len(list(module.model.parameters())))
+
+
+def _asgd_after_three_steps(tie_weights: bool = True):
+    """A task switched to averaged SGD (lr 0.5, no weight decay) after three steps of gradient 1
+    everywhere: raw weights p0 - 1.5; torch's ASGD (t0 0) averages the iterates from the second on,
+    (p0 - 1.0 + p0 - 1.5) / 2 = p0 - 1.25 (after one or two steps the average is the weights)."""
+    module = LanguageModelingTask(model={**TINY_LM_MODEL, "tie_weights": tie_weights}, vocab=["<eos>", "a", "b"],
+                                  lr=0.5, weight_decay=0.0)
+    module.asgd_active = True
+    start = {name: p.detach().clone() for name, p in module.model.named_parameters()}
+    asgd = module._make_optimizer("asgd")
+    for _ in range(3):
+        for p in module.model.parameters():
+            p.grad = torch.ones_like(p)
+        asgd.step()
+    module._trainer = _stub_trainer("fit", [asgd])
+    return module, start
+
+
+def test_validation_while_fitting_evaluates_asgds_average_then_restores_the_raw_weights():
+    module, start = _asgd_after_three_steps()
+    params = dict(module.model.named_parameters())
+    module.on_validation_epoch_start()
+    module.on_validation_epoch_start()  # a second swap-in must not take the average for the raw weights
+    for name, p0 in start.items():
+        torch.testing.assert_close(params[name].detach(), p0 - 1.25)
+    module._swap_out_averaged_weights()
+    for name, p0 in start.items():
+        torch.testing.assert_close(params[name].detach(), p0 - 1.5)
+    assert module._raw_weights is None
+    module._trainer.state.fn = "validate"  # trainer.validate / test: the weights as loaded, no swap
+    module.on_validation_epoch_start()
+    module.on_test_epoch_start()
+    assert module._raw_weights is None
+    for name, p0 in start.items():
+        torch.testing.assert_close(params[name].detach(), p0 - 1.5)
+
+
+@pytest.mark.parametrize("tie_weights", [True, False])
+@pytest.mark.parametrize("inside_validation", [False, True])
+def test_asgd_checkpoint_state_dict_is_the_average_the_decoder_included_and_the_raw_one_is_kept(
+        tie_weights, inside_validation):
+    """The tied decoder weight is the embedding's average too (it is one parameter, listed once);
+    an untied decoder has its own average. Saved inside a validation (the average swapped in), the
+    raw weights are kept all the same: a run resumed from it trains on, not from the average."""
+    module, start = _asgd_after_three_steps(tie_weights)
+    if inside_validation:
+        module.on_validation_epoch_start()
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    saved, raw = checkpoint["state_dict"], checkpoint["raw_state_dict"]
+    for name, p0 in start.items():
+        torch.testing.assert_close(saved[f"model.{name}"], p0 - 1.25)
+        torch.testing.assert_close(raw[f"model.{name}"], p0 - 1.5)
+    decoder = start["embedding.weight" if tie_weights else "decoder.weight"]
+    torch.testing.assert_close(saved["model.decoder.weight"], decoder - 1.25)
+    torch.testing.assert_close(raw["model.decoder.weight"], decoder - 1.5)
+    assert checkpoint["asgd_active"] is True and checkpoint["vocab"] == ["<eos>", "a", "b"]
+
+
+def test_checkpoint_keeps_the_carried_state_mid_epoch_and_none_after_the_epochs_last_batch():
+    """A mid-epoch checkpoint holds the hidden state the next batch starts from; one written after
+    the epoch's last batch holds none (the next epoch starts from zeros, AWD-LSTM)."""
+
+    class Saves(pl.Callback):
+        def __init__(self):
+            self.saved = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            checkpoint = {"state_dict": {}}
+            pl_module.on_save_checkpoint(checkpoint)
+            self.saved.append((checkpoint, [(h.clone(), c.clone()) for h, c in pl_module._hidden["train"]]))
+
+    module, saves = _tiny_task(), Saves()
+    _fit_on(module, [_batch(rows=3), _batch(rows=3), _batch(rows=3)], callbacks=[saves])
+    for (checkpoint, carried), last in zip(saves.saved, (False, False, True)):
+        assert checkpoint["asgd_active"] is False and "raw_state_dict" not in checkpoint
+        if last:
+            assert checkpoint["train_hidden"] is None
+        else:
+            assert len(checkpoint["train_hidden"]) == len(carried) == 1
+            for (h, c), (h_now, c_now) in zip(checkpoint["train_hidden"], carried):
+                assert h.abs().sum() > 0 and torch.equal(h, h_now) and torch.equal(c, c_now)
+
+
+def test_loading_restores_state_rng_and_raw_weights_when_fitting_only():
+    """Resuming a fit (trainer.state.fn == "fit") restores the carried hidden state (kept at the
+    next epoch start, reset at the one after), the RNG of the dropout masks and the raw (not
+    averaged) weights; loading to evaluate keeps the averaged weights and touches neither state
+    nor RNG. A checkpoint without ``asgd_active`` (older ones) is an SGD one; another vocabulary is refused."""
+    vocab = ["<eos>", "a", "b"]
+    hidden = [[torch.full((2, 4), 0.5), torch.full((2, 4), -0.5)]]
+    torch.manual_seed(123)
+    rng = torch.get_rng_state()
+    after_rng = torch.rand(3)
+
+    def checkpoint():
+        return {"state_dict": "averaged", "raw_state_dict": "raw", "vocab": list(vocab), "asgd_active": True,
+                "train_hidden": hidden, "torch_rng_state": rng}
+
+    module = LanguageModelingTask(model=TINY_LM_MODEL, vocab=vocab)
+    module._trainer = _stub_trainer("fit")
+    torch.manual_seed(7)
+    loaded = checkpoint()
+    module.on_load_checkpoint(loaded)
+    assert torch.equal(torch.rand(3), after_rng)
+    assert loaded["state_dict"] == "raw" and module.asgd_active is True
+    assert module._resumed_hidden is True
+    assert [(h.tolist(), c.tolist()) for h, c in module._hidden["train"]] == [(h.tolist(), c.tolist()) for h, c in hidden]
+    module.on_train_epoch_start()  # the resumed epoch: the restored state carries on
+    assert module._hidden["train"] is not None
+    module.on_train_epoch_start()  # the next epoch: zeros
+    assert module._hidden["train"] is None
+
+    for fn in ("validate", "test"):
+        module = LanguageModelingTask(model=TINY_LM_MODEL, vocab=vocab)
+        module._trainer = _stub_trainer(fn)
+        torch.manual_seed(7)
+        expected_rng = torch.rand(3)
+        torch.manual_seed(7)
+        loaded = checkpoint()
+        module.on_load_checkpoint(loaded)
+        assert torch.equal(torch.rand(3), expected_rng)
+        assert loaded["state_dict"] == "averaged" and module.asgd_active is True
+        assert module._hidden["train"] is None and module._resumed_hidden is False
+
+    old = checkpoint()
+    del old["asgd_active"]
+    module.on_load_checkpoint(old)
+    assert module.asgd_active is False
+    with pytest.raises(ValueError, match=r"the model's vocabulary \(2 words\) differs from this corpus's \(3 words\)"):
+        module.on_load_checkpoint({**checkpoint(), "vocab": vocab[:2]})
+
+
+def test_every_validation_and_test_starts_from_a_zero_state_and_the_best_perplexity_is_capped(monkeypatch):
+    """Each validation (and test) scores the split from a zero hidden state: two validations of the
+    same batch give the same loss, the model's cross-entropy from zeros; val/ppl_best caps the
+    perplexity at exp(50) as val/ppl does."""
+    module = _tiny_task()
+    module.eval()
+    module._trainer = _stub_trainer("validate")
+    logged = {}
+    monkeypatch.setattr(module, "log", lambda name, value, **kw: logged.__setitem__(name, float(value)))
+    batch = _batch(rows=4)
+    with torch.no_grad():
+        logits = module.model(batch["input"]).logits
+        expected = F.cross_entropy(logits.reshape(-1, 5), batch["target"].reshape(-1)).item()
+    for stage in ("val", "val", "test", "test"):
+        if stage == "val":
+            module.on_validation_epoch_start()
+            module.validation_step(batch, 0)
+            module.on_validation_epoch_end()
+        else:
+            module.on_test_epoch_start()
+            module.test_step(batch, 0)
+            module.on_test_epoch_end()
+        assert logged.pop(f"{stage}/loss") == pytest.approx(expected, rel=1e-6)
+    module.val_ppl_best.reset()
+    validated(module, 60.0)
+    assert logged["val/ppl_best"] == pytest.approx(math.exp(50.0))
