@@ -12,7 +12,6 @@ import pytest
 from datamodules.logic_formulas import (
     ALL_TRUE,
     N_ASSIGNMENTS,
-    RELATION_NAMES,
     FormulaError,
     count_operators,
     evaluate,
@@ -119,18 +118,6 @@ def test_truth_table_rejects_unknown_variables_and_operators(formula, message):
 def test_relation_of_degenerate_tables(premise, hypothesis, expected):
     """Contradictions and tautologies are absent from Bowman's files; the documented order decides."""
     assert relation_of_tables(premise, hypothesis) == expected
-
-
-def test_relation_names_are_maccartneys():
-    assert RELATION_NAMES == {
-        "=": "equivalence",
-        "<": "forward entailment",
-        ">": "reverse entailment",
-        "^": "negation",
-        "|": "alternation",
-        "v": "cover",
-        "#": "independence",
-    }
 
 
 # ----------------------------------------------------------------------------- generation
