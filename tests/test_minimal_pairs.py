@@ -248,6 +248,29 @@ def test_the_prefix_trie_keeps_a_repeated_word_on_its_own_edge():
     assert suite.n_edges == 6
 
 
+def test_oov_counts_add_up_over_items_and_skipping_goes_on_past_a_skipped_pair():
+    """Vocabulary <eos> the cat sleeps: "the dog sleeps" (1 OOV), "the dogs barks" (2), then
+    "the cat sleeps" (none) in one group: 3 items, 2 with OOV words, 3 OOV tokens; skipping keeps
+    the last pair although the two before it were skipped."""
+    vocab = Vocabulary(["<eos>", "the", "cat", "sleeps", "sleep"])
+    style = TextStyle(capitalize_first=False, final_period=False)
+    pairs = [MinimalPair("c", "g", "x", "the dog sleeps", "the cat sleep"),
+             MinimalPair("c", "g", "x", "the dogs barks", "the cat sleep"),
+             MinimalPair("c", "g", "x", "the cat sleeps", "the cat sleep")]
+    stats = encode_suite(pairs, Vocabulary([*vocab.words, "<unk>"]), style).oov["g"]
+    assert (stats.items, stats.items_with_oov, stats.oov_tokens) == (3, 2, 3)
+    kept = encode_suite(pairs, vocab, style, skip_oov=True)
+    assert kept.pairs == pairs[2:] and kept.style == style
+    with pytest.raises(ValueError) as refused:
+        encode_suite(pairs[1:], vocab, style)
+    assert str(refused.value) == ("c: 'dogs' is not in the LM's vocabulary, which has no <unk>; "
+                                  "set task.datamodule.skip_oov=true to skip such pairs")
+    with pytest.raises(ValueError) as refused:
+        encode_suite(pairs[:2], vocab, style, skip_oov=True)
+    assert str(refused.value) == ("no minimal pair left to score: each has a word outside the LM's vocabulary "
+                                  "(skip_oov=true)")
+
+
 def test_a_vocabulary_without_eos_is_refused_as_not_an_lm_vocabulary():
     pair = MinimalPair("simple_agrmt", "simple_agrmt", "sing", "the cat sleeps", "the cat sleep")
     with pytest.raises(ValueError) as refused:
