@@ -273,22 +273,21 @@ class LanguageModelingTask(TaskModule):
         train_hidden = None if self._epoch_done else self._hidden["train"]
         checkpoint["train_hidden"] = None if train_hidden is None else [[h.detach().cpu(), c.detach().cpu()] for h, c in train_hidden]
         checkpoint["torch_rng_state"] = torch.get_rng_state()
+        # "state_dict" holds the averaged weights (what evaluation uses); the raw ones are kept so
+        # that a resumed run continues training exactly where it stopped. Inside a validation the
+        # average is already swapped into the model (so into "state_dict"), the raw weights aside.
         if self._raw_weights is not None:
-            # saved inside a validation, the averaged weights swapped in: "state_dict" holds them already
-            raw = {f"model.{name}": weight.clone() for name, weight in self._raw_weights.items()}
-            checkpoint["raw_state_dict"] = {**checkpoint["state_dict"], **raw}
-            if self.backbone_cfg.tie_weights and "model.embedding.weight" in raw:
-                checkpoint["raw_state_dict"]["model.decoder.weight"] = raw["model.embedding.weight"]
-            return
-        averaged = self._averaged_weights()
-        if averaged:
-            # "state_dict" holds the averaged weights (what evaluation uses); the raw ones
-            # are kept so that a resumed run continues training exactly where it stopped.
+            checkpoint["raw_state_dict"] = {**checkpoint["state_dict"], **self._as_state(self._raw_weights)}
+        elif averaged := self._averaged_weights():
             checkpoint["raw_state_dict"] = dict(checkpoint["state_dict"])
-            for name, ax in averaged.items():
-                checkpoint["state_dict"][f"model.{name}"] = ax.detach().clone()
-            if self.backbone_cfg.tie_weights and "embedding.weight" in averaged:
-                checkpoint["state_dict"]["model.decoder.weight"] = checkpoint["state_dict"]["model.embedding.weight"]
+            checkpoint["state_dict"].update(self._as_state(averaged))
+
+    def _as_state(self, weights: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Parameters by name as state_dict entries (copies); a tied decoder is the embedding."""
+        state = {f"model.{name}": weight.detach().clone() for name, weight in weights.items()}
+        if self.backbone_cfg.tie_weights and "model.embedding.weight" in state:
+            state["model.decoder.weight"] = state["model.embedding.weight"]
+        return state
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
