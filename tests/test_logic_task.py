@@ -9,7 +9,9 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 
+from datamodules.propositional_logic import TOKEN_IDS, TOKENS, LogicExample, collate
 from onlstm import BackboneConfig
+from onlstm.figures import ARCH_COLORS
 from tasks.reports.logic_figure import main as plot_main
 import tasks.logical_inference
 from tasks.logical_inference import LogicalInferenceTask, PairClassifier
@@ -207,3 +209,104 @@ def test_the_optimiser_is_adam_with_the_learning_rate_halved_on_a_validation_pla
     assert (group["lr"], group["weight_decay"], len(group["params"])) == (2e-3, 1.2e-6, len(list(module.parameters())))
     scheduler = config["lr_scheduler"]["scheduler"]
     assert (scheduler.mode, scheduler.factor, scheduler.patience) == ("max", 0.25, 3)
+
+
+TINY_TASK = {"emb_size": 4, "hidden_size": 8, "n_layers": 1, "chunk_size": 2}
+
+
+def by_hand(module: LogicalInferenceTask, monkeypatch) -> tuple[dict, list, list, list]:
+    """``module`` with logits read from the batch and every output caught: what it logs (name ->
+    value), the tables and figures it hands on (trainer, name, ...) and the figure calls (curves,
+    operators, train_max, majority); the figure is a marker object, to see it is the one logged."""
+    monkeypatch.setattr(module, "logits", lambda batch: batch["logits"])
+    logged, tables, figures, drawn = {}, [], [], []
+    monkeypatch.setattr(module, "log", lambda name, value, **kw: logged.__setitem__(name, value))
+    monkeypatch.setattr(tasks.logical_inference, "log_table", lambda *args: tables.append(args))
+    monkeypatch.setattr(tasks.logical_inference, "log_figure", lambda *args: figures.append(args))
+
+    def draw(curves, operators, train_max, majority):
+        drawn.append((curves, operators, train_max, majority))
+        return "the figure"
+
+    monkeypatch.setattr(tasks.logical_inference, "accuracy_by_operators", draw)
+    return logged, tables, figures, drawn
+
+
+def test_a_test_file_no_example_reached_is_skipped_and_the_later_files_still_counted(monkeypatch):
+    """test_ops [3, 4, 5] with examples of 3 and 5 only (a subsampled or fast_dev_run test): the
+    table has the rows of 3 and 5, and 4 is left out, not the end of the table (break seen
+    failing: ``continue`` -> ``break`` in accuracy_by_ops: test/acc_ops5 missing)."""
+    module = LogicalInferenceTask(model=TINY_TASK, vocab_size=12, relations=RELATIONS, train_ops=[1, 2],
+                                  test_ops=[3, 4, 5], mlp_hidden=4)
+    logged, tables, _, _ = by_hand(module, monkeypatch)
+    module._trainer = object()
+    # 3 operators: labels 1 1, predicted 1 0 (1/2 right, majority 1); 5 operators: labels 2 2 4, all right
+    module.test_step(hand_batch([3, 5, 3, 5, 5], [1, 2, 1, 2, 4], [1, 2, 0, 2, 4]), 0)
+    module.on_test_epoch_end()
+    assert {k: v for k, v in logged.items() if k.startswith("test/acc_ops")} == {"test/acc_ops3": 0.5, "test/acc_ops5": 1.0}
+    ((_, _, columns, rows),) = tables
+    assert [dict(zip(columns, row)) for row in rows] == [
+        {"ops": 3, "examples": 2, "accuracy": 0.5, "majority": 1.0},
+        {"ops": 5, "examples": 3, "accuracy": 1.0, "majority": pytest.approx(2 / 3)}]
+
+
+def test_a_test_of_one_file_logs_its_table_and_figure_to_the_trainer(monkeypatch):
+    """One test file reached, an LSTM encoder, no training lengths (train_ops=[]): the table (one
+    row) and the figure go to the module's Trainer under ``test/acc_by_ops``; the figure is the
+    one drawn, with the encoder's name and its colour in every figure (ARCH_COLORS), the majority
+    rate labelled as such, and no training range shaded (breaks seen failing: ``rows[0]`` ->
+    ``rows[1]``, log_table/log_figure handed None for the Trainer, the figure or the key, the
+    curve's colour dropped, ``max(train_ops) if train_ops or True``)."""
+    module = LogicalInferenceTask(model={**TINY_TASK, "arch": "lstm"}, vocab_size=12, relations=RELATIONS,
+                                  train_ops=[], test_ops=[2, 7], mlp_hidden=4)
+    logged, tables, figures, drawn = by_hand(module, monkeypatch)
+    trainer = module._trainer = object()
+    # 2 operators: labels 0 3, predicted 0 0
+    module.test_step(hand_batch([2, 2], [0, 3], [0, 0]), 0)
+    module.on_test_epoch_end()
+    assert {k: v for k, v in logged.items() if k.startswith("test/acc_ops")} == {"test/acc_ops2": 0.5}
+    assert tables == [(trainer, "test/acc_by_ops", ["ops", "examples", "accuracy", "majority"], [[2, 2, 0.5, 0.5]])]
+    assert figures == [(trainer, "test/acc_by_ops", "the figure")]
+    (([accuracy], operators, train_max, majority),) = drawn
+    assert (accuracy.label, accuracy.points, accuracy.color) == ("LSTM", [(2, 0.5)], ARCH_COLORS["lstm"])
+    assert (majority.label, majority.points, majority.color) == ("majority class", [(2, 0.5)], None)
+    assert (operators, train_max) == ([2], None)
+
+
+def test_the_task_reads_the_datamodules_batches_and_counts_pairs():
+    """A batch as the logic datamodule collates it: the logits are the pair classifier's on its
+    premise and hypothesis ids with their lengths, and the progress log counts its pairs, not the
+    length of its first (time-major) tensor (breaks seen failing: ``"pairs"`` -> ``"XXpairsXX"``,
+    the count from a misspelt key, the premise handed to the classifier as None)."""
+    torch.manual_seed(0)
+    module = LogicalInferenceTask(model={**TINY_TASK, "dropout": 0.0, "dropouth": 0.0, "dropouti": 0.0,
+                                         "dropoute": 0.0, "wdrop": 0.0},
+                                  vocab_size=len(TOKENS), relations=RELATIONS, train_ops=[0], test_ops=[0],
+                                  mlp_hidden=4).eval()
+    # premise lengths 5 and 1, hypothesis lengths 1 and 5: three pairs, the longest formula five tokens
+    a, b, left, right, op = (TOKEN_IDS[t] for t in ("a", "b", "(", ")", "and"))
+    pair = [((left, a, op, b, right), (b,)), ((a,), (left, b, op, a, right)), ((b,), (a,))]
+    batch = collate([LogicExample(p, h, label, 1) for (p, h), label in zip(pair, [1, 2, 6])])
+    assert batch["premise"].shape == (5, 3)
+    with torch.no_grad():
+        got = module.logits(batch)
+        expected = module.model(batch["premise"], batch["premise_len"], batch["hypothesis"], batch["hypothesis_len"])
+        swapped = module.model(batch["hypothesis"], batch["hypothesis_len"], batch["premise"], batch["premise_len"])
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert not torch.allclose(got, swapped)  # the batch's premise is read as the premise
+    assert module.progress_items(batch) == (3, "pairs")
+
+
+def test_the_pair_classifier_keeps_the_padding_row_at_zero_and_runs_as_asked():
+    """The embedding row of the padding id is zero (and stays so: no gradient reaches it), every
+    other row is a word's; pad_id 0 by default, as the logic data pads; ``implementation`` picks
+    the ON-LSTM recurrence (breaks seen failing: pad_id default 0 -> 1, padding_idx=None, the
+    implementation not handed to the encoder)."""
+    cfg = BackboneConfig(arch="onlstm", emb_size=4, hidden_size=8, n_layers=1, chunk_size=2, tie_weights=False)
+    for model, pad in ((PairClassifier(12, cfg, 7, 16, 0.0), 0), (PairClassifier(12, cfg, 7, 16, 0.0, pad_id=3), 3)):
+        rows = model.embedding.weight.detach()
+        assert rows[pad].abs().sum() == 0, pad
+        assert all(rows[i].abs().sum() > 0 for i in range(12) if i != pad), pad
+        assert model.embedding.padding_idx == pad
+    assert PairClassifier(12, cfg, 7, 16, 0.0).stack.implementation == "fused"
+    assert PairClassifier(12, cfg, 7, 16, 0.0, implementation="reference").stack.implementation == "reference"
