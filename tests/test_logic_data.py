@@ -456,3 +456,23 @@ def test_generated_pairs_are_pinned_by_seed_and_operator_count():
         ("#", "( b ( and ( not f ) ) )", "( ( b ( and c ) ) ( and b ) )", 2),
         ("<", "( ( e ( and a ) ) ( and c ) )", "( ( b ( or a ) ) ( or f ) )", 2),
     ]
+
+
+@pytest.mark.parametrize("bad_pair, message", [
+    (("#", "a", " "), "<generated, 3 operators, seed 5>:2: the hypothesis is empty; "
+                      "each line is LABEL<TAB>PREMISE<TAB>HYPOTHESIS"),
+    (("#", "( a ( xor b ) )", "b"), "<generated, 3 operators, seed 5>:2: unknown token 'xor' in the premise; "
+                                    "formulas use only " + " ".join(SYMBOLS) + " separated by spaces"),
+])
+def test_a_generated_formula_outside_the_grammar_is_an_error_naming_the_set_and_pair(monkeypatch, bad_pair, message):
+    """The generated test sets are encoded like the files: a generator bug that wrote a formula
+    outside the grammar would stop the run with the set (operators, seed), the pair's number and
+    the side, not go on with a wrong id (breaks seen failing: the set's name None, the pair's
+    number or the side None in the call that encodes them)."""
+    import datamodules.propositional_logic as logic_data
+
+    draws = iter([("=", "a", "a"), bad_pair])
+    monkeypatch.setattr(logic_data, "random_example", lambda rng, n_operators: next(draws))
+    with pytest.raises(DataError) as info:
+        logic_data.generated_pairs(3, 2, seed=5)
+    assert str(info.value) == message
