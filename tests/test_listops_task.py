@@ -5,15 +5,17 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 
-from datamodules.listops import TOKEN_IDS, ListOpsExample, collate
+from datamodules.listops import PAD, TOKEN_IDS, ListOpsExample, collate
 from datamodules.listops_expressions import make_item, parse, read_listops
 from datamodules.listops_generator import main as generate_main
+from onlstm.parsing.trees import leaves
 import tasks.listops
 from tasks.listops import (
     INITIAL_WEIGHTS_KEY,
@@ -21,6 +23,7 @@ from tasks.listops import (
     ListOpsTask,
     ScoredExpression,
     choose_layer,
+    induced_tree,
     score_tree_sources,
     tree_parsers,
 )
@@ -136,6 +139,70 @@ def test_trees_of_a_thousand_tokens_are_scored():
     assert results["layer1"]["f1_sentence"] == results["right_branching"]["f1_sentence"] == 0.0
 
 
+def test_the_parsers_scored_and_their_order():
+    """The rows of the tree table, in order (breaks: a layer left out or one too many, the initial
+    weights' layers replacing the trained ones instead of following them): every layer 1..n, the
+    same layers at the initial weights when these are known, the four baselines, the best binary tree."""
+    baselines = ["left_branching", "right_branching", "balanced", "random", "best_binary"]
+    assert tree_parsers(2, with_initial=True) == ["layer1", "layer2", "initial_layer1", "initial_layer2", *baselines]
+    assert tree_parsers(3, with_initial=False) == ["layer1", "layer2", "layer3", *baselines]
+
+
+# ISSUE's trees by hand, leaves named by position. KEEPS_INNER splits at 7, then at 3 within 0..7;
+# equal distances split at the first token (right-branching); the binarised gold tree folds the
+# root's six children (0 1 2 [3 4 5 6] 7 8) to the right and keeps (3, 7).
+KEEPS_INNER_TREE = [[["0", ["1", "2"]], ["3", ["4", ["5", "6"]]]], ["7", "8"]]
+RIGHT_TREE = ["0", ["1", ["2", ["3", ["4", ["5", ["6", ["7", "8"]]]]]]]]
+LEFT_TREE = [[[[[[[["0", "1"], "2"], "3"], "4"], "5"], "6"], "7"], "8"]
+BEST_BINARY_TREE = ["0", ["1", ["2", [["3", ["4", ["5", "6"]]], ["7", "8"]]]]]
+
+
+def test_each_parser_draws_its_own_tree_over_the_token_positions():
+    """Guards which distances each parser reads (breaks: `layer2` read as layer 3 or layer 1, the
+    trained layers read from the initial weights or the other way round, a baseline or the gold
+    tree built from other arguments, the leaves not named by position): by hand, on ISSUE whose
+    layer 1 keeps the inner constituent and layer 2 falls, the initial weights swapped."""
+    item = with_initial(record("released", 0, ISSUE, [KEEPS_INNER, FALLING]), [FALLING, KEEPS_INNER])
+    trees = {parser: induced_tree(parser, item, seed=0) for parser in tree_parsers(2, with_initial=True)}
+    assert trees["layer1"] == trees["initial_layer2"] == KEEPS_INNER_TREE
+    assert trees["layer2"] == trees["initial_layer1"] == trees["right_branching"] == RIGHT_TREE
+    assert trees["left_branching"] == LEFT_TREE
+    assert trees["balanced"] == [[["0", "1"], ["2", "3"]], [["4", "5"], ["6", ["7", "8"]]]]
+    assert trees["best_binary"] == BEST_BINARY_TREE
+    assert leaves(trees["random"]) == [str(i) for i in range(9)]
+
+
+def test_the_random_tree_is_drawn_again_the_same_from_the_seed_the_source_and_the_place():
+    """Guards the random baseline's reproducibility (breaks: an unseeded generator, the task's
+    seed not passed on to it): one expression's random tree is the same each time it is drawn (as
+    eval.py redraws what train.py drew), and another seed, another place in the source or another
+    source draw another one (82 tokens: two draws agreeing by chance is out of the question); the
+    same through score_tree_sources, whose scores include the trees' mean depth."""
+    first, second, other_source = (record("released", 0, LONG), record("released", 1, LONG), record("len40-60", 0, LONG))
+    tree = induced_tree("random", first, seed=141)
+    assert induced_tree("random", first, seed=141) == tree
+    assert leaves(tree) == [str(i) for i in range(82)]
+    for other in (induced_tree("random", first, seed=142), induced_tree("random", second, seed=141),
+                  induced_tree("random", other_source, seed=141)):
+        assert other != tree
+    # score_tree_sources passes its seed on: the same scores again with it, others with another seed
+    records = [first, second]
+    scores = score_tree_sources(records, ["released"], ["random"], seed=141)["released"]["random"]
+    assert score_tree_sources(records, ["released"], ["random"], seed=141)["released"]["random"] == scores
+    assert score_tree_sources(records, ["released"], ["random"], seed=142)["released"]["random"] != scores
+
+
+def test_trees_are_scored_for_every_source_with_expressions_and_only_those():
+    """Guards passing over a source without expressions (break: `break` for `continue`, which
+    drops every source after it too) and a test without any expression (nothing scored, no error)."""
+    records = [record("valid", 0, ISSUE, [KEEPS_INNER]), record("len40-60", 0, ISSUE, [FALLING])]
+    results = score_tree_sources(records, ["valid", "released", "len40-60"], ["layer1"], seed=0)
+    assert list(results) == ["valid", "len40-60"]
+    assert results["valid"]["layer1"]["f1_sentence"] == pytest.approx(0.25)
+    assert results["len40-60"]["layer1"]["f1_sentence"] == 0.0
+    assert score_tree_sources([], ["valid", "released"], ["layer1"], seed=0) == {}
+
+
 # ----------------------------------------------------------------------------- accuracy tables
 def listops_task(**changes) -> ListOpsTask:
     settings = dict(model={**TINY_BACKBONE, "arch": "onlstm"}, vocab_size=16, num_classes=10,
@@ -145,17 +212,31 @@ def listops_task(**changes) -> ListOpsTask:
 
 
 class Logged:
-    """What a test's metrics, tables and figures would have been: the task's logging calls, caught."""
+    """What a test's metrics, tables and figures would have been: the task's logging calls, caught.
+    ``figures``: per title, the curves and the keywords drawn; ``xlabels``: per title, the x axis;
+    ``logged_figures``: per key, the title of the figure logged under it. A table or figure sent
+    anywhere but to the module's trainer fails the test."""
 
     def __init__(self, module: ListOpsTask, monkeypatch):
-        self.metrics, self.tables, self.figures = {}, {}, {}
+        self.metrics, self.tables, self.figures, self.xlabels, self.logged_figures = {}, {}, {}, {}, {}
+        trainer = module._trainer = object()  # the logging helpers are caught below; they only pass it on
+
+        def table(to, name, columns, rows):
+            assert to is trainer, f"table {name} sent to {to!r}, not to the module's trainer"
+            self.tables[name] = (columns, rows)
+
+        def figure(curves, title, xlabel, **kw):
+            self.figures[title], self.xlabels[title] = (curves, kw), xlabel
+            return title  # stands for the figure drawn: which one is logged under which key
+
+        def log_figure(to, name, drawn):
+            assert to is trainer, f"figure {name} sent to {to!r}, not to the module's trainer"
+            self.logged_figures[name] = drawn
+
         monkeypatch.setattr(module, "_log_metric", lambda name, value, size: self.metrics.__setitem__(name, (value, size)))
-        monkeypatch.setattr(tasks.listops, "log_table",
-                            lambda trainer, name, columns, rows: self.tables.__setitem__(name, (columns, rows)))
-        monkeypatch.setattr(tasks.listops, "log_figure", lambda trainer, name, figure: None)
-        monkeypatch.setattr(tasks.listops, "accuracy_figure",
-                            lambda curves, title, xlabel, **kw: self.figures.__setitem__(title, (curves, kw)))
-        module._trainer = object()  # the logging helpers are caught above; they only pass it on
+        monkeypatch.setattr(tasks.listops, "log_table", table)
+        monkeypatch.setattr(tasks.listops, "log_figure", log_figure)
+        monkeypatch.setattr(tasks.listops, "accuracy_figure", figure)
 
 
 def scored(source, length, depth, bucket, label, pred, loss) -> ScoredExpression:
@@ -206,6 +287,33 @@ def test_no_accuracy_beyond_training_when_no_test_expression_is_longer(monkeypat
     assert next(iter(logged.figures.values()))[1]["beyond_training"] is None
 
 
+def test_a_length_bucket_starting_at_the_longest_training_length_is_not_shaded(monkeypatch):
+    """Guards "beyond training" in the figure (break: `>=` for `>`): training reached 21 tokens, so
+    the bucket 21-50, whose shortest expressions have 21 tokens, is not beyond it and only 51-100
+    (index 2) is shaded, from 2 - 0.5 to 2 + 0.5."""
+    module = listops_task(train_max_length=21)
+    logged = Logged(module, monkeypatch)
+    module._log_accuracy([scored("released", 8, 1, 0, label=3, pred=3, loss=0.5),
+                          scored("released", 30, 2, 1, label=3, pred=3, loss=0.5),
+                          scored("len40-60", 55, 2, 2, label=3, pred=3, loss=0.5)])
+    (_, length_kw), _ = logged.figures.values()
+    assert length_kw["beyond_training"] == (1.5, 2.5)
+
+
+@pytest.mark.parametrize(("arch", "name"), [("onlstm", "ON-LSTM"), ("lstm", "LSTM")])
+def test_the_accuracy_figures_name_the_model_and_their_axes_and_go_to_their_keys(monkeypatch, arch, name):
+    """Guards the figures' text and keys (breaks: the config's name `onlstm` in the title instead of
+    the paper's, an axis label changed, a figure logged under another key, or the other figure
+    under it): the title names the model, the x axis says what it counts."""
+    module = listops_task(model={**TINY_BACKBONE, "arch": arch})
+    logged = Logged(module, monkeypatch)
+    module._log_accuracy([scored("released", 8, 1, 0, label=3, pred=3, loss=0.5)])
+    assert logged.xlabels == {f"{name}: ListOps accuracy by length": "expression length (tokens)",
+                              f"{name}: ListOps accuracy by depth": "depth (operators nested)"}
+    assert logged.logged_figures == {"test/acc_by_length": f"{name}: ListOps accuracy by length",
+                                     "test/acc_by_depth": f"{name}: ListOps accuracy by depth"}
+
+
 def with_initial(item: ScoredExpression, layers: list[list[float]]) -> ScoredExpression:
     item.initial = torch.tensor(layers, dtype=torch.float)
     return item
@@ -241,10 +349,77 @@ def test_a_checkpoint_without_initial_weights_scores_trees_without_the_control(m
     with caplog.at_level("WARNING", logger="onlstm.train"):
         module._log_trees([record("valid", 0, ISSUE, [KEEPS_INNER, FALLING]),
                            record("released", 0, ISSUE, [FALLING, KEEPS_INNER])])
-    assert "the checkpoint carries no initial weights (listops_initial_weights)" in caplog.text
+    assert caplog.messages == ["task=listops: the checkpoint carries no initial weights (listops_initial_weights): "
+                               "the untrained control is left out of the trees"]  # the whole text (break: words changed)
     assert "test/tree_layer_initial" not in logged.metrics
     assert not any("initial" in row[1] for row in logged.tables["test/tree_f1"][1])
     assert logged.metrics["test/tree_layer"] == (1, 1)
+
+
+def test_tree_metrics_count_the_expressions_of_their_set_and_the_table_has_the_corpus_f1(monkeypatch, caplog):
+    """Guards the batch size each tree metric is logged with (break: None; the expressions of its
+    set) and the table's F1 corpus column and marks, by hand. Layer 1 is chosen on validation (as in
+    the test above); released has ISSUE, split right-branching by layer 1 and keeping (3, 7) by
+    layer 2, and [MAX 2 9 ] (equal distances: right-branching; no inner gold span).
+    Corpus F1 counts the whole-expression span on both sides:
+    valid, layer 1: 8 spans predicted, 2 gold, 2 matched: P 1/4, R 1, F1 2/5 = 40 %;
+    released, layer 1: ISSUE 8 / 2 / 1 (the whole), [MAX 2 9 ] 3 / 1 / 1: P 2/11, R 2/3, F1 2/7;
+    released, layer 2: ISSUE 8 / 2 / 2, [MAX 2 9 ] 3 / 1 / 1: P 3/11, R 1, F1 3/7.
+    Sentence F1: layer 2 on released (1/4 + 0) / 2 = 12.5 %."""
+    module = listops_task()
+    logged = Logged(module, monkeypatch)
+    flat = [[1, 1, 1, 1]] * 2
+    records = [with_initial(record("valid", 0, ISSUE, [KEEPS_INNER, FALLING]), [FALLING, KEEPS_INNER]),
+               with_initial(record("released", 0, ISSUE, [FALLING, KEEPS_INNER]), [KEEPS_INNER, FALLING]),
+               with_initial(record("released", 1, "[MAX 2 9 ]", flat), flat)]
+    with caplog.at_level("WARNING", logger="onlstm.train"):
+        module._log_trees(records)
+    assert caplog.messages == []  # a layer was chosen, the control is there: nothing to warn about
+    sizes = {name: size for name, (value, size) in logged.metrics.items()}
+    assert {sizes[f"test/tree_f1_{parser}_valid"] for parser in tree_parsers(2, with_initial=True)} == {1}
+    assert {sizes[f"test/tree_f1_{parser}_released"] for parser in tree_parsers(2, with_initial=True)} == {2}
+    assert (sizes["test/tree_f1_valid"], sizes["test/tree_f1_initial_valid"]) == (1, 1)
+    assert (sizes["test/tree_f1_released"], sizes["test/tree_f1_initial_released"]) == (2, 2)
+    table = {(row[0], row[1]): row[2:] for row in logged.tables["test/tree_f1"][1]}
+    assert table["valid", "layer1"] == [1, 0, pytest.approx(25.0), pytest.approx(40.0), "*"]
+    assert table["released", "layer1"] == [2, 1, 0.0, pytest.approx(100 * 2 / 7), "*"]
+    assert table["released", "layer2"] == [2, 1, pytest.approx(12.5), pytest.approx(100 * 3 / 7), ""]
+    chosen = {("valid", "layer1"), ("valid", "initial_layer2"), ("released", "layer1"), ("released", "initial_layer2")}
+    assert {key: row[-1] for key, row in table.items()} == {key: "*" if key in chosen else "" for key in table}
+
+
+def test_without_validation_expressions_no_layer_is_chosen_and_every_layer_is_reported(monkeypatch, caplog):
+    """Guards the test without validation expressions (task.datamodule.valid_in_test=false, or a
+    limited test): no layer chosen for either the model or its initial weights, a warning saying so
+    (breaks: its text changed, or given when a layer was chosen), every layer's F1 logged and no
+    row marked as chosen."""
+    module = listops_task()
+    logged = Logged(module, monkeypatch)
+    with caplog.at_level("WARNING", logger="onlstm.train"):
+        module._log_trees([with_initial(record("released", 0, ISSUE, [FALLING, KEEPS_INNER]), [KEEPS_INNER, FALLING])])
+    assert caplog.messages == ["task=listops: no validation expression reached the test loader (task.datamodule."
+                               "valid_in_test, or a limited test): no layer chosen; the table has every layer"]
+    assert not {"test/tree_layer", "test/tree_layer_initial", "test/tree_f1_released",
+                "test/tree_f1_initial_released"} & set(logged.metrics)
+    assert logged.metrics["test/tree_f1_layer2_released"] == (pytest.approx(0.25), 1)
+    assert logged.metrics["test/tree_f1_initial_layer1_released"] == (pytest.approx(0.25), 1)
+    rows = logged.tables["test/tree_f1"][1]
+    assert [row[1] for row in rows] == tree_parsers(2, with_initial=True)
+    assert [row[-1] for row in rows] == [""] * len(rows)
+
+
+def test_the_random_baseline_follows_the_task_seed(monkeypatch):
+    """Guards task.module.seed reaching the random trees (break: not passed on, the random trees
+    then seeded with None): the trees are scored with the task's seed. (A test through the table's
+    numbers would be weak: a few random trees often match as many gold spans under two seeds.)"""
+    seeds, score = [], tasks.listops.score_tree_sources
+    monkeypatch.setattr(tasks.listops, "score_tree_sources",
+                        lambda records, sources, parsers, seed: seeds.append(seed) or score(records, sources, parsers, seed))
+    module = listops_task(seed=7)
+    logged = Logged(module, monkeypatch)
+    module._log_trees([record("valid", 0, ISSUE, [KEEPS_INNER, FALLING])])
+    assert seeds == [7]
+    assert logged.metrics["test/tree_f1_random_valid"][1] == 1
 
 
 def example(text: str, source: int) -> ListOpsExample:
@@ -281,6 +456,55 @@ def test_each_tested_expression_is_recorded_alone_with_its_place_in_its_source()
         assert not torch.allclose(record_.distances, record_.initial)
 
 
+@pytest.mark.parametrize("arch", ["onlstm", "lstm"])
+def test_the_test_step_keeps_each_expressions_depth_length_bucket_and_gold_constituents(arch):
+    """Guards what the tables and trees are grouped and scored by (breaks: depth, length bucket or
+    gold spans not taken from the batch): by hand, ISSUE nests two operators deep and has the gold
+    spans (0, 9) and (3, 7); [MAX 2 9 ] one deep, (0, 4). An LSTM has no gate distances, and no
+    initial weights to draw a control from: both None."""
+    module = listops_task(model={**TINY_BACKBONE, "arch": arch, **NO_DROPOUT}).eval()
+    batch = collate([replace(example(ISSUE, 2), length_bucket=1), replace(example("[MAX 2 9 ]", 3), length_bucket=2)])
+    with torch.no_grad():
+        module.on_test_epoch_start()
+        module.test_step(batch, 0)
+    assert [(r.source, r.length, r.depth, r.bucket, r.spans) for r in module._records] == [
+        ("released", 9, 2, 1, [(0, 9), (3, 7)]), ("len40-60", 4, 1, 2, [(0, 4)])]
+    if arch == "lstm":
+        assert [(r.distances, r.initial) for r in module._records] == [(None, None)] * 2
+    else:
+        assert [tuple(r.distances.shape) for r in module._records] == [(2, 9), (2, 4)]
+
+
+def test_at_the_end_of_the_test_accuracy_counts_the_test_sources_and_trees_every_source(monkeypatch):
+    """Guards how the test loader's expressions are split (break: accuracy over the validation
+    expressions instead of the test sources'): the validation expression, mispredicted here, is not
+    in test/acc (2 of 2 right) but its trees choose the layer; the records are emptied after."""
+    module = listops_task()
+    logged = Logged(module, monkeypatch)
+    missed = replace(record("valid", 0, ISSUE, [KEEPS_INNER, FALLING]), pred=(make_item(parse(ISSUE.split())).label + 1) % 10)
+    module._records = [missed, record("released", 0, ISSUE, [FALLING, KEEPS_INNER]),
+                       record("released", 1, "[MAX 2 9 ]", [[1, 1, 1, 1]] * 2)]
+    module.on_test_epoch_end()
+    assert logged.metrics["test/acc"] == (1.0, 2)
+    assert logged.tables["test/acc_by_source"][1] == [["released", 2, 1.0, 1.0, 0]]  # both released are worth 9
+    assert logged.metrics["test/tree_layer"] == (1, 1)
+    assert logged.metrics["test/tree_f1_layer1_valid"] == (pytest.approx(0.25), 1)
+    assert module._records == []
+
+
+def test_an_lstm_test_reports_accuracy_and_says_why_it_scores_no_trees(monkeypatch, caplog):
+    """Guards the LSTM's end of test (break: the message's text or the architecture it names
+    changed): accuracy as for the ON-LSTM, no tree metric, the reason in the log."""
+    module = listops_task(model={**TINY_BACKBONE, "arch": "lstm"})
+    logged = Logged(module, monkeypatch)
+    module._records = [scored("released", 8, 1, 0, label=3, pred=3, loss=0.5)]
+    with caplog.at_level("INFO", logger="onlstm.train"):
+        module.on_test_epoch_end()
+    assert caplog.messages == ["task=listops: model.arch=lstm has no master forget gate: no trees scored"]
+    assert logged.metrics["test/acc"] == (1.0, 1)
+    assert not [name for name in logged.metrics if name.startswith("test/tree")] and "test/tree_f1" not in logged.tables
+
+
 # ----------------------------------------------------------------------------- optimisation
 def test_the_optimiser_is_the_official_adam_with_the_learning_rate_cut_on_a_validation_plateau():
     """The official ListOps recipe (yikangshen/Ordered-Neurons, branch listops): Adam with beta1 0,
@@ -301,6 +525,96 @@ def test_the_optimiser_is_the_official_adam_with_the_learning_rate_cut_on_a_vali
 def test_betas_that_are_not_two_numbers_are_refused_naming_the_key():
     with pytest.raises(ValueError, match=r"task.module.betas must be two numbers \(Adam's beta1, beta2\), got \[0.9\]"):
         listops_task(betas=[0.9])
+
+
+# ----------------------------------------------------------------------------- the model, its checkpoints, logging
+def test_the_classifier_is_built_from_every_task_setting():
+    """Guards each setting reaching the model (breaks: mlp_dropout given where pad_id goes, pad_id
+    or the run options dropped, the classifier's default padding id changed): the MLP head's sizes
+    (16 = the tied last layer) and dropout, the padding row of the embedding (zero and never
+    trained: nn.Embedding's padding_idx), the recurrence's implementation; <pad> is id 0 by default."""
+    module = listops_task(mlp_hidden=8, mlp_dropout=0.25, pad_id=3, run={"implementation": "reference"})
+    head = module.model.mlp
+    assert [type(layer).__name__ for layer in head] == ["Dropout", "Linear", "ELU", "Dropout", "Linear"]
+    assert (head[1].in_features, head[1].out_features, head[4].out_features) == (16, 8, 10)
+    assert head[0].p == head[3].p == 0.25
+    assert module.model.embedding.padding_idx == 3
+    assert not module.model.embedding.weight[3].any()
+    assert module.model.stack.implementation == "reference"
+    assert ListOpsClassifier(16, tiny_backbone(), 10, 0, 0.0).embedding.padding_idx == TOKEN_IDS[PAD] == 0
+
+
+def test_a_checkpoint_carries_the_weights_before_training_and_the_control_is_built_from_them():
+    """Guards the untrained control (breaks: the initial weights not written, written as None,
+    not read back, or read back as None): the checkpoint carries the weights the model had when
+    built, not the trained ones; a task loading it (its own initial weights differ) tests its
+    control with exactly those."""
+    torch.manual_seed(0)
+    trained = listops_task()
+    before = {name: value.clone() for name, value in trained.model.state_dict().items()}
+    with torch.no_grad():
+        for parameter in trained.parameters():  # "training"
+            parameter.add_(1.0)
+    checkpoint = {}
+    trained.on_save_checkpoint(checkpoint)
+    carried = checkpoint[INITIAL_WEIGHTS_KEY]
+    assert carried.keys() == before.keys()
+    assert all(torch.equal(carried[name], before[name]) for name in before)
+    torch.manual_seed(1)
+    loaded = listops_task()
+    loaded.on_load_checkpoint(checkpoint)
+    loaded.on_test_epoch_start()
+    control = loaded._untrained["model"].state_dict()
+    assert all(torch.equal(control[name], before[name]) for name in before)
+    assert not torch.equal(loaded.model.mlp[1].weight, before["mlp.1.weight"])  # its own weights are other ones
+
+
+def test_a_checkpoint_without_initial_weights_gives_no_control():
+    """Guards the checkpoints that carry no initial weights (an LSTM's, or one from before they
+    were kept; breaks: the missing entry read as weights, or the control built from nothing): an
+    LSTM writes none, and an ON-LSTM loading such a checkpoint tests without the control."""
+    lstm = listops_task(model={**TINY_BACKBONE, "arch": "lstm"})
+    checkpoint = {}
+    lstm.on_save_checkpoint(checkpoint)
+    assert INITIAL_WEIGHTS_KEY not in checkpoint
+    module = listops_task(model={**TINY_BACKBONE, "arch": "onlstm", **NO_DROPOUT}).eval()
+    module.on_load_checkpoint(checkpoint)
+    with torch.no_grad():
+        module.on_test_epoch_start()
+        module.test_step(collate([example(ISSUE, 2)]), 0)
+    (scored_,) = module._records
+    assert scored_.initial is None and scored_.distances.shape == (2, 9)
+
+
+def test_the_untrained_control_is_put_on_the_device_of_the_model():
+    """Guards moving the control to the model's device (break: `.to(None)`, which leaves it on the
+    CPU while the batches are on the GPU): the meta device stands in for a GPU."""
+    module = listops_task().to("meta")
+    module.on_test_epoch_start()
+    assert {parameter.device.type for parameter in module._untrained["model"].parameters()} == {"meta"}
+
+
+def test_what_the_progress_log_counts_and_the_logits_of_a_batch():
+    """Guards the progress log's count (breaks: its unit changed; counting the padded time, as the
+    default count would: 82 "items") and the logits the shared steps train on: the forward's."""
+    module = listops_task(model={**TINY_BACKBONE, "arch": "onlstm", **NO_DROPOUT}).eval()
+    batch = collate([example(ISSUE, 2), example(LONG, 2)])
+    assert module.progress_items(batch) == (2, "expressions")
+    with torch.no_grad():
+        torch.testing.assert_close(module.logits(batch), module(batch).logits, rtol=0, atol=0)
+
+
+def test_a_test_metric_is_logged_under_its_name_as_a_float(monkeypatch):
+    """Guards the one place every test metric goes through (breaks: the value or the name not
+    passed on): Lightning gets the name and the value as a Python float. (The batch size it is
+    also handed changes nothing observable: each key is logged once, at the end of the test, and
+    one value's weight is no weight.)"""
+    module = listops_task()
+    calls = []
+    monkeypatch.setattr(module, "log", lambda *args, **kwargs: calls.append((args, kwargs)))
+    module._log_metric("test/acc_released", torch.tensor(0.75), 12)
+    ((args, _),) = calls
+    assert args == ("test/acc_released", 0.75) and type(args[1]) is float
 
 
 # ----------------------------------------------------------------------------- whole runs
