@@ -237,8 +237,8 @@ class SyntacticEvaluationTask(TaskModule):
             tally = results.by_group.get(group, {}).get(comparison)
             if tally is None or not tally.total:
                 continue
-            oov = suite.oov.get(group)
-            with_oov = oov.items_with_oov if oov else 0
+            # every scored group has its OOV count (encode_suite counts each pair before skipping any)
+            with_oov = suite.oov[group].items_with_oov
             rows.append([dependency, phenomenon, name, comparison, tally.total, with_oov, round(tally.accuracy, 4)])
         return rows
 

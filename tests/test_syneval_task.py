@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import re
+import time
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +22,7 @@ from eval import evaluate
 from datamodules.minimal_pairs import MinimalPairsDataModule
 from onlstm import BackboneConfig, RNNLanguageModel
 from onlstm.parsing.inference import sequence_log_probs
-from tasks.syntactic_evaluation import SyntacticEvaluationTask, last_layer_states
+from tasks.syntactic_evaluation import SyntacticEvaluationTask, compare_items, last_layer_states
 from tests.helpers import SYNEVAL_GROUPS, SYNEVAL_ITEMS_ONE_PER_CONDITION
 
 WORDS = ["<eos>", "<unk>", "the", "author", "authors", "laughs", "laugh", "no", "most", "have", "ever", "been", "popular"]
@@ -204,7 +206,8 @@ def test_last_layer_states_reproduce_the_forward_logits():
     model = RNNLanguageModel(len(WORDS), CFG).eval()
     tokens = torch.randint(0, len(WORDS), (6, 3))
     torch.testing.assert_close(model.decoder(last_layer_states(model, tokens)), model(tokens).logits)
-    with pytest.raises(RuntimeError, match="eval mode"):
+    # the whole message (break seen failing: the text wrapped in "XX")
+    with pytest.raises(RuntimeError, match=r"^last_layer_states expects the model in eval mode \(no dropout\)$"):
         last_layer_states(model.train(), tokens)
 
 
@@ -286,7 +289,138 @@ def test_a_test_loop_stopped_early_is_refused_and_the_suite_needs_its_datamodule
         trainer.test(module, datamodule=datamodule)
     missing, total = map(int, re.match(r"(\d+) of (\d+) prefix steps were not scored: ", str(refused.value)).groups())
     assert (missing, total) == (n_edges - scored, n_edges) and 0 < scored < n_edges
-    assert "limit_test_batches" in str(refused.value) and module.results is None
+    # the likely cause, word for word (break seen failing: that part of the text wrapped in "XX")
+    assert str(refused.value).endswith(": the test loop stopped early (limit_test_batches / fast_dev_run?); "
+                                       "the suite needs every batch")
+    assert module.results is None
     module.trainer = SimpleNamespace(datamodule=None)
     with pytest.raises(RuntimeError, match=r"needs the MinimalPairsDataModule: trainer.test\(module, datamodule=...\)"):
         module.suite  # noqa: B018
+
+
+# ----------------------------------------------------------------------------- ties, the tables' columns, the run log
+def test_compare_items_gives_each_item_one_outcome_per_comparison():
+    """`compare_items`' documented outcomes, per item: 1 right, 0 wrong (a tie is wrong: the
+    grammatical sentence must score strictly higher), -1 where the item has no intrusive sentence.
+    Indices into the scores as `encode_suite` writes them: a sentence index may be 0 (the first
+    sentence of the suite), and two columns may point to one sentence (they read the same). Breaks
+    seen failing: `has_intrusive = suite.intrusive > 0` (or `>= 1`), `clamp(min=1)`, `>=` for either
+    intrusive comparison, and "not applicable" written as -2."""
+    scores = torch.tensor([-1.0, -3.0, -2.0, -5.0, -4.0], dtype=torch.float64)
+    suite = SimpleNamespace(  # only the three index columns are read
+        good=torch.tensor([0, 2, 3, 2]),
+        bad=torch.tensor([1, 2, 4, 1]),
+        intrusive=torch.tensor([0, -1, 1, 1]),
+    )
+    # item 0: good -1 > bad -3, good = intrusive (same sentence 0): tie, intrusive -1 > bad -3
+    # item 1: good = bad (same sentence): tie; no intrusive sentence
+    # item 2: good -5 < bad -4, good -5 < intrusive -3, intrusive -3 > bad -4
+    # item 3: good -2 > bad -3, good -2 > intrusive -3, intrusive = bad (same sentence 1): tie
+    outcomes = {name: values.tolist() for name, values in compare_items(suite, scores).items()}
+    assert outcomes == {"good_vs_bad": [1, 0, 0, 1], "good_vs_intrusive": [0, -1, 0, 1], "intrusive_vs_bad": [1, -1, 1, 0]}
+
+
+TIE_RECORDS = {
+    "simple_npi_anim": [
+        {"group": "simple_npi", "condition": "past", "good": "few authors have ever been popular",
+         "bad": "most authors have ever been popular", "intrusive": "some authors have ever been popular"},
+        {"group": "simple_npi", "condition": "past", "good": "no author have ever been popular",
+         "bad": "every author have ever been popular", "intrusive": "any author have ever been popular"},
+    ],
+}  # fmt: skip
+
+
+def test_a_tie_with_the_intrusive_sentence_counts_as_wrong(tmp_path):
+    """An NPI sentence that reads like the intrusive one once its OOV word is <unk> scores the same:
+    the comparison is a tie, counted wrong, like a good/bad tie. Item 1: "few" and "some" are both
+    <unk>, so good = intrusive, and it is the suite's first sentence (index 0); item 2: "every" and
+    "any" are <unk>, so intrusive = bad. Unigram scores by determiner: no 3 > <unk> 2 > most 0.
+    Item 1 (gb, gi, ib) = (1, 0 tie, 1); item 2 = (1, 1, 0 tie): accuracies 2/2, 1/2, 1/2. Breaks seen
+    failing: the first sentence taken for "no intrusive sentence" (`intrusive > 0`, `>= 1`), or read
+    as sentence 1 (`clamp(min=1)`), and a tie counted right (`>=`) in either intrusive comparison."""
+    module = run_suite(tmp_path, unigram_model({"<unk>": 2.0, "no": 3.0}), suite=TIE_RECORDS)
+    suite = module.trainer.datamodule.suite
+    # four distinct sentences: item 1's good (= its intrusive) 0 and bad 1, item 2's good 2 and bad (= its intrusive) 3
+    assert (suite.good.tolist(), suite.bad.tolist(), suite.intrusive.tolist()) == ([0, 2], [1, 3], [0, 3])
+    npi = module.results.by_group["simple_npi"]
+    assert [(npi[c].correct, npi[c].total) for c in ("good_vs_bad", "good_vs_intrusive", "intrusive_vs_bad")] == [
+        (2, 2), (1, 2), (1, 2)
+    ]  # fmt: skip
+    metrics = module.trainer.callback_metrics
+    assert metrics["test/acc/simple_npi/good_vs_intrusive"].item() == 0.5
+    assert metrics["test/acc/simple_npi/intrusive_vs_bad"].item() == 0.5
+
+
+def test_the_case_and_condition_tables_name_their_columns(tmp_path):
+    """The CSV tables are read by their header (a notebook, a spreadsheet, the evidence report):
+    each column keeps its name. Breaks seen failing: any column name of syneval/cases or
+    syneval/conditions misspelt (e.g. "XXcategoryXX", "ITEMS_SCORED"), which the by-hand test of
+    the tables' values (read row by row) does not see."""
+    run_suite(tmp_path, unigram_model({"laughs": 4.0}))
+    accuracies = ["acc_good_vs_bad", "acc_good_vs_intrusive", "acc_intrusive_vs_bad"]
+    headers = {name: (tmp_path / "tables" / f"syneval_{name}.csv").read_text().splitlines()[0].split(",")
+               for name in ("cases", "conditions", "groups")}
+    assert headers["cases"] == ["category", "items_with_oov", "items_scored", *accuracies]
+    assert headers["conditions"] == ["category", "condition", "items_scored", *accuracies]
+    assert headers["groups"] == ["group", "items_scored", *accuracies, "items", "items_with_oov", "identical_after_unk",
+                                 "oov_tokens", "oov_words"]  # fmt: skip
+
+
+def test_the_group_table_lists_the_twelve_commonest_oov_words(tmp_path):
+    """`oov_words` of syneval/groups names the twelve commonest out-of-vocabulary words of the group,
+    most frequent first: here twelve words seen twice and a thirteenth seen once, which is left out.
+    Breaks seen failing: `most_common(13)`, and `most_common(None)` (every word)."""
+    twice = ["w%02d" % i for i in range(12)]  # not in WORDS: each is <unk>
+    records = [{"group": "simple_agrmt", "condition": "sing_MS_MV", "good": f"the {a} laughs", "bad": f"the {b} laugh"}
+               for a, b in zip(twice[0::2], twice[1::2])] * 2  # fmt: skip
+    records.append({"group": "simple_agrmt", "condition": "sing_MS_MV", "good": "the once laughs", "bad": "the author laugh"})
+    run_suite(tmp_path, unigram_model({"laughs": 4.0}), suite={"simple_agrmt": records})
+    with open(tmp_path / "tables" / "syneval_groups.csv", newline="") as handle:
+        (row,) = csv.DictReader(handle)
+    assert row["oov_words"].split() == twice  # counts tie at 2: first seen first
+    assert row["oov_tokens"] == "25" and row["items_with_oov"] == "13"
+
+
+def test_the_task_holds_the_checkpoint_it_scores(tmp_path):
+    """The task keeps what it loaded from `checkpoint`: its path, backbone config, vocabulary and
+    weights; nothing is scored before the test loop (`results` and `sentence_scores` are None).
+    Breaks seen failing: `backbone_cfg = None`, `checkpoint_path = None` or `str(None)`, and
+    `sentence_scores = ""` before any test loop."""
+    model = unigram_model({"laughs": 4.0})
+    ckpt = save_checkpoint(model, tmp_path / "lm.ckpt")
+    module = SyntacticEvaluationTask(checkpoint=ckpt)  # a Path: kept as its text
+    assert module.checkpoint_path == str(ckpt) and module.backbone_cfg == CFG and module.vocab == WORDS
+    torch.testing.assert_close(module.model.state_dict(), model.state_dict(), rtol=0, atol=0)
+    assert module.results is None and module.sentence_scores is None
+
+
+def test_the_run_log_names_the_checkpoint_and_shows_table3(tmp_path, caplog):
+    """The run's log says which checkpoint is scored (path, backbone config, vocabulary size), then
+    the text style and Table 3 as markdown, the numbers of the first test above (agreement 1 of 2;
+    NPI 2 of 2 in each comparison, one NPI item with an OOV word). Breaks seen failing: any argument
+    of either log line dropped or replaced by None, and either format string altered."""
+    ckpt = tmp_path / "lm.ckpt"
+    with caplog.at_level(logging.INFO, logger="onlstm.syneval"):
+        run_suite(tmp_path, unigram_model({"laughs": 4.0, "no": 3.0, "the": 1.0}))
+    messages = [record.getMessage() for record in caplog.records if record.name == "onlstm.syneval"]
+    assert messages[0] == f"scoring with {ckpt} ({CFG}, 13 words)"
+    assert messages[1] == (
+        "style TextStyle(capitalize_first=False, final_period=False); Table 3 rows:\n"
+        "| dependency | phenomenon | test | comparison | items | items_with_oov | accuracy |\n"
+        "|---|---|---|---|---|---|---|\n"
+        "| short-term | Subject-verb agreement | Simple | good_vs_bad | 2 | 0 | 0.5000 |\n"
+        "| short-term | Negative polarity items | Simple (grammatical vs. intrusive) | good_vs_intrusive | 2 | 1 | 1.0000 |\n"
+        "| short-term | Negative polarity items | Simple (intrusive vs. ungrammatical) | intrusive_vs_bad | 2 | 1 | 1.0000 |\n"
+        "| short-term | Negative polarity items | Simple (grammatical vs. ungrammatical) | good_vs_bad | 2 | 1 | 1.0000 |\n"
+    )
+    assert len(messages) == 2
+
+
+def test_suite_seconds_is_the_time_the_test_loop_took(tmp_path):
+    """`test/suite_seconds` is the time from the start of the test epoch to its end: positive, and
+    no more than the whole `trainer.test` call around it took (break seen failing: the start time
+    added to the end time instead of subtracted, which gives the machine's uptime twice over)."""
+    started = time.perf_counter()
+    module = run_suite(tmp_path, unigram_model({"laughs": 4.0}))
+    elapsed = time.perf_counter() - started
+    assert 0.0 < module.trainer.callback_metrics["test/suite_seconds"].item() <= elapsed
