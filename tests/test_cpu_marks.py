@@ -80,7 +80,8 @@ def test_a_mark_passed_before_any_best_checkpoint_is_named_in_a_warning(tmp_path
     clock.minutes_used = 2.0
     with caplog.at_level(logging.WARNING, logger="onlstm.train"):
         marks.on_train_batch_end(trainer)
-    assert "before any best checkpoint" in caplog.text and "best_cpu001min.ckpt" in caplog.text
+    assert caplog.messages == ["CPU mark 1 min passed at step 7 before any best checkpoint was saved: "
+                               "no best_cpu001min.ckpt"]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -88,8 +89,9 @@ def test_marks_need_the_cpu_time_clock_and_positive_minutes(tmp_path):
     with pytest.raises(ValueError, match="best_at_cpu_marks.minutes"):
         KeepBestAtCpuMarks([40, 0], dirpath=str(tmp_path))
     marks = KeepBestAtCpuMarks([40], dirpath=str(tmp_path))
-    with pytest.raises(ValueError, match="needs callbacks.cpu_time_budget"):
+    with pytest.raises(ValueError) as refused:
         marks.on_fit_start(SimpleNamespace(callbacks=[]), None)
+    assert str(refused.value) == "callbacks.best_at_cpu_marks needs callbacks.cpu_time_budget: the marks are on its clock"
 
 
 def test_an_empty_list_of_marks_is_refused(tmp_path):
@@ -153,3 +155,18 @@ def test_the_marks_done_travel_in_the_checkpoint_as_a_sorted_list(tmp_path):
     resumed = KeepBestAtCpuMarks([120, 17, 15], dirpath=str(tmp_path / "kept"))
     resumed.load_state_dict({"done": [17, 15]})
     assert resumed.state_dict() == {"done": [15.0, 17.0]}
+
+
+def test_each_mark_kept_is_logged_with_the_minutes_used_and_both_files(tmp_path, caplog):
+    """One line per mark copied: the mark, the step, the CPU minutes used, the best checkpoint and
+    where it is kept (break: a message or an argument dropped or changed)."""
+    best = tmp_path / "best.ckpt"
+    best.write_text("validation 1")
+    clock = Clock()
+    marks = KeepBestAtCpuMarks([40, 20], dirpath=str(tmp_path / "kept"))
+    clock.minutes_used = 40.3
+    with caplog.at_level(logging.INFO, logger="onlstm.train"):
+        marks.on_train_batch_end(fake_trainer(clock, str(best)))
+    assert caplog.messages == [
+        f"CPU mark {mark} min passed at step 7 (40.3 CPU min used): {best} kept as {tmp_path / 'kept' / name}"
+        for mark, name in ((20, "best_cpu020min.ckpt"), (40, "best_cpu040min.ckpt"))]

@@ -3,6 +3,7 @@ up (the budget of every evidence run: docs/preregistration.md). The process cloc
 
 from __future__ import annotations
 
+import logging
 from types import SimpleNamespace
 
 import pytest
@@ -70,13 +71,17 @@ def test_a_run_resumed_with_its_budget_spent_trains_no_further_batch(clock):
 
 
 def test_the_minutes_used_are_logged_at_each_validation_of_fit_only(clock):
+    """The clock moves between the three validations, so the one value logged says which one logged
+    it (break: log at the sanity check instead, or at trainer.validate())."""
     budget = CpuTimeBudget(minutes=10)
     budget.on_fit_start(trainer(), None)
-    clock.seconds += 90.0
     logged = []
     module = SimpleNamespace(log=lambda name, value: logged.append((name, value)))
+    clock.seconds += 30.0
     budget.on_validation_epoch_end(trainer(sanity_checking=True), module)
+    clock.seconds += 30.0
     budget.on_validation_epoch_end(trainer(fn="validate"), module)
+    clock.seconds += 30.0
     budget.on_validation_epoch_end(trainer(), module)
     assert logged == [("time/cpu_minutes", 1.5)]
 
@@ -86,3 +91,25 @@ def test_a_budget_that_is_not_positive_is_refused_naming_the_key(minutes):
     with pytest.raises(ValueError) as refused:
         CpuTimeBudget(minutes=minutes)
     assert str(refused.value) == f"callbacks.cpu_time_budget.minutes must be positive, got {minutes}"
+
+
+def test_a_budget_not_started_has_used_nothing(clock):
+    """Before fit starts (a checkpoint written then, a run with no earlier attempt) the budget has
+    used 0 seconds, whatever the process's clock reads (break: count 1 second, or read the clock
+    against a start that was never set)."""
+    budget = CpuTimeBudget(minutes=2)
+    assert budget.used_seconds() == 0.0
+    assert budget.state_dict() == {"cpu_seconds": 0.0}
+
+
+def test_the_stop_is_logged_with_the_budget_in_minutes_and_the_step(clock, caplog):
+    """One line when the budget stops the run: its minutes (30.0, which a wrong divisor would show as
+    29.5 or 108000.0) and the step reached; none at a later batch (break: a message or an argument
+    dropped or changed)."""
+    budget, run = CpuTimeBudget(minutes=30), trainer()
+    budget.on_fit_start(run, None)
+    clock.seconds += 1800.0
+    with caplog.at_level(logging.INFO, logger="onlstm.train"):
+        budget.on_train_batch_end(run)
+        budget.on_train_batch_end(run)
+    assert caplog.messages == ["CPU-time budget of 30.0 minutes used up at step 12: stopping"]

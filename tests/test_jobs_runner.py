@@ -219,3 +219,83 @@ def test_train_and_evaluate_run_their_work_as_a_job(monkeypatch, tmp_path, commi
     assert runner.evaluate(job_cfg(tmp_path / "eval", task=task, train=None)) == {"test/acc": 0.25}
     assert run_folder.finished_metrics(tmp_path / "train") == {"val/acc": 0.5}
     assert run_folder.finished_metrics(tmp_path / "eval") == {"test/acc": 0.25}
+
+
+# ----------------------------------------------------------------------------- what a job records and says
+def test_a_finished_job_records_the_machine_it_ran_on(tmp_path, commit, monkeypatch):
+    """done.json names where the metrics were computed (the report groups runs by it; break: write
+    None for the machine)."""
+    monkeypatch.setattr(runner, "machine", lambda: {"torch": "2.9.0", "device": "a hand-set CPU", "threads": "1"})
+    runner.as_job(job_cfg(tmp_path / "run"), Work({"val/acc": 0.5}))
+    record = json.loads((tmp_path / "run" / "done.json").read_text())
+    assert record["machine"] == {"torch": "2.9.0", "device": "a hand-set CPU", "threads": "1"}
+
+
+def test_the_refusals_say_what_to_do_in_full(tmp_path, commit):
+    """The whole text of both refusals, the advice included (break: the second half of either
+    message replaced or upper-cased)."""
+    folder = tmp_path / "run"
+    run_folder.checkpoints_dir(folder).mkdir(parents=True)
+    run_folder.last_checkpoint_path(folder).write_bytes(b"")
+    with pytest.raises(FileExistsError) as refused:
+        runner.check_output_dir(job_cfg(folder))
+    assert str(refused.value) == (
+        f"{folder / 'checkpoints'} already holds checkpoints of another run; pick a new hydra.run.dir "
+        "(the default is a fresh timestamped folder) or resume with ckpt_path=... from a new folder")
+
+    unfinished = tmp_path / "lm"
+    with pytest.raises(FileNotFoundError) as refused:
+        runner.check_required_runs(job_cfg(tmp_path / "job", requires_finished_runs=[str(unfinished)]))
+    assert str(refused.value) == (
+        f"{unfinished} holds no finished run (done.json is missing): run (or resume) the job that trains it "
+        "first, e.g. make evidence runs experiment=evidence_lm before experiment=evidence_parsing")
+
+
+def test_resume_says_which_folder_it_skips_or_continues(tmp_path, commit, caplog):
+    """What a resumed sweep prints for each job: the finished folder it skips, or the folder and the
+    checkpoint it continues from (break: a message or one of its arguments dropped or changed)."""
+    finished = tmp_path / "finished"
+    run_folder.write_done(finished, {"val/acc": 0.9}, "abc", {}, 0.0)
+    interrupted = tmp_path / "interrupted"
+    run_folder.checkpoints_dir(interrupted).mkdir(parents=True)
+    run_folder.last_checkpoint_path(interrupted).write_bytes(b"")
+    with caplog.at_level(logging.INFO, logger="onlstm.train"):
+        runner.continue_where_stopped(job_cfg(finished, resume=True))
+        runner.continue_where_stopped(job_cfg(interrupted, resume=True))
+    assert caplog.messages == [
+        f"{finished} already holds a finished run (done.json): skipped",
+        f"continuing the interrupted run in {interrupted} from {interrupted / 'checkpoints' / 'last.ckpt'}",
+    ]
+
+
+@pytest.mark.parametrize("entry, what", [("train", "run"), ("evaluate", "evaluation")])
+def test_a_failed_job_is_logged_as_a_run_or_an_evaluation_with_its_folder(monkeypatch, tmp_path, commit, caplog,
+                                                                          entry, what):
+    """train.py's failure is a "run", eval.py's an "evaluation" (break: the word dropped or changed)."""
+    def failing(cfg):
+        raise RuntimeError("diverged")
+
+    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=None))
+    monkeypatch.setattr(runner, "fit_and_test", failing)
+    monkeypatch.setattr(runner, "evaluate_checkpoint", failing)
+    cfg = job_cfg(tmp_path / "job", task={"name": "logic", "evaluates_checkpoint": None})
+    with caplog.at_level(logging.ERROR, logger="onlstm.train"), pytest.raises(RuntimeError, match="diverged"):
+        getattr(runner, entry)(cfg)
+    assert caplog.messages == [f"{what} failed; output folder: {tmp_path / 'job'}"]
+
+
+def test_the_wandb_offline_resolver_is_registered_under_its_name(monkeypatch):
+    """conf/logger/wandb.yaml reads ${wandb_offline:}; register_resolvers makes it resolve to
+    tracking.wandb_offline, read when the config is (break: register it under another name, or
+    register something else)."""
+    was_registered = OmegaConf.clear_resolver("wandb_offline")  # registered when train.py or eval.py is imported
+    try:
+        runner.register_resolvers()
+        cfg = OmegaConf.create({"offline": "${wandb_offline:}"})
+        monkeypatch.setenv("WANDB_MODE", "online")
+        assert cfg.offline is False
+        monkeypatch.setenv("WANDB_MODE", "offline")
+        assert cfg.offline is True
+    finally:
+        if was_registered and not OmegaConf.has_resolver("wandb_offline"):
+            OmegaConf.register_new_resolver("wandb_offline", runner.wandb_offline)

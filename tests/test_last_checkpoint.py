@@ -6,6 +6,7 @@ checked alone, on a seconds-long Lightning run of its demo model or on a hand-se
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -80,9 +81,14 @@ class HandTrainer:
         epoch_loop = SimpleNamespace(batch_progress=SimpleNamespace(is_last_batch=False), _is_training_done=False,
                                      _should_check_val_fx=lambda fetcher: self.validation_follows)
         self.fit_loop = SimpleNamespace(epoch_loop=epoch_loop, _data_fetcher=object())
-        # two ranks: this one and another, which got a signal or not
-        self.strategy = SimpleNamespace(reduce_boolean_decision=lambda decision, all=True: (
-            (decision and other_rank_signalled) if all else (decision or other_rank_signalled)))
+        self.other_rank_signalled = other_rank_signalled
+        self.strategy = SimpleNamespace(reduce_boolean_decision=self._reduce_boolean_decision)
+
+    def _reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+        """Two ranks, this one and another, which got a signal or not; as Lightning's DDP reduces a
+        decision: int(decision) summed over the ranks (a decision that is no bool fails there)."""
+        votes = int(decision) + int(self.other_rank_signalled)
+        return votes == self.world_size if all else votes > 0
 
     @property
     def epoch_loop(self):
@@ -167,6 +173,32 @@ def test_without_a_step_interval_batches_save_nothing(lightnings_handler):
         trainer.global_step = step
         callback.on_train_batch_end(trainer)
     assert trainer.saved == []
+
+
+def test_by_default_batches_save_nothing(lightnings_handler):
+    """every_n_train_steps is 0 unless given (break: a default of 1 saves after every batch)."""
+    trainer = HandTrainer()
+    callback = LastCheckpoint("run/checkpoints")
+    callback.on_train_start(trainer, None)
+    for step in range(1, 4):
+        trainer.global_step = step
+        callback.on_train_batch_end(trainer)
+    assert trainer.saved == []
+
+
+@pytest.mark.parametrize("missing", ["_should_check_val_fx", "_data_fetcher"])
+def test_a_lightning_without_the_private_validation_decision_saves_at_the_interval(lightnings_handler, missing):
+    """A Lightning whose epoch loop has no _should_check_val_fx (or whose fit loop has no
+    _data_fetcher) saves at the step interval, before a validation that may follow, instead of
+    failing (break: getattr without its None default raises AttributeError)."""
+    trainer = HandTrainer()
+    trainer.validation_follows = True  # what the private method would have said
+    loop = trainer.epoch_loop if missing == "_should_check_val_fx" else trainer.fit_loop
+    delattr(loop, missing)
+    callback = started(trainer, every_n_train_steps=2)
+    trainer.global_step = 2
+    callback.on_train_batch_end(trainer)
+    assert trainer.saved_steps() == [2]
 
 
 def test_a_validation_inside_the_epoch_saves_and_other_validations_do_not(lightnings_handler):
@@ -303,6 +335,83 @@ def test_every_rank_saves_and_stops_when_another_rank_got_the_signal(lightnings_
     quiet.global_step = 5
     callback.on_train_batch_end(quiet)
     assert quiet.saved == [] and callback.stopped_by is None
+
+
+def test_under_ddp_the_rank_that_got_the_signal_saves_and_passes_it_on_once(lightnings_handler):
+    """This rank alone got SIGTERM: it saves at the end of the validation and passes the signal on;
+    a save point after that (the epoch's end at the same step) neither saves nor passes it again
+    (break: reduce no decision or another one, or keep the signal pending once passed on)."""
+    trainer = HandTrainer(step=0, world_size=2, other_rank_signalled=False)
+    callback = started(trainer)
+    trainer.global_step = 5
+    send(callback, signal.SIGTERM)
+    callback.on_validation_end(trainer, None)
+    assert trainer.saved_steps() == [5] and lightnings_handler == [signal.SIGTERM]
+    callback.on_train_epoch_end(trainer, None)
+    assert trainer.saved_steps() == [5] and lightnings_handler == [signal.SIGTERM]
+
+
+def test_after_an_error_a_signal_goes_to_lightning_at_once(lightnings_handler):
+    """Once an exception has ended training nothing will save: a SIGTERM that comes while the run
+    shuts down is passed on at once, not held for a save point that never comes (break: leave
+    training marked as running in on_exception)."""
+    trainer = HandTrainer(step=0)
+    callback = started(trainer)
+    trainer.global_step = 3
+    callback.on_exception(trainer, None, RuntimeError("a bug"))
+    send(callback, signal.SIGTERM)
+    assert lightnings_handler == [signal.SIGTERM] and trainer.saved == []
+
+
+def test_each_save_is_logged_with_its_step_epoch_and_why(lightnings_handler, caplog):
+    """train.log says when last.ckpt was written and which save point wrote it (break: a message,
+    one of its arguments or one of the reasons dropped or changed)."""
+    trainer = HandTrainer()
+    callback = started(trainer, every_n_train_steps=3)
+    with caplog.at_level(logging.INFO, logger="onlstm.train"):
+        trainer.global_step = 3
+        callback.on_train_batch_end(trainer)
+        trainer.global_step = 4
+        callback.on_validation_end(trainer, None)
+        trainer.global_step = 5
+        callback.on_train_epoch_end(trainer, None)
+        trainer.global_step, trainer.current_epoch = 6, 1
+        callback.on_train_end(trainer, None)
+    path = Path("run/checkpoints/last.ckpt")
+    assert caplog.messages == [f"saved {path} at step 3, epoch 0 (every 3 steps)",
+                               f"saved {path} at step 4, epoch 0 (validation)",
+                               f"saved {path} at step 5, epoch 0 (epoch end)",
+                               f"saved {path} at step 6, epoch 1 (end of training)"]
+
+
+def test_a_signal_is_logged_when_it_comes_when_it_is_saved_and_how_to_continue(lightnings_handler, caplog):
+    """What the user reads after Ctrl-C or a SIGTERM: that it was received and where the state will
+    be saved, the save, how to continue (the signal raised by Lightning before a save point), and
+    what a second Ctrl-C does (break: a message or one of its arguments dropped or changed)."""
+    path = Path("run/checkpoints/last.ckpt")
+    held = (f"{{}} received: saving {path} after the batch or validation in progress, then stopping "
+            "(Ctrl-C again stops at once)")
+    trainer = HandTrainer(step=0)
+    callback = started(trainer)
+    trainer.global_step = 7
+    with caplog.at_level(logging.INFO, logger="onlstm.train"):
+        send(callback, signal.SIGTERM)
+        callback.on_train_batch_end(trainer)
+    assert caplog.messages == [held.format("SIGTERM"), f"saved {path} at step 7, epoch 0 (SIGTERM received)"]
+
+    caplog.clear()
+    trainer = HandTrainer(step=0)
+    callback = started(trainer)
+    trainer.global_step = 8
+    with caplog.at_level(logging.INFO, logger="onlstm.train"):
+        send(callback, signal.SIGINT)
+        callback.on_exception(trainer, None, SIGTERMException())
+        with pytest.raises(KeyboardInterrupt):
+            callback._on_signal(signal.SIGINT, None)
+    assert caplog.messages == [
+        held.format("SIGINT"), f"saved {path} at step 8, epoch 0 (SIGINT received)",
+        f"stopped by SIGINT at step 8; continue with ckpt_path={path} (or resume=true in the same folder)",
+        f"second Ctrl-C: stopping at once; {path} is the one saved before"]
 
 
 def test_without_lightnings_handler_a_signal_stops_the_run_the_same_way(lightnings_handler):
