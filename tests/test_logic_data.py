@@ -249,6 +249,9 @@ def test_generated_test_pairs_sit_beside_the_test_files(tmp_path):
     other_seed = PropositionalLogicDataModule(str(tmp_path), seed=2, **kwargs)
     other_seed.setup("test")
     assert other_seed.test_set.examples == examples  # generated_test_seed, not the training seed, draws them
+    other_draw = PropositionalLogicDataModule(str(tmp_path), seed=1, **{**kwargs, "generated_test_seed": 4})
+    other_draw.setup("test")
+    assert other_draw.test_set.examples != examples  # (break seen failing: the seed not handed to the generator)
     with pytest.raises(ValueError, match=r"operators \[1\] are in both"):
         PropositionalLogicDataModule(str(tmp_path), test_ops=[1], generated_test_ops=[1, 13])
 
