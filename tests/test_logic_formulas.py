@@ -12,6 +12,7 @@ import pytest
 from datamodules.logic_formulas import (
     ALL_TRUE,
     N_ASSIGNMENTS,
+    VARIABLE_TABLES,
     FormulaError,
     count_operators,
     evaluate,
@@ -22,6 +23,7 @@ from datamodules.logic_formulas import (
     relation_of_tables,
     truth_table,
     write_examples,
+    _variable_table,
 )
 
 
@@ -178,3 +180,15 @@ def test_main_writes_a_thousand_examples_per_file_by_default(tmp_path):
     main(["--ops", "0", "2", "--out", str(tmp_path)])
     for n in (0, 2):
         assert len((tmp_path / f"test{n}").read_text().splitlines()) == 1000
+
+
+def test_each_variables_truth_table_is_its_bit_of_the_assignment_number():
+    """Assignment k (0-63) sets variable i true when bit i of k is 1, so a variable's table is the
+    classic alternating mask: a = 1010..., b = 1100..., up to f = 32 ones then 32 zeros (read from
+    assignment 63 down). The tables are built when the module is imported, before any test could
+    swap the builder, so the builder is checked here directly (breaks seen failing: `1 >> k`,
+    `2 << k` for `1 << k`)."""
+    masks = [0xAAAA_AAAA_AAAA_AAAA, 0xCCCC_CCCC_CCCC_CCCC, 0xF0F0_F0F0_F0F0_F0F0,
+             0xFF00_FF00_FF00_FF00, 0xFFFF_0000_FFFF_0000, 0xFFFF_FFFF_0000_0000]
+    assert [_variable_table(i) for i in range(6)] == masks
+    assert VARIABLE_TABLES == dict(zip("abcdef", masks))
