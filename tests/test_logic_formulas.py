@@ -192,3 +192,32 @@ def test_each_variables_truth_table_is_its_bit_of_the_assignment_number():
              0xFF00_FF00_FF00_FF00, 0xFFFF_0000_FFFF_0000, 0xFFFF_FFFF_0000_0000]
     assert [_variable_table(i) for i in range(6)] == masks
     assert VARIABLE_TABLES == dict(zip("abcdef", masks))
+
+
+def test_command_line_help_and_its_required_arguments(capsys):
+    """What `python -m datamodules.logic_formulas --help` tells a user (the name to call it by,
+    what it writes and how to evaluate on it, each option), and that --ops and --out are required
+    (breaks seen failing: the program's name, the description or an option's help changed, --ops
+    not required)."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert shown.startswith("usage: python -m datamodules.logic_formulas [-h] --ops OPS [OPS ...] [--count COUNT] "
+                            "[--seed SEED] --out OUT ")
+    assert ("Write new test files testN (N = number of operators) in Bowman's format. Evaluate on them with "
+            "task.datamodule.test_dir=OUT task.datamodule.test_ops=[N,...].") in shown
+    for option in ("--ops OPS [OPS ...] numbers of operators, e.g. 13 16 20", "--count COUNT examples per file",
+                   "--out OUT output folder"):
+        assert option in shown
+    with pytest.raises(SystemExit):
+        main([])
+    assert "the following arguments are required: --ops, --out" in capsys.readouterr().err
+
+
+def test_a_seed_given_on_the_command_line_is_the_number(tmp_path):
+    """`--seed 0` is the default seed 0, not the text "0" (random.Random seeds a string otherwise):
+    the same file as without --seed, whose lines were checked by hand above (break seen failing:
+    --seed read without type=int)."""
+    main(["--ops", "1", "--count", "3", "--out", str(tmp_path / "default")])
+    main(["--ops", "1", "--count", "3", "--seed", "0", "--out", str(tmp_path / "given")])
+    assert (tmp_path / "given" / "test1").read_text() == (tmp_path / "default" / "test1").read_text()
