@@ -90,6 +90,17 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
+def command_line_messages(main, capsys) -> tuple[str, str]:
+    """What an argparse ``main`` prints for ``--help`` (whitespace folded, so the terminal's width
+    does not matter) and its error when called with no arguments."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit):
+        main([])
+    return shown, capsys.readouterr().err
+
+
 def requires_data(*relative: str):
     missing = [p for p in relative if not (DATA_DIR / p).exists()]
     return pytest.mark.skipif(bool(missing), reason=f"data not found under {DATA_DIR}: {missing}")

@@ -41,7 +41,7 @@ from datamodules.listops_generator import (
     published_draw,
 )
 from onlstm.parsing.trees import right_branching
-from tests.helpers import DATA_DIR, requires_data, write_lines
+from tests.helpers import DATA_DIR, command_line_messages, requires_data, write_lines
 
 RELEASED = "listops/test_d20s.tsv"
 
@@ -468,9 +468,7 @@ def test_a_tree_is_drawn_from_the_root_unless_told_its_depth():
 
 
 def test_command_line_help_and_its_required_arguments(capsys):
-    with pytest.raises(SystemExit):
-        main(["--help"])
-    shown = " ".join(capsys.readouterr().out.split())
+    shown, error = command_line_messages(main, capsys)
     assert shown.startswith("usage: python -m datamodules.listops_generator [-h] --count COUNT --min-length MIN_LENGTH "
                             "--max-length MAX_LENGTH [--seed SEED] [--exclude [EXCLUDE ...]] --out OUT [--force] ")
     assert ("Write distinct ListOps expressions of a chosen length range, drawn from the published generator's "
@@ -481,9 +479,7 @@ def test_command_line_help_and_its_required_arguments(capsys):
                    "--exclude [EXCLUDE ...] released-format files none of whose expressions may be drawn",
                    "--out OUT output file (refused if it exists, unless --force)", "--force overwrite --out if it exists"):
         assert option in shown
-    with pytest.raises(SystemExit):
-        main([])
-    assert "the following arguments are required: --count, --min-length, --max-length, --out" in capsys.readouterr().err
+    assert "the following arguments are required: --count, --min-length, --max-length, --out" in error
 
 
 def test_command_line_seed_folders_exclusions_and_report(tmp_path, capsys):

@@ -25,6 +25,7 @@ from datamodules.logic_formulas import (
     write_examples,
     _variable_table,
 )
+from tests.helpers import command_line_messages
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -199,9 +200,7 @@ def test_command_line_help_and_its_required_arguments(capsys):
     what it writes and how to evaluate on it, each option), and that --ops and --out are required
     (breaks seen failing: the program's name, the description or an option's help changed, --ops
     not required)."""
-    with pytest.raises(SystemExit):
-        main(["--help"])
-    shown = " ".join(capsys.readouterr().out.split())
+    shown, error = command_line_messages(main, capsys)
     assert shown.startswith("usage: python -m datamodules.logic_formulas [-h] --ops OPS [OPS ...] [--count COUNT] "
                             "[--seed SEED] --out OUT ")
     assert ("Write new test files testN (N = number of operators) in Bowman's format. Evaluate on them with "
@@ -209,9 +208,7 @@ def test_command_line_help_and_its_required_arguments(capsys):
     for option in ("--ops OPS [OPS ...] numbers of operators, e.g. 13 16 20", "--count COUNT examples per file",
                    "--out OUT output folder"):
         assert option in shown
-    with pytest.raises(SystemExit):
-        main([])
-    assert "the following arguments are required: --ops, --out" in capsys.readouterr().err
+    assert "the following arguments are required: --ops, --out" in error
 
 
 def test_a_seed_given_on_the_command_line_is_the_number(tmp_path):
