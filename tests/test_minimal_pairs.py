@@ -312,9 +312,23 @@ def test_datamodule_needs_the_vocabulary_first(tmp_path):
     datamodule = MinimalPairsDataModule(str(tmp_path), batch_size=3)
     with pytest.raises(RuntimeError, match="use_vocabulary"):
         datamodule.test_dataloader()
+    for stage in ("test", None):  # Lightning's setup before testing reads the suite: the error comes before any batch
+        with pytest.raises(RuntimeError, match="use_vocabulary"):
+            datamodule.setup(stage)
     datamodule.use_vocabulary(VOCAB.words)
     batches = list(datamodule.test_dataloader())
     assert sum(b["tokens"].shape[1] for b in batches) == 4
+
+
+def test_setup_for_testing_reads_the_suite_so_a_bad_file_stops_the_run_before_its_first_batch(tmp_path):
+    """(breaks seen failing: setup's stage test inverted or misspelt, the suite not read there)"""
+    (tmp_path / "syneval").mkdir()
+    write_jsonl(tmp_path / "syneval" / "simple_agrmt.jsonl", AGR)
+    datamodule = MinimalPairsDataModule(str(tmp_path), batch_size=3)
+    datamodule.use_vocabulary(VOCAB.words)
+    datamodule.setup("test")
+    (tmp_path / "syneval" / "simple_agrmt.jsonl").unlink()  # read already: testing goes on without it
+    assert sum(b["tokens"].shape[1] for b in datamodule.test_dataloader()) == 4
 
 
 def load_pairs(records: list[dict]) -> list[MinimalPair]:

@@ -432,10 +432,15 @@ def test_an_lstm_language_model_is_refused_with_what_to_give_instead(tmp_path):
 
 
 def test_development_and_test_sections_must_differ(tmp_path):
-    with pytest.raises(ValueError, match=r"sections \[1\] are in both"):
+    with pytest.raises(ValueError) as both:
         TreebankDataModule(data_dir=str(tmp_path), sections=[1], dev_sections=[0, 1])
-    with pytest.raises(ValueError, match="needs task.datamodule.sections"):
+    assert str(both.value) == ("sections [1] are in both task.datamodule.sections and task.datamodule.dev_sections: "
+                               "the layer must be chosen on trees it is not scored on")
+    with pytest.raises(ValueError) as no_test_sections:
         TreebankDataModule(data_dir=str(tmp_path), sections=None, dev_sections=[0])
+    assert str(no_test_sections.value) == (
+        "task.datamodule.dev_sections=[0] needs task.datamodule.sections (the test sections) too: without them "
+        "every file would be a test file, the development ones included")
 
 
 def test_run_implementation_reaches_the_lm_that_parses(hand_set_parsing):
