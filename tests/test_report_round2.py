@@ -165,3 +165,27 @@ def test_runs_csv_holds_one_row_per_run_with_numbers_in_their_own_columns(tmp_pa
         for key, value in row.items():
             if key.startswith(("test/", "val/")):
                 float(value)
+
+
+def test_reruns_of_round1_seeds_report_their_precondition_and_their_epochs_beside_round1(tmp_path, repo):
+    """Every run's precondition is reported, the reruns' too; the reproducibility table says how many
+    epochs each side's CPU budget ran (breaks seen failing: the reruns left out of the precondition
+    line, the epochs not printed)."""
+    root, commit = repo
+    sweep = logic_sweep(tmp_path, commit)
+    logic_run(sweep, "onlstm", 1, 0.75, commit, val_acc=0.96)
+    logic_run(sweep, "lstm", 1, 0.74, commit, val_acc=0.93)
+    round1 = tmp_path / "round1"
+    round1.mkdir()
+    (round1 / "logic_accuracy_by_operators.csv").write_text(
+        "operators,ON-LSTM accuracy,LSTM accuracy\n7,0.900 ± 0.010 (n=3),0.880 ± 0.020 (n=3)\n")
+    (round1 / "logic_precondition.csv").write_text(
+        "model,seeds,epochs\nON-LSTM,3,15.0 ± 0.0 (n=3)\nLSTM,3,16.0 ± 0.0 (n=3)\n")
+    (tmp_path / "round1.md").write_text("# Round 1\n\n## Summary\n\n- 3. Logical inference: not shown at this scale.\n")
+    inputs = Round2Inputs(root / "docs" / "preregistration.md", root, round1=tmp_path / "round1.md")
+    text = write_report([sweep], tmp_path / "out" / "evidence", "cmd", round2=inputs).read_text()
+    assert ("- Precondition (best validation accuracy >= 0.95): met by all 12 counted runs. Seeds 1, 2, 3 run "
+            "again: missed by LSTM seed 1 (0.930) (these runs stay in the pooled test).") in text
+    assert ("(CPU-time budgets: the step counts differ; epochs in the budget, round 1 (`logic_precondition.csv`): "
+            "ON-LSTM 15.0 ± 0.0 (n=3), LSTM 16.0 ± 0.0 (n=3); again: ON-LSTM 3.0 (n=1), LSTM 3.0 (n=1)).") in text
+    assert "| 7 | 0.900 ± 0.010 (n=3) | 0.750 (n=1) | 0.880 ± 0.020 (n=3) | 0.740 (n=1) |" in text
