@@ -342,3 +342,22 @@ def load_pairs(records: list[dict]) -> list[MinimalPair]:
     return [
         MinimalPair(r["category"], r["group"], r["condition"], r["good"], r["bad"], r.get("intrusive")) for r in records
     ]
+
+
+def test_datamodule_settings_are_checked_and_categories_pick_the_files_scored(tmp_path):
+    """(breaks seen failing: the casing or batch-size message lost, a batch of one refused, the
+    chosen categories ignored)"""
+    with pytest.raises(ValueError) as casing:
+        MinimalPairsDataModule(str(tmp_path), casing="upper")
+    assert str(casing.value) == "task.datamodule.casing must be one of ('auto', 'lower', 'sentence'), got 'upper'"
+    with pytest.raises(ValueError) as size:
+        MinimalPairsDataModule(str(tmp_path), batch_size=0)
+    assert str(size.value) == "task.datamodule.batch_size must be positive, got 0"
+    (tmp_path / "syneval").mkdir()
+    write_jsonl(tmp_path / "syneval" / "simple_agrmt.jsonl", AGR)
+    write_jsonl(tmp_path / "syneval" / "simple_npi_anim.jsonl", NPI)
+    datamodule = MinimalPairsDataModule(str(tmp_path), categories=["simple_npi_anim"], batch_size=1)
+    datamodule.use_vocabulary(VOCAB.words)
+    batches = list(datamodule.test_dataloader())
+    assert [b["tokens"].shape[1] for b in batches] == [1, 1, 1]  # one batch per sentence of the NPI pair
+    assert sorted(datamodule.suite.oov_by_category) == ["simple_npi_anim"]
