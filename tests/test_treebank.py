@@ -206,6 +206,16 @@ def test_a_malformed_tree_is_located_in_a_file_that_starts_with_a_byte_order_mar
         read_treebank(folder)
 
 
+def test_a_malformed_tree_whose_line_cannot_be_found_is_named_by_its_file_alone(tmp_path):
+    """nltk's reader splits lines at form feeds (and U+2028, NEL), Python's line iteration does not:
+    trees separated by form feeds have no line to name, so the message names the file alone
+    (breaks seen failing: a line always printed, the path replaced)."""
+    folder = write_files(tmp_path / "tb", {"wsj_0001.mrg": (GOOD + "\x0c" + UNBALANCED).replace("\n", "")})
+    with pytest.raises(DataError) as info:
+        read_treebank(folder)
+    assert str(info.value).startswith(f"{folder / 'wsj_0001.mrg'}: tree 2 of the file is malformed (")
+
+
 def test_a_file_that_is_not_utf8_is_a_data_error_saying_to_re_encode_it(tmp_path):
     folder = write_files(tmp_path / "tb", {"wsj_0001.mrg": GOOD, "wsj_0002.mrg": "( (S (NN caf\xe9) ))\n".encode("latin-1")})
     with pytest.raises(DataError) as info:
