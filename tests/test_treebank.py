@@ -105,10 +105,13 @@ def test_trees_without_a_word_are_skipped_and_counted_in_the_log(tmp_path, caplo
 
 
 def test_a_treebank_without_any_word_is_a_data_error(tmp_path):
-    folder = write_files(tmp_path / "tb", {"wsj_0001.mrg": "( (S (. .) ))\n( (S (-NONE- *) ))\n"})
+    """The message names the first three files read (break seen failing: four named)."""
+    no_word = "( (S (. .) ))\n( (S (-NONE- *) ))\n"
+    folder = write_files(tmp_path / "tb", {f"wsj_000{k}.mrg": no_word for k in range(1, 5)})
     with pytest.raises(DataError) as info:
         read_treebank(folder)
-    assert str(info.value) == f"the treebank files ['wsj_0001.mrg']... under {folder} hold no sentence with a word"
+    assert str(info.value) == (f"the treebank files ['wsj_0001.mrg', 'wsj_0002.mrg', 'wsj_0003.mrg']... under {folder} "
+                               "hold no sentence with a word")
 
 
 # ----------------------------------------------------------------------------- files and splits
