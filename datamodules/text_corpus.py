@@ -116,12 +116,13 @@ class ResumableSegmentLoader(DataLoader):
     Lightning saves ``state_dict()`` of a loader that has one in every checkpoint and calls
     ``load_state_dict`` on resume, so a run killed mid-epoch continues at the next segment
     instead of replaying the epoch. ``batch_size=None``: each item already is a (time, batch)
-    segment. Its own generator keeps iterator creation from drawing on the global RNG, which
-    would shift the dropout masks of a resumed run.
+    segment. Its own ``__iter__`` yields the segments without making a DataLoader iterator, so
+    iterating draws nothing from the global RNG (a DataLoader iterator draws its base seed there,
+    which would shift the dropout masks of a resumed run).
     """
 
     def __init__(self, dataset: SegmentDataset):
-        super().__init__(dataset, batch_size=None, shuffle=False, generator=torch.Generator())
+        super().__init__(dataset, batch_size=None, shuffle=False)
         self._next_index = 0
         self._resume_at = 0
 

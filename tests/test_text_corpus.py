@@ -230,6 +230,14 @@ def test_resumed_loader_yields_exactly_the_remaining_segments_then_whole_epochs(
     assert [item["input"][0, 0].item() for item in resumed] == [0, 4, 10, 14]
 
 
+def test_iterating_the_loader_draws_nothing_from_the_global_rng():
+    # a resumed run restores torch's RNG for its dropout masks; the loader must not move it
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    assert len(list(ResumableSegmentLoader(_segments()))) == 2
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_loader_resumed_at_the_end_of_an_epoch_yields_nothing():
     loader = ResumableSegmentLoader(_segments())
     loader.load_state_dict({"next_index": 2})
