@@ -33,7 +33,10 @@ class Vocabulary:
 
     def encode(self, words: Iterable[str], unknown: str = "error") -> list[int]:
         """Word ids. ``unknown``: "error" raises KeyError for a word not in the vocabulary,
-        "unk" maps it to ``<unk>`` (which must exist)."""
+        "unk" maps it to ``<unk>`` (which must exist); any other value is refused (a misspelt mode
+        would otherwise map silently)."""
+        if unknown not in ("error", "unk"):
+            raise ValueError(f'unknown must be "error" or "unk", got {unknown!r}')
         if unknown == "error":
             return [self.index[w] for w in words]
         unk = self.unk_id

@@ -245,6 +245,16 @@ def test_loader_resumed_at_the_end_of_an_epoch_yields_nothing():
 
 
 # ----------------------------------------------------------------------------- the datamodule
+def test_the_data_module_built_by_hand_has_the_awd_lstm_ptb_settings(tmp_path):
+    """`task=lm` sets only the folder and seed, so these defaults are the run's: AWD-LSTM's PTB
+    recipe (batches of 20 columns, 10 to validate, 1 to test, 70-token BPTT drawn around its
+    nominal length), seed 141 (breaks seen failing: the batch sizes one more)."""
+    dm = TextCorpusDataModule(str(tmp_path))
+    assert dm.folder == tmp_path / "ptb"
+    assert (dm.batch_size, dm.eval_batch_size, dm.test_batch_size) == (20, 10, 1)
+    assert (dm.bptt, dm.variable_bptt, dm.seed, dm.train_fraction) == (70, True, 141, 1.0)
+
+
 @pytest.mark.parametrize("fraction", [0.0, -0.5, 1.5])
 def test_train_fraction_outside_zero_to_one_is_refused(tmp_path, fraction):
     with pytest.raises(ValueError) as refused:

@@ -24,3 +24,11 @@ def test_unknown_words_are_refused_or_mapped_to_unk():
     with pytest.raises(KeyError) as error:
         without_unk.encode(["dog"], unknown="unk")
     assert error.value.args == ("the vocabulary has no <unk> token to map unknown words to",)
+
+
+@pytest.mark.parametrize("mode", ["UNK", "", None])
+def test_a_mode_for_unknown_words_other_than_error_or_unk_is_refused(mode):
+    with pytest.raises(ValueError) as refused:
+        Vocabulary([EOS, UNK, "the"]).encode(["the", "dog"], unknown=mode)
+    assert str(refused.value) == f'unknown must be "error" or "unk", got {mode!r}'
+
