@@ -90,6 +90,23 @@ def unexplained(records: dict[str, dict[str, str]], equivalent: set[str]) -> lis
                   if status in ("survived", "no tests") and name not in equivalent)
 
 
+def stale_equivalents(records: dict[str, dict[str, str]], equivalent: set[str]) -> list[str]:
+    """The rows of the equivalent table that no longer name a survivor: the mutant was caught, or its
+    module's records hold no mutant of that name. mutmut numbers a function's mutants afresh when its
+    source changes, so such a row's reason may now describe another edit: it must be judged again.
+    Rows of modules without records here, or whose mutant has not run yet, are not judged."""
+    modules = {path[: -len(".py")].replace("/", "."): by_mutant for path, by_mutant in records.items()}
+    stale = []
+    for name in sorted(equivalent):
+        owner = next((by for module, by in modules.items() if name.startswith(module + ".x")), None)
+        if owner is None:
+            continue
+        status = owner.get(name)
+        if status is None or (status != "survived" and status not in NOT_RUN):
+            stale.append(f"{name} ({'no such mutant' if status is None else status})")
+    return stale
+
+
 def module_mutants(records: dict[str, dict[str, str]], module: str) -> dict[str, str]:
     """The {mutant name: status} of one module, named like ``onlstm.cell`` or ``onlstm/cell.py``."""
     path = module if module.endswith(".py") else module.replace(".", "/") + ".py"
@@ -187,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
           + (" (--list names them)" if left and not args.list else ""))
     if args.list:
         print("\n".join(left))
+    stale = stale_equivalents(records, equivalent)
+    if stale:
+        print(f"{len(stale)} rows of the equivalent table in {args.equivalent} no longer name a survivor "
+              "(renumbered after a source change, or caught): judge them again:\n" + "\n".join(stale))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

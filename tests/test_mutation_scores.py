@@ -60,6 +60,24 @@ def test_scores_per_module_count_timeouts_as_caught_and_uncovered_as_not(records
     assert printed.rstrip().splitlines()[-2:] == ["onlstm.cell.x_cumax__mutmut_5", "onlstm.cell.x_cumax__mutmut_6"]
 
 
+def test_equivalent_rows_that_no_longer_name_a_survivor_are_printed_to_be_judged_again(records, capsys):
+    """A row naming a caught mutant, or one its module no longer has (mutmut renumbers a changed
+    function's mutants), may describe another edit now; a row whose module has no records here, or
+    whose mutant has not run yet, cannot be judged (breaks seen failing: every row printed, none)."""
+    mutants, doc = records
+    doc.write_text(doc.read_text() + "".join(f"| `{name}` | reason |\n" for name in (
+        "onlstm.cell.x_cumax__mutmut_1", "onlstm.cell.x_cumax__mutmut_9", "onlstm.cell.x_cumax__mutmut_7",
+        "onlstm.stack.x_run__mutmut_1")))
+    assert mutation_scores.main(["--mutants", str(mutants), "--equivalent", str(doc)]) == 0
+    printed = capsys.readouterr().out.rstrip().splitlines()
+    assert printed[-3:] == [
+        f"2 rows of the equivalent table in {doc} no longer name a survivor (renumbered after a source "
+        "change, or caught): judge them again:",
+        "onlstm.cell.x_cumax__mutmut_1 (killed)",
+        "onlstm.cell.x_cumax__mutmut_9 (no such mutant)",
+    ]
+
+
 def test_missing_or_foreign_records_are_errors_that_say_what_to_do(tmp_path, capsys):
     assert mutation_scores.main(["--mutants", str(tmp_path / "nowhere")]) == 2
     assert "run `make mutate` first" in capsys.readouterr().err
