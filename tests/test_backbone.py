@@ -454,6 +454,13 @@ def test_a_backbone_config_that_cannot_make_a_model_is_refused_with_the_field_in
     assert str(info.value) == message
 
 
+def test_the_smallest_sizes_are_accepted():
+    """One layer of width one, chunks of one neuron: the edge of every size check (breaks seen
+    failing: the emb_size/hidden_size check made `<= 1`)."""
+    BackboneConfig(n_layers=1, emb_size=1, hidden_size=1, chunk_size=1).validate()
+    BackboneConfig(n_layers=1, emb_size=1, hidden_size=1, chunk_size=1, tie_weights=False).validate()
+
+
 def test_the_lstm_baseline_has_no_chunks_to_divide_its_layers():
     BackboneConfig(arch="lstm", hidden_size=10, emb_size=7, chunk_size=4).validate()
 
