@@ -447,6 +447,17 @@ def test_the_language_models_zero_state_has_the_dtype_of_its_weights():
     ({"hidden_size": 10, "emb_size": 16, "n_layers": 2, "chunk_size": 4, "tie_weights": False},
      "model.chunk_size=4 must divide every layer size [10, 10] (it does not divide 10): pick a divisor, "
      "e.g. model.chunk_size=2"),
+    # the first layer after the embedding is checked too (the tied last one, 16, is divisible)
+    ({"hidden_size": 10, "emb_size": 16, "n_layers": 2, "chunk_size": 4},
+     "model.chunk_size=4 must divide every layer size [10, 16] (it does not divide 10): pick a divisor, "
+     "e.g. model.chunk_size=2"),
+    # the divisor suggested is the largest below chunk_size, odd or 1 where nothing else divides
+    ({"hidden_size": 9, "emb_size": 12, "n_layers": 2, "chunk_size": 6},
+     "model.chunk_size=6 must divide every layer size [9, 12] (it does not divide 9): pick a divisor, "
+     "e.g. model.chunk_size=3"),
+    ({"hidden_size": 7, "emb_size": 16, "n_layers": 2, "chunk_size": 4},
+     "model.chunk_size=4 must divide every layer size [7, 16] (it does not divide 7): pick a divisor, "
+     "e.g. model.chunk_size=1"),
 ])
 def test_a_backbone_config_that_cannot_make_a_model_is_refused_with_the_field_in_full(fields, message):
     with pytest.raises(ValueError) as info:
