@@ -405,6 +405,22 @@ def test_the_language_model_carries_its_state_from_one_segment_to_the_next(arch)
     assert (afresh - whole[5:]).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("stack_class", [ONLSTMStack, LSTMStack])
+def test_a_stacks_dropout_falls_between_its_layers_and_not_on_the_last_output(stack_class):
+    """AWD-LSTM's `dropouth` is applied to each layer's output that feeds another layer; the top
+    layer's output is left to the language model's own output dropout (`dropout`), so it is not
+    dropped twice (breaks seen failing: the between-layers test made `<=`, or `num_layers + 1`)."""
+    torch.manual_seed(0)
+    stack = stack_class([4, 8, 8, 8], chunk_size=2, dropout=0.5).train()
+    out = stack(torch.randn(5, 3, 4))
+    for raw, fed_on in zip(out.raw_outputs[:2], out.outputs[:2]):
+        # dropped on the way to the next layer: each unit zeroed or scaled by 1 / (1 - 0.5)
+        scale = (fed_on[raw != 0] / raw[raw != 0]).detach()
+        assert torch.isclose(scale, torch.zeros(())).any() and torch.isclose(scale, torch.full((), 2.0)).any()
+        assert (torch.isclose(scale, torch.zeros(())) | torch.isclose(scale, torch.full((), 2.0))).all()
+    assert out.output is out.raw_outputs[2] and out.outputs[2] is out.raw_outputs[2]
+
+
 def test_the_language_models_outputs_are_one_per_layer_the_last_after_its_dropout():
     """``outputs``: each layer's output (what AR/TAR and probes read), the top one as the decoder
     reads it, after the output dropout."""
