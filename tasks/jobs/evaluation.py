@@ -8,7 +8,7 @@ import logging
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from onlstm import BackboneConfig
 from onlstm.checkpoints import is_model_folder, read_checkpoint, stored_model_backbone
@@ -22,7 +22,7 @@ log = logging.getLogger("onlstm.train")
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, float]:
     """Test ``ckpt_path`` with ``cfg.task``: the model is the checkpoint's or the model folder's
     (``cfg.model`` is not used), the data, the run options, the Trainer and the loggers are this config's."""
-    path = None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.get("ckpt_path")
+    path = cfg.get("ckpt_path")  # None when unset (`???`): omegaconf 2.3's get reads a missing value so
     if path in (None, "best", "last"):
         raise ValueError(f"eval.py evaluates a checkpoint file or an exported model folder: set "
                          f"ckpt_path=/path/to/<run>/checkpoints/<name>.ckpt (got ckpt_path={path})")
