@@ -38,6 +38,8 @@ CAUGHT = ("killed", "timeout", "caught by type check", "segfault", "crashed")
 # any other (a SIGTERM when the machine stops, say) says nothing about the mutant: it is run again.
 CRASH_SIGNALS = {-4: "SIGILL", -6: "SIGABRT", -7: "SIGBUS", -8: "SIGFPE"}
 NOT_RUN = ("not checked", "check was interrupted by user", "suspicious")
+# what the equivalent table may explain: a survivor, or a mutant no test reaches
+EXPLAINABLE = ("survived", "no tests")
 COLUMNS = ("mutants", "caught", "survived", "of which equivalent", "not covered", "not run yet", "score")
 MEASURED = "read from mutmut's records"
 EQUIVALENT_ROW = re.compile(r"^\|\s*`([^`]+__mutmut_\d+)`\s*\|")
@@ -87,7 +89,12 @@ def module_row(by_mutant: dict[str, str], equivalent: set[str]) -> dict[str, obj
 def unexplained(records: dict[str, dict[str, str]], equivalent: set[str]) -> list[str]:
     """The survivors and uncovered mutants that are not listed as equivalent: the work left."""
     return sorted(name for by_mutant in records.values() for name, status in by_mutant.items()
-                  if status in ("survived", "no tests") and name not in equivalent)
+                  if status in EXPLAINABLE and name not in equivalent)
+
+
+def dotted(path: str) -> str:
+    """``onlstm/cell.py`` -> ``onlstm.cell``: a module as mutmut's mutant names begin."""
+    return path[: -len(".py")].replace("/", ".")
 
 
 def stale_equivalents(records: dict[str, dict[str, str]], equivalent: set[str]) -> list[str]:
@@ -95,14 +102,14 @@ def stale_equivalents(records: dict[str, dict[str, str]], equivalent: set[str]) 
     module's records hold no mutant of that name. mutmut numbers a function's mutants afresh when its
     source changes, so such a row's reason may now describe another edit: it must be judged again.
     Rows of modules without records here, or whose mutant has not run yet, are not judged."""
-    modules = {path[: -len(".py")].replace("/", "."): by_mutant for path, by_mutant in records.items()}
+    modules = {dotted(path): by_mutant for path, by_mutant in records.items()}
     stale = []
     for name in sorted(equivalent):
         owner = next((by for module, by in modules.items() if name.startswith(module + ".x")), None)
         if owner is None:
             continue
         status = owner.get(name)
-        if status is None or (status != "survived" and status not in NOT_RUN):
+        if status is None or status not in (*EXPLAINABLE, *NOT_RUN):
             stale.append(f"{name} ({'no such mutant' if status is None else status})")
     return stale
 
@@ -112,7 +119,7 @@ def module_mutants(records: dict[str, dict[str, str]], module: str) -> dict[str,
     path = module if module.endswith(".py") else module.replace(".", "/") + ".py"
     if path not in records:
         raise MutationRecordsError(f"{module}: no mutants of this module in mutmut's records; the modules are: "
-                                   + ", ".join(p[: -len(".py")].replace("/", ".") for p in records))
+                                   + ", ".join(dotted(p) for p in records))
     return records[path]
 
 

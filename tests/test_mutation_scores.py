@@ -67,6 +67,7 @@ def test_equivalent_rows_that_no_longer_name_a_survivor_are_printed_to_be_judged
     mutants, doc = records
     doc.write_text(doc.read_text() + "".join(f"| `{name}` | reason |\n" for name in (
         "onlstm.cell.x_cumax__mutmut_1", "onlstm.cell.x_cumax__mutmut_9", "onlstm.cell.x_cumax__mutmut_7",
+        "onlstm.cell.x_cumax__mutmut_6",  # no test reaches it: still explainable, not stale
         "onlstm.stack.x_run__mutmut_1")))
     assert mutation_scores.main(["--mutants", str(mutants), "--equivalent", str(doc)]) == 0
     printed = capsys.readouterr().out.rstrip().splitlines()
